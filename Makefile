@@ -1,0 +1,63 @@
+# srcflask: `make run` starts the app on the embedded default, `make test` runs the tests.
+
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV := .venv
+BIN := $(VENV)/bin
+WEB := services/web
+FLASK := cd $(WEB) && ../../$(BIN)/flask --app srcflask
+HOST ?= 127.0.0.1
+PORT ?= 5000
+
+.PHONY: run test install install-test lint format migrate clean help
+
+help:
+	@echo "make run    install, migrate, seed demo users and start srcflask on http://$(HOST):$(PORT)"
+	@echo "make test   install test tools and run the suite (SQLite; Postgres/Redis too when"
+	@echo "            TEST_DATABASE_URL / TEST_REDIS_URL are set)"
+	@echo "make lint   ruff"
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+
+$(VENV)/.installed: $(BIN)/python $(WEB)/pyproject.toml
+	$(BIN)/pip install --quiet -e "$(WEB)"
+	@touch $@
+
+$(VENV)/.installed-test: $(VENV)/.installed $(WEB)/pyproject.toml
+	$(BIN)/pip install --quiet -e "$(WEB)[test,dev]"
+	@touch $@
+
+install: $(VENV)/.installed
+
+install-test: $(VENV)/.installed-test
+
+run: install
+	$(FLASK) db upgrade
+	$(FLASK) seed-demo
+	@echo
+	@echo "  srcflask is starting on http://$(HOST):$(PORT)"
+	@echo "  Log in with one of the demo logins above (stop with Ctrl+C)."
+	@echo
+	$(FLASK) run --host $(HOST) --port $(PORT)
+
+test: install-test
+	cd $(WEB) && ../../$(BIN)/pytest
+	@if [ -n "$$TEST_DATABASE_URL" ]; then \
+		echo "== the suite again on Postgres ($$TEST_DATABASE_URL) =="; \
+		cd $(WEB) && ../../$(BIN)/pytest --db postgres; \
+	fi
+
+lint: install-test
+	$(BIN)/ruff check $(WEB)
+	$(BIN)/ruff format --check $(WEB)
+
+format: install-test
+	$(BIN)/ruff check --fix $(WEB)
+	$(BIN)/ruff format $(WEB)
+
+migrate: install
+	$(FLASK) db migrate -m "$(or $(MESSAGE),schema change)"
+
+clean:
+	rm -rf $(VENV) $(WEB)/*.egg-info

@@ -1,0 +1,90 @@
+"""srcflask: sponsors write documents, a language model writes machine text, editors review it."""
+
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+from typing import Any
+
+from flask import Flask
+from werkzeug.middleware.proxy_fix import ProxyFix
+
+from .config import load_config
+
+MIGRATIONS_DIR = Path(__file__).resolve().parent.parent / "migrations"
+
+
+def create_app(
+    config: dict[str, Any] | None = None,
+    env_name: str | None = None,
+    instance_path: str | None = None,
+) -> Flask:
+    """Build the srcflask app; `config` overrides settings (tests use it)."""
+    instance_path = instance_path or os.environ.get("SRCFLASK_INSTANCE_PATH") or None
+    app = Flask(__name__, instance_path=instance_path)
+    configure(app, env_name, config)
+    register_extensions(app)
+    register_security(app)
+    register_blueprints(app)
+    register_templating(app)
+    register_error_handlers(app)
+    register_commands(app)
+    return app
+
+
+def configure(app: Flask, env_name: str | None, overrides: dict[str, Any] | None) -> None:
+    Path(app.instance_path).mkdir(parents=True, exist_ok=True)
+    app.config.from_mapping(load_config(env_name, app.instance_path))
+    app.config.from_mapping(overrides or {})
+    logging.basicConfig(
+        level=app.config["LOG_LEVEL"], format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    logging.getLogger("alembic.runtime.plugins").setLevel(logging.WARNING)
+    if app.config["PROXY_FIX_HOPS"]:
+        hops = app.config["PROXY_FIX_HOPS"]
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=hops, x_proto=hops, x_host=hops)
+
+
+def register_extensions(app: Flask) -> None:
+    from . import models  # noqa: F401  (registers the tables)
+    from .extensions import csrf, db, limiter, login_manager, migrate
+
+    db.init_app(app)
+    migrate.init_app(
+        app, db, directory=str(MIGRATIONS_DIR), render_as_batch=True, compare_type=True
+    )
+    login_manager.init_app(app)
+    csrf.init_app(app)
+    limiter.init_app(app)
+
+
+def register_security(app: Flask) -> None:
+    from . import security
+
+    security.init_app(app)
+
+
+def register_blueprints(app: Flask) -> None:
+    from . import admin, auth, editor, main, sponsor
+
+    for package in (main, auth, admin, sponsor, editor):
+        app.register_blueprint(package.bp)
+
+
+def register_templating(app: Flask) -> None:
+    from . import templating
+
+    templating.init_app(app)
+
+
+def register_error_handlers(app: Flask) -> None:
+    from . import errors
+
+    errors.init_app(app)
+
+
+def register_commands(app: Flask) -> None:
+    from . import cli
+
+    cli.init_app(app)

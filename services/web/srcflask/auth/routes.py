@@ -1,0 +1,99 @@
+from __future__ import annotations
+
+from flask import current_app, flash, redirect, render_template, request, session, url_for
+from flask_login import current_user, login_user, logout_user
+
+from ..accounts import record_login, register
+from ..extensions import limiter
+from ..models.users import authenticate, normalise_email
+from ..security import any_status, home_endpoint, public, safe_next_url
+from . import bp
+from .forms import LoginForm, SignupForm
+
+SIGNUP_RECEIVED = (
+    "Thanks. If this email address can be used, the account has been created and is "
+    "waiting for an admin's approval. Log in to follow its status."
+)
+LOGIN_FAILED = "Wrong email or password."
+
+
+def account_key() -> str:
+    """Rate-limit key for the account named in the submitted form."""
+    return "account:" + normalise_email(request.form.get("email", ""))
+
+
+def login_failed(response) -> bool:
+    return response.status_code != 303
+
+
+@bp.route("/signup", methods=["GET", "POST"])
+@public
+@limiter.limit(lambda: current_app.config["RATELIMIT_SIGNUP_PER_IP"], methods=["POST"])
+@limiter.limit(
+    lambda: current_app.config["RATELIMIT_SIGNUP_PER_ACCOUNT"],
+    key_func=account_key,
+    methods=["POST"],
+)
+def signup():
+    if current_user.is_authenticated:
+        return redirect(url_for("main.index"))
+    form = SignupForm()
+    if form.validate_on_submit():
+        register(
+            name=form.name.data,
+            email=form.email.data,
+            organization=form.organization.data or "",
+            password=form.password.data,
+            role=form.role.data,
+            ip_address=request.remote_addr,
+        )
+        flash(SIGNUP_RECEIVED, "success")
+        return redirect(url_for("auth.login"), 303)
+    return render_template("auth/signup.html", form=form), 422 if form.errors else 200
+
+
+@bp.route("/login", methods=["GET", "POST"])
+@public
+@limiter.limit(lambda: current_app.config["RATELIMIT_LOGIN_PER_IP"], methods=["POST"])
+@limiter.limit(
+    lambda: current_app.config["RATELIMIT_LOGIN_PER_ACCOUNT"],
+    key_func=account_key,
+    methods=["POST"],
+    deduct_when=login_failed,
+)
+def login():
+    if current_user.is_authenticated:
+        return redirect(url_for("main.index"))
+    form = LoginForm()
+    status = 200
+    if form.validate_on_submit():
+        user = authenticate(form.email.data, form.password.data)
+        if user is not None:
+            # A fresh session at login: nothing planted before it survives (session fixation).
+            session.clear()
+            login_user(user)
+            record_login(user)
+            target = safe_next_url(request.args.get("next")) or url_for(home_endpoint(user))
+            return redirect(target, 303)
+        form.form_errors.append(LOGIN_FAILED)
+        status = 401
+    elif form.errors:
+        status = 422
+    return render_template("auth/login.html", form=form), status
+
+
+@bp.post("/logout")
+@public
+def logout():
+    logout_user()
+    session.clear()
+    flash("You have logged out.", "info")
+    return redirect(url_for("auth.login"), 303)
+
+
+@bp.get("/status")
+@any_status
+def status():
+    if current_user.is_approved:
+        return redirect(url_for(home_endpoint(current_user)))
+    return render_template("auth/status.html")

@@ -1,0 +1,207 @@
+"""Configuration classes, read from the environment.
+
+`SRCFLASK_ENV` picks the class: ``development`` (the default), ``production``
+or ``testing``. Every setting can be overridden by an environment variable of
+the same name; the README lists them all with their defaults.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+from datetime import timedelta
+from pathlib import Path
+from typing import ClassVar
+
+# The value shipped in .env.prod: a production app refuses to start with it.
+PLACEHOLDER_SECRET_KEY = "change-me-to-a-long-random-value"  # noqa: S105
+MIN_SECRET_KEY_LENGTH = 32
+
+
+class ConfigError(RuntimeError):
+    """The configuration cannot run the app; the message says what to fix."""
+
+
+def env_str(name: str, default: str | None = None) -> str | None:
+    value = os.environ.get(name)
+    return value if value not in (None, "") else default
+
+
+def env_int(name: str, default: int) -> int:
+    raw = env_str(name)
+    if raw is None:
+        return default
+    try:
+        return int(raw)
+    except ValueError as exc:
+        raise ConfigError(f"{name} must be an integer, got {raw!r}") from exc
+
+
+def env_bool(name: str, default: bool) -> bool:
+    raw = env_str(name)
+    if raw is None:
+        return default
+    if raw.lower() in {"1", "true", "yes", "on"}:
+        return True
+    if raw.lower() in {"0", "false", "no", "off"}:
+        return False
+    raise ConfigError(f"{name} must be true or false, got {raw!r}")
+
+
+class BaseConfig:
+    ENV_NAME = "base"
+
+    SECRET_KEY: str | None = None
+    SQLALCHEMY_DATABASE_URI: str | None = None
+    SQLALCHEMY_ENGINE_OPTIONS: ClassVar[dict] = {"pool_pre_ping": True}
+    MAX_CONTENT_LENGTH = 1024 * 1024
+
+    SESSION_COOKIE_HTTPONLY = True
+    SESSION_COOKIE_SAMESITE = "Lax"
+    SESSION_COOKIE_SECURE = False
+    SESSION_COOKIE_NAME = "srcflask_session"
+    REMEMBER_COOKIE_HTTPONLY = True
+    REMEMBER_COOKIE_SAMESITE = "Lax"
+    REMEMBER_COOKIE_SECURE = False
+    PERMANENT_SESSION_LIFETIME = timedelta(hours=12)
+
+    WTF_CSRF_ENABLED = True
+    WTF_CSRF_TIME_LIMIT = 8 * 3600
+
+    RATELIMIT_ENABLED = True
+    RATELIMIT_STORAGE_URI = "memory://"
+    RATELIMIT_HEADERS_ENABLED = True
+    RATELIMIT_STRATEGY = "fixed-window"
+    RATELIMIT_LOGIN_PER_IP = "20 per minute;200 per day"
+    RATELIMIT_LOGIN_PER_ACCOUNT = "5 per minute;50 per day"
+    RATELIMIT_SIGNUP_PER_IP = "10 per hour"
+    RATELIMIT_SIGNUP_PER_ACCOUNT = "3 per hour"
+
+    # Number of reverse proxies in front of the app whose X-Forwarded-* to trust.
+    PROXY_FIX_HOPS = 0
+    HSTS = False
+    LOG_LEVEL = "INFO"
+    PAGE_SIZE = 25
+
+    @classmethod
+    def from_environment(cls) -> dict:
+        """Return this class's settings with environment overrides applied."""
+        settings = {key: getattr(cls, key) for key in dir(cls) if key.isupper()}
+        settings["SECRET_KEY"] = env_str("SECRET_KEY", cls.SECRET_KEY)
+        settings["SQLALCHEMY_DATABASE_URI"] = env_str("DATABASE_URL", cls.SQLALCHEMY_DATABASE_URI)
+        settings["MAX_CONTENT_LENGTH"] = env_int("MAX_CONTENT_LENGTH", cls.MAX_CONTENT_LENGTH)
+        settings["RATELIMIT_ENABLED"] = env_bool("RATELIMIT_ENABLED", cls.RATELIMIT_ENABLED)
+        settings["RATELIMIT_STORAGE_URI"] = env_str(
+            "RATELIMIT_STORAGE_URI", cls.RATELIMIT_STORAGE_URI
+        )
+        for key in (
+            "RATELIMIT_LOGIN_PER_IP",
+            "RATELIMIT_LOGIN_PER_ACCOUNT",
+            "RATELIMIT_SIGNUP_PER_IP",
+            "RATELIMIT_SIGNUP_PER_ACCOUNT",
+            "LOG_LEVEL",
+        ):
+            settings[key] = env_str(key, getattr(cls, key))
+        settings["PROXY_FIX_HOPS"] = env_int("PROXY_FIX_HOPS", cls.PROXY_FIX_HOPS)
+        settings["SESSION_COOKIE_SECURE"] = env_bool(
+            "SESSION_COOKIE_SECURE", cls.SESSION_COOKIE_SECURE
+        )
+        settings["REMEMBER_COOKIE_SECURE"] = settings["SESSION_COOKIE_SECURE"]
+        return settings
+
+
+class DevelopmentConfig(BaseConfig):
+    ENV_NAME = "development"
+
+
+class TestingConfig(BaseConfig):
+    ENV_NAME = "testing"
+    TESTING = True
+    SECRET_KEY = "testing-" + secrets.token_hex(16)
+    WTF_CSRF_ENABLED = False
+    RATELIMIT_ENABLED = False
+    SQLALCHEMY_DATABASE_URI = "sqlite://"
+
+
+class ProductionConfig(BaseConfig):
+    ENV_NAME = "production"
+    SESSION_COOKIE_SECURE = True
+    REMEMBER_COOKIE_SECURE = True
+    PREFERRED_URL_SCHEME = "https"
+    HSTS = True
+
+
+CONFIGS: dict[str, type[BaseConfig]] = {
+    "development": DevelopmentConfig,
+    "production": ProductionConfig,
+    "testing": TestingConfig,
+}
+
+
+def load_config(env_name: str | None, instance_path: str) -> dict:
+    """Build the settings for `env_name` (default: SRCFLASK_ENV, then development)."""
+    env_name = env_name or env_str("SRCFLASK_ENV", "development")
+    if env_name not in CONFIGS:
+        raise ConfigError(
+            f"SRCFLASK_ENV must be one of {', '.join(sorted(CONFIGS))}, got {env_name!r}"
+        )
+    settings = CONFIGS[env_name].from_environment()
+    if settings["SQLALCHEMY_DATABASE_URI"] is None:
+        database = Path(instance_path) / "srcflask.sqlite3"
+        settings["SQLALCHEMY_DATABASE_URI"] = f"sqlite:///{database}"
+    settings["SQLALCHEMY_DATABASE_URI"] = normalise_database_url(
+        settings["SQLALCHEMY_DATABASE_URI"]
+    )
+    if env_name == "production":
+        check_secret_key(settings["SECRET_KEY"])
+        if "change-me" in settings["SQLALCHEMY_DATABASE_URI"]:
+            raise ConfigError(
+                "DATABASE_URL still holds the placeholder password from .env.prod; "
+                "set the real one (and the same in .env.prod.db)."
+            )
+    elif not settings["SECRET_KEY"]:
+        settings["SECRET_KEY"] = instance_secret_key(instance_path)
+    return settings
+
+
+def normalise_database_url(url: str) -> str:
+    """Use the psycopg 3 driver for plain postgres:// and postgresql:// URLs."""
+    for prefix in ("postgres://", "postgresql://"):
+        if url.startswith(prefix):
+            return "postgresql+psycopg://" + url[len(prefix) :]
+    return url
+
+
+def check_secret_key(key: str | None) -> None:
+    """Refuse a missing, short or placeholder SECRET_KEY (production only)."""
+    hint = 'Generate one with: python -c "import secrets; print(secrets.token_urlsafe(48))"'
+    if not key:
+        raise ConfigError(f"SECRET_KEY is not set; production needs a real one. {hint}")
+    if key == PLACEHOLDER_SECRET_KEY or "change-me" in key:
+        raise ConfigError(f"SECRET_KEY is still the placeholder from .env.prod. {hint}")
+    if len(key) < MIN_SECRET_KEY_LENGTH:
+        raise ConfigError(
+            f"SECRET_KEY is too short ({len(key)} characters, at least "
+            f"{MIN_SECRET_KEY_LENGTH} needed). {hint}"
+        )
+
+
+def instance_secret_key(instance_path: str) -> str:
+    """Return a random key kept in the instance folder, so dev sessions survive restarts."""
+    path = Path(instance_path) / "secret_key"
+    if path.exists():
+        return path.read_text().strip()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    key = secrets.token_urlsafe(48)
+    temporary = path.with_name(f".secret_key.{os.getpid()}")
+    fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as handle:
+        handle.write(key)
+    try:
+        # link() fails if the file exists, so two processes starting together agree.
+        os.link(temporary, path)
+    except FileExistsError:
+        key = path.read_text().strip()
+    finally:
+        temporary.unlink()
+    return key

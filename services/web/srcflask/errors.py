@@ -1,0 +1,109 @@
+"""Error pages in the site's layout, and JSON errors for API clients."""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+
+from flask import Flask, current_app, jsonify, render_template
+from flask_limiter.errors import RateLimitExceeded
+from flask_wtf.csrf import CSRFError
+from werkzeug.exceptions import HTTPException, InternalServerError
+
+from .extensions import db, limiter
+from .security import wants_json
+
+log = logging.getLogger(__name__)
+
+TITLES = {
+    400: "Bad request",
+    401: "Log in first",
+    403: "Not allowed",
+    404: "Page not found",
+    405: "Method not allowed",
+    409: "Conflict",
+    413: "Request too large",
+    422: "Check your input",
+    429: "Too many attempts",
+    500: "Something went wrong",
+}
+
+EXPLANATIONS = {
+    400: "The request could not be understood.",
+    403: "Your account does not have access to this page.",
+    404: "There is nothing here. Check the address, or go back to your home page.",
+    405: "This address does not accept that kind of request.",
+    413: "What you sent is larger than this site accepts.",
+    500: "The error has been logged. Please try again in a moment.",
+}
+
+
+def retry_after_seconds() -> int | None:
+    """Seconds until the rate limit that was just hit lets the next attempt in."""
+    current = limiter.current_limit
+    if current is None:
+        return None
+    return max(1, math.ceil(current.reset_at - time.time()))
+
+
+def error_response(error: HTTPException, *, message: str | None = None, code: str | None = None):
+    status = error.code or 500
+    title = TITLES.get(status, error.name)
+    if message is None:
+        message = EXPLANATIONS.get(status) or error.description or title
+    retry_after = retry_after_seconds() if status == 429 else None
+    if wants_json():
+        body = {"code": code or error.name.lower().replace(" ", "_"), "message": message}
+        if retry_after is not None:
+            body["retry_after"] = retry_after
+        response = jsonify(error=body)
+    else:
+        response = render_template(
+            "errors/error.html",
+            status=status,
+            title=title,
+            message=message,
+            retry_after=retry_after,
+        )
+    headers = {"Retry-After": str(retry_after)} if retry_after else {}
+    return response, status, headers
+
+
+def handle_http_error(error: HTTPException):
+    # A description given with abort() is meant for the user; werkzeug's defaults are not.
+    custom = error.description if error.description != type(error).description else None
+    if error.code == 413:
+        limit_kib = current_app.config["MAX_CONTENT_LENGTH"] // 1024
+        custom = f"What you sent is larger than this site accepts ({limit_kib} KiB at most)."
+    return error_response(error, message=custom)
+
+
+def handle_rate_limit(error: RateLimitExceeded):
+    seconds = retry_after_seconds()
+    wait = f"in {seconds} seconds" if seconds else "later"
+    return error_response(
+        error, message=f"Too many attempts from you. Try again {wait}.", code="rate_limited"
+    )
+
+
+def handle_csrf_error(error: CSRFError):
+    return error_response(
+        error,
+        message="This form has expired or did not come from this site. "
+        "Go back, reload the page and try again.",
+        code="csrf_failed",
+    )
+
+
+def handle_unexpected_error(error: Exception):
+    log.exception("Unhandled error")
+    db.session.rollback()
+    return error_response(InternalServerError())
+
+
+def init_app(app: Flask) -> None:
+    app.register_error_handler(CSRFError, handle_csrf_error)
+    app.register_error_handler(RateLimitExceeded, handle_rate_limit)
+    app.register_error_handler(HTTPException, handle_http_error)
+    app.register_error_handler(Exception, handle_unexpected_error)

@@ -1,0 +1,200 @@
+"""People who use srcflask, their roles and the admin approval lifecycle."""
+
+from __future__ import annotations
+
+import enum
+import functools
+import secrets
+from datetime import datetime
+
+from flask_login import UserMixin
+from sqlalchemy import Enum, ForeignKey, Integer, String, func, select
+from sqlalchemy.orm import Mapped, mapped_column, relationship
+from werkzeug.security import check_password_hash, generate_password_hash
+
+from ..extensions import db
+from .types import UTCDateTime, utcnow
+
+
+class Role(enum.StrEnum):
+    SPONSOR = "sponsor"
+    EDITOR = "editor"
+    ADMIN = "admin"
+
+    @property
+    def label(self) -> str:
+        return self.value.capitalize()
+
+
+class UserStatus(enum.StrEnum):
+    PENDING = "pending"
+    APPROVED = "approved"
+    REJECTED = "rejected"
+    SUSPENDED = "suspended"
+
+    @property
+    def label(self) -> str:
+        return self.value.capitalize()
+
+
+def enum_column(enum_class: type[enum.Enum], name: str) -> Enum:
+    """Store an enum as its string value, with a CHECK constraint on every database."""
+    return Enum(
+        enum_class,
+        name=name,
+        native_enum=False,
+        create_constraint=True,
+        length=16,
+        validate_strings=True,
+        values_callable=lambda members: [member.value for member in members],
+    )
+
+
+class LifecycleError(ValueError):
+    """An admin action that the user's current state does not allow."""
+
+
+def normalise_email(email: str) -> str:
+    """Return the form of an email address that accounts are compared by."""
+    return email.strip().lower()
+
+
+@functools.cache
+def _dummy_hash() -> str:
+    # Checked against when no account matches an email, so a login for an unknown
+    # email costs the same time as a wrong password.
+    return generate_password_hash(secrets.token_urlsafe(16))
+
+
+class User(UserMixin, db.Model):
+    __tablename__ = "users"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(100))
+    email: Mapped[str] = mapped_column(String(254), unique=True)
+    organization: Mapped[str] = mapped_column(String(120), default="")
+    password_hash: Mapped[str] = mapped_column(String(255))
+    role: Mapped[Role] = mapped_column(enum_column(Role, "user_role"))
+    status: Mapped[UserStatus] = mapped_column(
+        enum_column(UserStatus, "user_status"), default=UserStatus.PENDING, index=True
+    )
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    approved_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    approved_by_id: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))
+    last_login_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    # Part of the login cookie: bumping it ends every existing session of the user.
+    session_version: Mapped[int] = mapped_column(Integer, default=1)
+
+    approved_by: Mapped[User | None] = relationship(remote_side=[id])
+
+    def __repr__(self) -> str:
+        return f"<User {self.id} {self.email} {self.role} {self.status}>"
+
+    # -- Flask-Login -------------------------------------------------------------
+    def get_id(self) -> str:
+        return f"{self.id}:{self.session_version}"
+
+    @property
+    def is_active(self) -> bool:
+        # Every account may log in; what it can reach depends on `is_approved`.
+        return True
+
+    @property
+    def is_approved(self) -> bool:
+        return self.status is UserStatus.APPROVED
+
+    @property
+    def is_admin(self) -> bool:
+        return self.is_approved and self.role is Role.ADMIN
+
+    # -- passwords ---------------------------------------------------------------
+    def set_password(self, password: str) -> None:
+        self.password_hash = generate_password_hash(password)
+
+    def check_password(self, password: str) -> bool:
+        return check_password_hash(self.password_hash, password)
+
+    def end_sessions(self) -> None:
+        """Invalidate every login cookie issued to this user so far."""
+        self.session_version = (self.session_version or 1) + 1
+
+    # -- approval lifecycle ------------------------------------------------------
+    def approve(self, admin: User) -> None:
+        """Let a pending or rejected account in."""
+        self._require_status({UserStatus.PENDING, UserStatus.REJECTED}, "approve")
+        self.status = UserStatus.APPROVED
+        self.approved_at = utcnow()
+        self.approved_by = admin
+
+    def reject(self, admin: User) -> None:
+        """Refuse a pending account."""
+        self._require_status({UserStatus.PENDING}, "reject")
+        self._guard_admin_removal(admin, "reject")
+        self.status = UserStatus.REJECTED
+        self.end_sessions()
+
+    def suspend(self, admin: User) -> None:
+        """Shut an approved account out until it is reinstated."""
+        self._require_status({UserStatus.APPROVED}, "suspend")
+        self._guard_admin_removal(admin, "suspend")
+        self.status = UserStatus.SUSPENDED
+        self.end_sessions()
+
+    def reinstate(self, admin: User) -> None:
+        """Let a suspended account back in."""
+        self._require_status({UserStatus.SUSPENDED}, "reinstate")
+        self.status = UserStatus.APPROVED
+        if self.approved_at is None:
+            self.approved_at = utcnow()
+            self.approved_by = admin
+
+    def change_role(self, role: Role, admin: User) -> None:
+        """Give the account another role."""
+        if role is self.role:
+            raise LifecycleError(f"{self.name} is already {role.label.lower()}.")
+        if self.role is Role.ADMIN:
+            self._guard_admin_removal(admin, "demote")
+        self.role = role
+
+    def _require_status(self, allowed: set[UserStatus], action: str) -> None:
+        if self.status not in allowed:
+            raise LifecycleError(
+                f"Cannot {action} {self.name}: the account is {self.status.value}."
+            )
+
+    def _guard_admin_removal(self, admin: User | None, action: str) -> None:
+        if admin is not None and admin.id == self.id:
+            raise LifecycleError(f"You cannot {action} your own account.")
+        removes_an_admin = self.role is Role.ADMIN and self.status is UserStatus.APPROVED
+        if removes_an_admin and active_admin_count(lock=True) <= 1:
+            raise LifecycleError(f"Cannot {action} {self.name}: they are the last active admin.")
+
+
+def active_admin_count(lock: bool = False) -> int:
+    """Count approved admins; with `lock`, hold their rows until the transaction ends."""
+    query = select(User.id).where(User.role == Role.ADMIN, User.status == UserStatus.APPROVED)
+    if lock:
+        # Two admins removing each other at once must not leave the system with none.
+        query = query.with_for_update()
+    return len(db.session.scalars(query).all())
+
+
+def find_user_by_email(email: str) -> User | None:
+    return db.session.scalar(select(User).where(User.email == normalise_email(email)))
+
+
+def authenticate(email: str, password: str) -> User | None:
+    """Return the user with this email and password, spending the same time either way."""
+    user = find_user_by_email(email)
+    if user is None:
+        check_password_hash(_dummy_hash(), password)
+        return None
+    return user if user.check_password(password) else None
+
+
+def status_counts() -> dict[UserStatus, int]:
+    """Return how many accounts are in each status, every status present."""
+    rows = db.session.execute(select(User.status, func.count()).group_by(User.status))
+    counts = {status: 0 for status in UserStatus}
+    counts.update({status: count for status, count in rows})
+    return counts

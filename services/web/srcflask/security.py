@@ -1,0 +1,162 @@
+"""Who may reach what, and the headers every response carries.
+
+Access is denied by default: a view is open only to approved users unless it
+is marked `@public` (anyone) or `@any_status` (any logged-in user, whatever
+the state of their account). Blueprints narrow access further by role with
+`require_role`. All of it is checked on the server, before the view runs.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import TypeVar
+from urllib.parse import urlsplit
+
+from flask import Flask, abort, current_app, jsonify, redirect, request, url_for
+from flask_login import current_user
+
+from .extensions import db, login_manager
+from .models import Role, User
+
+View = TypeVar("View", bound=Callable)
+
+PUBLIC = "public"
+ANY_STATUS = "any_status"
+APPROVED = "approved"
+
+# Endpoints owned by Flask or extensions that need no login.
+PUBLIC_ENDPOINTS = {"static"}
+
+CONTENT_SECURITY_POLICY = "; ".join(
+    [
+        "default-src 'self'",
+        "script-src 'self'",
+        "style-src 'self'",
+        "img-src 'self' data:",
+        "font-src 'self'",
+        "connect-src 'self'",
+        "object-src 'none'",
+        "base-uri 'self'",
+        "form-action 'self'",
+        "frame-ancestors 'none'",
+    ]
+)
+
+
+def public(view: View) -> View:
+    """Open a view to everyone, logged in or not."""
+    view.access = PUBLIC  # type: ignore[attr-defined]
+    return view
+
+
+def any_status(view: View) -> View:
+    """Open a view to every logged-in user, approved or not (status page, logout)."""
+    view.access = ANY_STATUS  # type: ignore[attr-defined]
+    return view
+
+
+def access_level(endpoint: str | None) -> str:
+    if endpoint is None or endpoint in PUBLIC_ENDPOINTS:
+        return PUBLIC
+    view = current_app.view_functions.get(endpoint)
+    return getattr(view, "access", APPROVED)
+
+
+def wants_json() -> bool:
+    """True for API calls and clients that ask for JSON rather than a page."""
+    if request.path.startswith("/api/"):
+        return True
+    return request.accept_mimetypes.best_match(["text/html", "application/json"]) == (
+        "application/json"
+    )
+
+
+def enforce_access():
+    """Stop requests that the current user may not make (runs before every view)."""
+    level = access_level(request.endpoint)
+    if level == PUBLIC:
+        return None
+    if not current_user.is_authenticated:
+        return login_manager.unauthorized()
+    if level == ANY_STATUS or current_user.is_approved:
+        return None
+    if wants_json():
+        abort(403, description=f"Your account is {current_user.status.value}.")
+    return redirect(url_for("auth.status"), 303 if request.method != "GET" else 302)
+
+
+HOME_ENDPOINTS = {
+    Role.SPONSOR: "sponsor.home",
+    Role.EDITOR: "editor.home",
+    Role.ADMIN: "admin.home",
+}
+
+
+def home_endpoint(user: User) -> str:
+    """Return the endpoint of the page a user lands on: their role's home, or their status."""
+    return HOME_ENDPOINTS[user.role] if user.is_approved else "auth.status"
+
+
+def require_role(*roles: Role) -> Callable[[], None]:
+    """Return a before-request hook that refuses users outside `roles` with 403."""
+
+    def check_role() -> None:
+        if access_level(request.endpoint) != APPROVED:
+            return
+        if current_user.role not in roles:
+            abort(403)
+
+    return check_role
+
+
+def set_security_headers(response):
+    headers = response.headers
+    headers.setdefault("Content-Security-Policy", CONTENT_SECURITY_POLICY)
+    headers.setdefault("X-Content-Type-Options", "nosniff")
+    headers.setdefault("X-Frame-Options", "DENY")
+    headers.setdefault("Referrer-Policy", "same-origin")
+    headers.setdefault("Cross-Origin-Opener-Policy", "same-origin")
+    headers.setdefault("Permissions-Policy", "camera=(), microphone=(), geolocation=()")
+    if current_app.config.get("HSTS"):
+        headers.setdefault("Strict-Transport-Security", "max-age=31536000; includeSubDomains")
+    if request.endpoint != "static":
+        # Pages show private data: keep them out of shared caches and the back-forward cache.
+        headers.setdefault("Cache-Control", "no-store")
+    return response
+
+
+def load_user(session_id: str) -> User | None:
+    """Find the user of a login cookie, unless the cookie's sessions were ended."""
+    user_id, _, version = session_id.partition(":")
+    if not user_id.isdigit() or not version.isdigit():
+        return None
+    user = db.session.get(User, int(user_id))
+    if user is None or user.session_version != int(version):
+        return None
+    return user
+
+
+def unauthorized():
+    if wants_json():
+        return jsonify(error={"code": "unauthorized", "message": "Log in first."}), 401
+    if request.method != "GET":
+        # A form post cannot be replayed after login: just ask to log in.
+        return redirect(url_for("auth.login"), 303)
+    return redirect(url_for("auth.login", next=request.full_path.rstrip("?")))
+
+
+def safe_next_url(target: str | None) -> str | None:
+    """Return `target` if it is a path on this site, else None (no open redirects)."""
+    if not target or not target.startswith("/") or target.startswith("//") or "\\" in target:
+        return None
+    parts = urlsplit(target)
+    if parts.scheme or parts.netloc:
+        return None
+    return target
+
+
+def init_app(app: Flask) -> None:
+    login_manager.user_loader(load_user)
+    login_manager.unauthorized_handler(unauthorized)
+    app.before_request(enforce_access)
+    app.after_request(set_security_headers)

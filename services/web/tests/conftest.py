@@ -1,0 +1,227 @@
+"""Fixtures: an app per test on its own database, a client, a CLI runner and logins.
+
+The suite runs on SQLite by default. `pytest --db postgres` runs it on the
+Postgres server named by TEST_DATABASE_URL, inside a schema made for the run.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from dataclasses import dataclass
+
+import pytest
+import sqlalchemy as sa
+from flask import Flask
+from flask.testing import FlaskClient
+
+from srcflask import create_app
+from srcflask.extensions import db
+from srcflask.models import Role, UserStatus
+
+from .factories import DEFAULT_PASSWORD, UserFactory
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption(
+        "--db",
+        choices=["sqlite", "postgres"],
+        default="sqlite",
+        help="database to run the suite on (postgres needs TEST_DATABASE_URL)",
+    )
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    if config.getoption("--db") == "postgres" and not os.environ.get("TEST_DATABASE_URL"):
+        raise pytest.UsageError("--db postgres needs TEST_DATABASE_URL")
+
+
+def pytest_report_header(config: pytest.Config) -> str:
+    return f"srcflask database: {config.getoption('--db')}"
+
+
+def schema_url(base_url: str, schema: str) -> str:
+    url = sa.engine.make_url(base_url).set(drivername="postgresql+psycopg")
+    return url.update_query_dict({"options": f"-csearch_path={schema}"}).render_as_string(
+        hide_password=False
+    )
+
+
+@pytest.fixture(scope="session")
+def postgres_schema_factory(request: pytest.FixtureRequest):
+    """Make empty Postgres schemas for this run; all are dropped at the end."""
+    base_url = os.environ.get("TEST_DATABASE_URL")
+    if not base_url:
+        pytest.skip("TEST_DATABASE_URL is not set")
+    admin_engine = sa.create_engine(schema_url(base_url, "public"), isolation_level="AUTOCOMMIT")
+    made: list[str] = []
+
+    def make() -> str:
+        schema = f"srcflask_test_{uuid.uuid4().hex[:12]}"
+        with admin_engine.connect() as connection:
+            connection.execute(sa.text(f'CREATE SCHEMA "{schema}"'))
+        made.append(schema)
+        return schema_url(base_url, schema)
+
+    yield make
+    with admin_engine.connect() as connection:
+        for schema in made:
+            connection.execute(sa.text(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE'))
+    admin_engine.dispose()
+
+
+@pytest.fixture(scope="session")
+def database_kind(request: pytest.FixtureRequest) -> str:
+    return request.config.getoption("--db")
+
+
+@pytest.fixture(scope="session")
+def shared_postgres_url(database_kind, request) -> str | None:
+    """One schema for the whole run; tables are emptied after each test."""
+    if database_kind != "postgres":
+        return None
+    factory = request.getfixturevalue("postgres_schema_factory")
+    url = factory()
+    engine = sa.create_engine(url)
+    db.metadata.create_all(engine)
+    engine.dispose()
+    return url
+
+
+@pytest.fixture
+def empty_database_url(database_kind, tmp_path, request) -> str:
+    """A URL of a database with no tables at all (for migration tests)."""
+    if database_kind == "postgres":
+        return request.getfixturevalue("postgres_schema_factory")()
+    return f"sqlite:///{tmp_path / 'empty.sqlite3'}"
+
+
+def make_app(database_url: str, instance_path, **overrides) -> Flask:
+    config = {"SQLALCHEMY_DATABASE_URI": database_url, **overrides}
+    return create_app(config, env_name="testing", instance_path=str(instance_path))
+
+
+@pytest.fixture
+def app_factory(shared_postgres_url, tmp_path):
+    """Build apps on this test's database; settings can be overridden per app."""
+    database_url = shared_postgres_url or f"sqlite:///{tmp_path / 'test.sqlite3'}"
+    apps: list[Flask] = []
+
+    def build(**overrides) -> Flask:
+        app = make_app(database_url, tmp_path / "instance", **overrides)
+        if not apps:
+            with app.app_context():
+                db.create_all()
+        apps.append(app)
+        return app
+
+    yield build
+    if apps:
+        with apps[0].app_context():
+            db.session.remove()
+            if shared_postgres_url:
+                tables = ", ".join(f'"{t.name}"' for t in db.metadata.sorted_tables)
+                db.session.execute(sa.text(f"TRUNCATE {tables} RESTART IDENTITY CASCADE"))
+                db.session.commit()
+            db.engine.dispose()
+
+
+@pytest.fixture
+def app(app_factory) -> Flask:
+    return app_factory()
+
+
+@pytest.fixture
+def client(app) -> FlaskClient:
+    return app.test_client()
+
+
+@pytest.fixture
+def runner(app):
+    return app.test_cli_runner()
+
+
+@dataclass(frozen=True)
+class Account:
+    """What a test needs to know about a user it made."""
+
+    id: int
+    name: str
+    email: str
+    password: str
+    role: Role
+    status: UserStatus
+
+
+@pytest.fixture
+def make_user(app):
+    """Create a user (approved sponsor unless told otherwise) and return its Account."""
+
+    def make(**fields) -> Account:
+        with app.app_context():
+            user = UserFactory(**fields)
+            return Account(user.id, user.name, user.email, DEFAULT_PASSWORD, user.role, user.status)
+
+    return make
+
+
+class AuthActions:
+    def __init__(self, client: FlaskClient):
+        self.client = client
+
+    def login(
+        self,
+        account: Account | None = None,
+        *,
+        email: str | None = None,
+        password: str | None = None,
+    ):
+        return self.client.post(
+            "/auth/login",
+            data={"email": email or account.email, "password": password or account.password},
+        )
+
+    def logout(self):
+        return self.client.post("/auth/logout")
+
+
+@pytest.fixture
+def auth(client) -> AuthActions:
+    return AuthActions(client)
+
+
+@pytest.fixture
+def admin(make_user) -> Account:
+    return make_user(role=Role.ADMIN, name="Ada Admin")
+
+
+@pytest.fixture
+def sponsor(make_user) -> Account:
+    return make_user(role=Role.SPONSOR, name="Sam Sponsor")
+
+
+@pytest.fixture
+def editor(make_user) -> Account:
+    return make_user(role=Role.EDITOR, name="Eddie Editor")
+
+
+def login_as(client: FlaskClient, account: Account) -> FlaskClient:
+    """Log a client in through the real form; fail loudly if it does not work."""
+    response = AuthActions(client).login(account)
+    assert response.status_code == 303, response.get_data(as_text=True)
+    return client
+
+
+@pytest.fixture
+def admin_client(app, admin) -> FlaskClient:
+    return login_as(app.test_client(), admin)
+
+
+@pytest.fixture
+def sponsor_client(app, sponsor) -> FlaskClient:
+    return login_as(app.test_client(), sponsor)
+
+
+@pytest.fixture
+def editor_client(app, editor) -> FlaskClient:
+    return login_as(app.test_client(), editor)

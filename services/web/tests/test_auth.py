@@ -1,0 +1,292 @@
+"""Sign-up, login, logout, the status page and rate limits."""
+
+from __future__ import annotations
+
+import html
+import os
+from unittest import mock
+
+import pytest
+from sqlalchemy import select
+
+from srcflask import accounts
+from srcflask.auth.passwords import common_passwords
+from srcflask.auth.routes import LOGIN_FAILED, SIGNUP_RECEIVED
+from srcflask.extensions import db, limiter
+from srcflask.models import AuditEvent, Role, User, UserStatus
+
+from .conftest import login_as
+
+GOOD_PASSWORD = "a quiet lighthouse at dusk"
+
+
+def signup_form(**overrides) -> dict:
+    form = {
+        "name": "Nora Newcomer",
+        "email": "nora@example.org",
+        "organization": "Acme",
+        "password": GOOD_PASSWORD,
+        "confirm_password": GOOD_PASSWORD,
+        "role": "sponsor",
+    }
+    return form | overrides
+
+
+def users_with_email(app, email: str) -> list[User]:
+    with app.app_context():
+        return db.session.scalars(select(User).where(User.email == email)).all()
+
+
+def test_signup_creates_a_pending_account_with_a_slow_hash(app, client):
+    response = client.post("/auth/signup", data=signup_form(email="Nora@Example.ORG"))
+
+    assert response.status_code == 303
+    assert response.location == "/auth/login"
+    [user] = users_with_email(app, "nora@example.org")
+    assert user.status is UserStatus.PENDING
+    assert user.role is Role.SPONSOR
+    assert user.organization == "Acme"
+    assert user.password_hash.startswith(("scrypt:", "argon2"))
+    assert GOOD_PASSWORD not in user.password_hash
+    assert SIGNUP_RECEIVED in html.unescape(client.get("/auth/login").get_data(as_text=True))
+
+
+@pytest.mark.parametrize(
+    ("overrides", "field", "message"),
+    [
+        ({"name": ""}, "name", "This field is required."),
+        ({"email": "not-an-email"}, "email", "Invalid email address."),
+        ({"password": "short1", "confirm_password": "short1"}, "password", "at least 8"),
+        ({"password": "x" * 129, "confirm_password": "x" * 129}, "password", "at most 128"),
+        ({"password": "password123", "confirm_password": "password123"}, "password", "too common"),
+        (
+            {"password": "Sunshine2024", "confirm_password": "Sunshine2024"},
+            "password",
+            "too common",
+        ),
+        ({"confirm_password": "something else entirely"}, "confirm_password", "do not match"),
+        ({"role": "admin"}, "role", "Not a valid choice"),
+        ({"name": "n" * 101}, "name", "longer than 100 characters"),
+    ],
+)
+def test_signup_refuses_bad_input_next_to_the_field(app, client, overrides, field, message):
+    response = client.post("/auth/signup", data=signup_form(**overrides))
+
+    assert response.status_code == 422
+    page = response.get_data(as_text=True)
+    assert f'id="{field}-errors"' in page
+    errors_block = page.split(f'id="{field}-errors"', 1)[1].split("</ul>", 1)[0]
+    assert message in errors_block
+    assert users_with_email(app, signup_form(**overrides)["email"].lower()) == []
+
+
+def test_common_password_list_is_large_enough():
+    assert len(common_passwords()) >= 1000
+    assert len([p for p in common_passwords() if len(p) >= 8]) >= 1000
+
+
+def test_signup_with_a_taken_email_answers_exactly_like_a_new_one(app, client, make_user):
+    make_user(email="taken@example.org")
+    with mock.patch.object(
+        accounts, "generate_password_hash", wraps=accounts.generate_password_hash
+    ) as hasher:
+        new = client.post("/auth/signup", data=signup_form(email="fresh@example.org"))
+        taken = client.post("/auth/signup", data=signup_form(email="TAKEN@example.org"))
+
+    assert (new.status_code, new.location) == (taken.status_code, taken.location)
+    # Both paths pay for one password hash, so timing does not tell them apart either.
+    assert hasher.call_count == 2
+    assert len(users_with_email(app, "taken@example.org")) == 1
+    with app.app_context():
+        actions = db.session.scalars(select(AuditEvent.action)).all()
+    assert sorted(actions) == ["account.signup", "account.signup_repeated"]
+
+
+def test_login_starts_a_fresh_session_and_lands_on_the_role_home(app, client, sponsor):
+    with client.session_transaction() as session:
+        session["planted"] = "by an attacker"
+
+    response = client.post(
+        "/auth/login", data={"email": sponsor.email.upper(), "password": sponsor.password}
+    )
+
+    assert response.status_code == 303
+    assert response.location == "/sponsor/"
+    with client.session_transaction() as session:
+        assert "planted" not in session
+        assert session["_user_id"] == f"{sponsor.id}:1"
+    with app.app_context():
+        assert db.session.get(User, sponsor.id).last_login_at is not None
+
+
+@pytest.mark.parametrize("email_kind", ["unknown", "known"])
+def test_wrong_email_or_password_gives_one_generic_message(client, sponsor, email_kind):
+    email = sponsor.email if email_kind == "known" else "nobody@example.org"
+
+    response = client.post("/auth/login", data={"email": email, "password": "wrong password!"})
+
+    assert response.status_code == 401
+    assert LOGIN_FAILED in response.get_data(as_text=True)
+
+
+def test_login_honours_only_local_next_urls(client, sponsor):
+    ok = client.post(
+        "/auth/login?next=/sponsor/", data={"email": sponsor.email, "password": sponsor.password}
+    )
+    assert ok.location == "/sponsor/"
+    client.post("/auth/logout")
+    for evil in ("https://evil.example/", "//evil.example/", "/\\evil.example"):
+        response = client.post(
+            f"/auth/login?next={evil}", data={"email": sponsor.email, "password": sponsor.password}
+        )
+        assert response.location == "/sponsor/", evil
+        client.post("/auth/logout")
+
+
+def test_logout_is_a_post_and_ends_the_session(client, sponsor, auth):
+    auth.login(sponsor)
+    assert client.get("/auth/logout").status_code == 405
+
+    response = client.post("/auth/logout")
+
+    assert response.status_code == 303
+    assert client.get("/sponsor/").location.startswith("/auth/login")
+
+
+@pytest.mark.parametrize(
+    ("status", "words"),
+    [
+        (UserStatus.PENDING, "waiting"),
+        (UserStatus.REJECTED, "turned down"),
+        (UserStatus.SUSPENDED, "suspended"),
+    ],
+)
+def test_inactive_accounts_see_only_their_status_page(client, make_user, auth, status, words):
+    account = make_user(status=status, role=Role.EDITOR)
+
+    response = auth.login(account)
+
+    assert response.location == "/auth/status"
+    page = client.get("/auth/status").get_data(as_text=True)
+    assert f"Your account is {status.value}" in page
+    assert words in page if words != "waiting" else "approve your account" in page
+    for url in ("/editor/", "/sponsor/", "/admin/", "/admin/users"):
+        assert client.get(url).location == "/auth/status"
+    assert client.post("/admin/users/1/approve").location == "/auth/status"
+
+
+def test_approved_users_are_sent_home_from_the_status_page(client, editor, auth):
+    auth.login(editor)
+    assert client.get("/auth/status").location == "/editor/"
+
+
+def test_index_sends_each_role_home(app, make_user):
+    for role, home in [
+        (Role.SPONSOR, "/sponsor/"),
+        (Role.EDITOR, "/editor/"),
+        (Role.ADMIN, "/admin/"),
+    ]:
+        client = app.test_client()
+        client.post(
+            "/auth/login",
+            data={"email": make_user(role=role).email, "password": "correct horse battery staple"},
+        )
+        assert client.get("/").location == home
+    assert app.test_client().get("/").location == "/auth/login"
+
+
+# -- rate limits --------------------------------------------------------------
+
+
+def storages():
+    yield pytest.param("memory://", id="memory")
+    url = os.environ.get("TEST_REDIS_URL")
+    yield pytest.param(
+        url or "redis://unset",
+        id="redis",
+        marks=pytest.mark.skipif(not url, reason="TEST_REDIS_URL is not set"),
+    )
+
+
+@pytest.fixture(params=list(storages()))
+def limited_app(request, app_factory):
+    """Build an app with rate limits on, in memory or in Redis, starting from zero."""
+    built = []
+
+    def build(**limits):
+        app = app_factory(
+            RATELIMIT_ENABLED=True,
+            RATELIMIT_STORAGE_URI=request.param,
+            **{"RATELIMIT_" + key.upper(): value for key, value in limits.items()},
+        )
+        with app.app_context():
+            limiter.reset()
+        built.append(app)
+        return app
+
+    yield build
+    for app in built:
+        with app.app_context():
+            limiter.reset()
+
+
+def test_failed_logins_per_account_reach_429_with_a_retry_time(limited_app, make_user):
+    app = limited_app(login_per_ip="100 per minute", login_per_account="3 per minute")
+    account = make_user()
+    client = app.test_client()
+    bad = {"email": account.email, "password": "wrong password!"}
+
+    codes = [client.post("/auth/login", data=bad).status_code for _ in range(4)]
+
+    assert codes == [401, 401, 401, 429]
+    blocked = client.post(
+        "/auth/login", data={"email": account.email.upper(), "password": account.password}
+    )
+    assert blocked.status_code == 429
+    assert int(blocked.headers["Retry-After"]) > 0
+    assert "Try again in" in blocked.get_data(as_text=True)
+    # Another account from the same address is still let in.
+    other = make_user()
+    ok = client.post("/auth/login", data={"email": other.email, "password": other.password})
+    assert ok.status_code == 303
+
+
+def test_successful_logins_do_not_use_up_the_account_limit(limited_app, make_user):
+    app = limited_app(login_per_ip="100 per minute", login_per_account="2 per minute")
+    account = make_user()
+    for _ in range(4):
+        client = app.test_client()
+        assert login_as(client, account).post("/auth/logout").status_code == 303
+
+
+def test_logins_per_ip_reach_429(limited_app):
+    app = limited_app(login_per_ip="6 per minute", login_per_account="100 per minute")
+    client = app.test_client()
+    codes = [
+        client.post(
+            "/auth/login", data={"email": f"n{i}@example.org", "password": "nope nope"}
+        ).status_code
+        for i in range(7)
+    ]
+    assert codes == [401] * 6 + [429]
+
+
+def test_signups_per_account_reach_429(limited_app):
+    app = limited_app(signup_per_ip="100 per hour", signup_per_account="2 per hour")
+    client = app.test_client()
+    codes = [client.post("/auth/signup", data=signup_form()).status_code for _ in range(3)]
+    assert codes == [303, 303, 429]
+    assert client.post("/auth/signup", data=signup_form(email="b@example.org")).status_code == 303
+
+
+def test_signups_per_ip_reach_429(limited_app):
+    app = limited_app(signup_per_ip="3 per hour", signup_per_account="100 per hour")
+    client = app.test_client()
+    codes = [
+        client.post("/auth/signup", data=signup_form(email=f"u{i}@example.org")).status_code
+        for i in range(4)
+    ]
+    assert codes == [303, 303, 303, 429]
+    assert "Too many attempts" in client.post(
+        "/auth/signup", data=signup_form(email="late@example.org")
+    ).get_data(as_text=True)
