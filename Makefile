@@ -11,7 +11,8 @@ PORT ?= 5000
 .PHONY: run test install install-test lint format migrate clean help
 
 help:
-	@echo "make run    install, migrate, seed demo users and start srcflask on http://$(HOST):$(PORT)"
+	@echo "make run    install, migrate, fetch the default model, seed demo users and start"
+	@echo "            srcflask on http://$(HOST):$(PORT)"
 	@echo "make test   install test tools and run the suite (SQLite; Postgres/Redis too when"
 	@echo "            TEST_DATABASE_URL / TEST_REDIS_URL are set)"
 	@echo "make lint   ruff"
@@ -34,6 +35,7 @@ install-test: $(VENV)/.installed-test
 
 run: install
 	$(FLASK) db upgrade
+	$(FLASK) models pull-default --if-missing
 	$(FLASK) seed-demo
 	@echo
 	@echo "  srcflask is starting on http://$(HOST):$(PORT)"
@@ -45,7 +47,7 @@ test: install-test
 	cd $(WEB) && ../../$(BIN)/pytest
 	@if [ -n "$$TEST_DATABASE_URL" ]; then \
 		echo "== the suite again on Postgres ($$TEST_DATABASE_URL) =="; \
-		cd $(WEB) && ../../$(BIN)/pytest --db postgres; \
+		cd $(WEB) && ../../$(BIN)/pytest --db postgres -m "not slow"; \
 	fi
 
 lint: install-test

@@ -58,6 +58,15 @@ def register_extensions(app: Flask) -> None:
     csrf.init_app(app)
     limiter.init_app(app)
 
+    from .ml.cache import GeneratorCache
+
+    app.extensions["srcflask.generators"] = GeneratorCache(
+        max_models=app.config["GENERATION_CACHED_MODELS"],
+        device=app.config["GENERATION_DEVICE"],
+        threads=app.config["GENERATION_THREADS"] or None,
+        max_input_tokens=app.config["GENERATION_MAX_INPUT_TOKENS"] or None,
+    )
+
 
 def register_security(app: Flask) -> None:
     from . import security

@@ -83,6 +83,14 @@ class BaseConfig:
     LOG_LEVEL = "INFO"
     PAGE_SIZE = 25
 
+    # Models and generation. MODEL_STORE defaults to <instance>/models.
+    MODEL_STORE: str | None = None
+    MODEL_CACHE: str | None = None
+    GENERATION_DEVICE = "auto"
+    GENERATION_THREADS = 0  # 0: PyTorch's default (one per core)
+    GENERATION_MAX_INPUT_TOKENS = 1024
+    GENERATION_CACHED_MODELS = 2
+
     @classmethod
     def from_environment(cls) -> dict:
         """Return this class's settings with environment overrides applied."""
@@ -103,6 +111,15 @@ class BaseConfig:
         ):
             settings[key] = env_str(key, getattr(cls, key))
         settings["PROXY_FIX_HOPS"] = env_int("PROXY_FIX_HOPS", cls.PROXY_FIX_HOPS)
+        settings["MODEL_STORE"] = env_str("MODEL_STORE", cls.MODEL_STORE)
+        settings["MODEL_CACHE"] = env_str("MODEL_CACHE", cls.MODEL_CACHE)
+        settings["GENERATION_DEVICE"] = env_str("GENERATION_DEVICE", cls.GENERATION_DEVICE)
+        for key in (
+            "GENERATION_THREADS",
+            "GENERATION_MAX_INPUT_TOKENS",
+            "GENERATION_CACHED_MODELS",
+        ):
+            settings[key] = env_int(key, getattr(cls, key))
         settings["SESSION_COOKIE_SECURE"] = env_bool(
             "SESSION_COOKIE_SECURE", cls.SESSION_COOKIE_SECURE
         )
@@ -149,6 +166,11 @@ def load_config(env_name: str | None, instance_path: str) -> dict:
     if settings["SQLALCHEMY_DATABASE_URI"] is None:
         database = Path(instance_path) / "srcflask.sqlite3"
         settings["SQLALCHEMY_DATABASE_URI"] = f"sqlite:///{database}"
+    if settings["MODEL_STORE"] is None:
+        settings["MODEL_STORE"] = str(Path(instance_path) / "models")
+    if settings["MODEL_CACHE"] is None:
+        cache_home = env_str("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+        settings["MODEL_CACHE"] = str(Path(cache_home) / "srcflask")
     settings["SQLALCHEMY_DATABASE_URI"] = normalise_database_url(
         settings["SQLALCHEMY_DATABASE_URI"]
     )

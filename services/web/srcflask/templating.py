@@ -14,5 +14,29 @@ def format_datetime(value: datetime | None) -> str:
     return value.astimezone(UTC).strftime("%Y-%m-%d %H:%M UTC")
 
 
+def format_filesize(size: int | None) -> str:
+    """Show a byte count in the largest unit that keeps it above 1."""
+    if size is None:
+        return "—"
+    value = float(size)
+    for unit in ("bytes", "KiB", "MiB", "GiB"):
+        if value < 1024 or unit == "GiB":
+            return f"{value:.0f} {unit}" if unit == "bytes" else f"{value:.1f} {unit}"
+        value /= 1024
+    return f"{value:.1f} GiB"  # pragma: no cover
+
+
+def format_count(count: int | None) -> str:
+    """Show a large count the way people say it: 134.5M, 12.3K."""
+    if count is None:
+        return "—"
+    for threshold, suffix in ((1e9, "B"), (1e6, "M"), (1e3, "K")):
+        if count >= threshold:
+            return f"{count / threshold:.1f}{suffix}"
+    return str(count)
+
+
 def init_app(app: Flask) -> None:
     app.add_template_filter(format_datetime, "datetime")
+    app.add_template_filter(format_filesize, "filesize")
+    app.add_template_filter(format_count, "count")

@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import uuid
 from dataclasses import dataclass
+from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
@@ -97,7 +98,11 @@ def empty_database_url(database_kind, tmp_path, request) -> str:
 
 
 def make_app(database_url: str, instance_path, **overrides) -> Flask:
-    config = {"SQLALCHEMY_DATABASE_URI": database_url, **overrides}
+    config = {
+        "SQLALCHEMY_DATABASE_URI": database_url,
+        "MODEL_CACHE": str(instance_path / "cache"),
+        **overrides,
+    }
     return create_app(config, env_name="testing", instance_path=str(instance_path))
 
 
@@ -225,3 +230,21 @@ def sponsor_client(app, sponsor) -> FlaskClient:
 @pytest.fixture
 def editor_client(app, editor) -> FlaskClient:
     return login_as(app.test_client(), editor)
+
+
+# -- tiny models --------------------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def tiny_models(tmp_path_factory) -> dict[str, Path]:
+    """Tiny GPT-2 and Llama folders (raw and chat), a second Llama, and a GGUF file."""
+    from . import tinymodels
+
+    root = tmp_path_factory.mktemp("tiny-models")
+    return {
+        "gpt2": tinymodels.build_model("gpt2", root / "gpt2"),
+        "llama": tinymodels.build_model("llama", root / "llama"),
+        "llama-chat": tinymodels.build_model("llama", root / "llama-chat", chat=True, seed=3),
+        "llama-other": tinymodels.build_model("llama", root / "llama-other", seed=7),
+        "gguf": tinymodels.write_gguf(root / "tiny-llama.Q8_0.gguf"),
+    }

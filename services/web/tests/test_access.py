@@ -12,6 +12,8 @@ import pytest
 
 from srcflask.models import Role, UserStatus
 
+from .factories import ModelVersionFactory
+
 VISITORS = ["anonymous", "pending", "rejected", "suspended", "sponsor", "editor", "admin"]
 INACTIVE = ["pending", "rejected", "suspended"]
 APPROVED = ["sponsor", "editor", "admin"]
@@ -48,7 +50,7 @@ class Row:
 
 
 # (method, URL rule) -> the URL to request and what each visitor gets.
-# {target} is a pending user the admin actions act on.
+# {target} is a pending user the admin actions act on; {version} a model version.
 MATRIX: dict[tuple[str, str], Row] = {
     ("GET", "/"): Row("/", {"anonymous": TO_LOGIN} | {v: 302 for v in INACTIVE + APPROVED}),
     ("GET", "/healthz"): Row("/healthz", everyone(200)),
@@ -69,6 +71,22 @@ MATRIX: dict[tuple[str, str], Row] = {
     ("GET", "/admin/audit"): Row("/admin/audit", only(["admin"], 200)),
     ("POST", "/admin/users/<int:user_id>/<any(approve, reject, suspend, reinstate):action>"): Row(
         "/admin/users/{target}/approve", only(["admin"], (303, "/admin/users"), post=True)
+    ),
+    ("GET", "/admin/models"): Row("/admin/models", only(["admin"], 200)),
+    ("POST", "/admin/models/<int:version_id>/alias"): Row(
+        "/admin/models/{version}/alias",
+        only(["admin"], (303, "/admin/models"), post=True),
+        data={"alias": "candidate"},
+    ),
+    ("POST", "/admin/models/<int:version_id>/prompt-format"): Row(
+        "/admin/models/{version}/prompt-format",
+        only(["admin"], (303, "/admin/models"), post=True),
+        data={"prompt_format": "raw"},
+    ),
+    ("POST", "/admin/models/<int:version_id>/try"): Row(
+        "/admin/models/{version}/try",
+        only(["admin"], 422, post=True),
+        data={"prompt": ""},
     ),
     ("POST", "/admin/users/<int:user_id>/role"): Row(
         "/admin/users/{target}/role",
@@ -123,9 +141,12 @@ def test_access(app, make_user, route, visitor):
     # Admins keep a second admin around so no action trips the last-admin guard.
     make_user(role=Role.ADMIN)
     target = make_user(role=Role.SPONSOR, status=UserStatus.PENDING)
+    with app.app_context():
+        version = ModelVersionFactory().id
     client = client_for(app, make_user, visitor)
 
-    response = client.open(row.url.format(target=target.id), method=method, data=row.data)
+    url = row.url.format(target=target.id, version=version)
+    response = client.open(url, method=method, data=row.data)
 
     expected = row.answers[visitor]
     code, location = expected if isinstance(expected, tuple) else (expected, None)

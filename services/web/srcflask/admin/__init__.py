@@ -1,4 +1,4 @@
-"""Admins' pages: account approval, roles and the audit trail."""
+"""Admins' pages: account approval, roles, the audit trail and the models."""
 
 from flask import Blueprint
 
@@ -8,4 +8,4 @@ from ..security import require_role
 bp = Blueprint("admin", __name__, url_prefix="/admin")
 bp.before_request(require_role(Role.ADMIN))
 
-from . import routes  # noqa: E402,F401
+from . import model_routes, routes  # noqa: E402,F401

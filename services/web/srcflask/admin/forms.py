@@ -3,9 +3,28 @@
 from __future__ import annotations
 
 from flask_wtf import FlaskForm
-from wtforms import BooleanField, HiddenField, SelectChoice, SelectField
+from wtforms import (
+    BooleanField,
+    HiddenField,
+    IntegerField,
+    SelectChoice,
+    SelectField,
+    StringField,
+    TextAreaField,
+)
+from wtforms.validators import DataRequired, Length, NumberRange, Regexp
 
+from ..ml.engine import DEFAULT_SYSTEM_PROMPT
 from ..models import Role
+from ..registry import ALIAS_PATTERN
+
+# Trying a prompt runs in the request, so keep it short.
+MAX_TRY_TOKENS = 128
+PRESET_LABELS = {
+    "greedy": "Greedy (fastest)",
+    "original": "Beam search, 5 beams (as machine text)",
+    "creative": "Sampling (varied)",
+}
 
 
 class RoleForm(FlaskForm):
@@ -13,3 +32,41 @@ class RoleForm(FlaskForm):
     # Granting admin is confirmed on a second page that sets this.
     confirm = BooleanField("Yes, make this person an admin")
     next = HiddenField()
+
+
+class AliasForm(FlaskForm):
+    alias = StringField(
+        "Alias",
+        default="production",
+        validators=[
+            DataRequired(),
+            Regexp(ALIAS_PATTERN, message="Start with a letter; use a-z, 0-9, '_' and '-'."),
+        ],
+    )
+
+
+class TryPromptForm(FlaskForm):
+    prompt = TextAreaField("Prompt", validators=[DataRequired(), Length(max=2000)])
+    preset = SelectField(
+        "Settings",
+        choices=[SelectChoice(name, label) for name, label in PRESET_LABELS.items()],
+        default="greedy",
+    )
+    max_new_tokens = IntegerField(
+        "New tokens", default=40, validators=[NumberRange(min=1, max=MAX_TRY_TOKENS)]
+    )
+
+
+class PromptFormatForm(FlaskForm):
+    prompt_format = SelectField(
+        "Prompt format",
+        choices=[
+            SelectChoice("chat", "Chat: the document in the chat template, after a system line"),
+            SelectChoice("raw", "Raw: continue the document's text as it is"),
+        ],
+    )
+    system_prompt = TextAreaField(
+        "System line (chat format only)",
+        validators=[Length(max=2000)],
+        description="Leave empty for the default: " + DEFAULT_SYSTEM_PROMPT,
+    )

@@ -1,4 +1,4 @@
-"""Command-line tools: `flask --app srcflask create-admin`, `seed-demo`."""
+"""Account commands: `flask --app srcflask create-admin`, `seed-demo`."""
 
 from __future__ import annotations
 
@@ -7,15 +7,15 @@ import secrets
 from pathlib import Path
 
 import click
-from flask import Flask, current_app
+from flask import current_app
 from flask.cli import with_appcontext
 
-from .accounts import create_admin
-from .auth.passwords import password_problem
-from .extensions import db
-from .models import LifecycleError, Role, User, UserStatus
-from .models.types import utcnow
-from .models.users import find_user_by_email
+from ..accounts import create_admin
+from ..auth.passwords import password_problem
+from ..extensions import db
+from ..models import LifecycleError, Role, User, UserStatus
+from ..models.types import utcnow
+from ..models.users import find_user_by_email
 
 DEMO_ACCOUNTS = [
     ("Demo Sponsor", "sponsor@demo.srcflask.test", Role.SPONSOR),
@@ -96,8 +96,3 @@ def write_demo_logins(path: Path, logins: dict[str, str]) -> None:
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "w") as handle:
         handle.write("".join(line + "\n" for line in logins.values()))
-
-
-def init_app(app: Flask) -> None:
-    app.cli.add_command(create_admin_command)
-    app.cli.add_command(seed_demo_command)

@@ -1,0 +1,90 @@
+"""Admin pages for the model registry: versions, the production alias, trying a prompt."""
+
+from __future__ import annotations
+
+from flask import flash, redirect, render_template, request, url_for
+from flask_login import current_user
+
+from .. import registry
+from ..extensions import db
+from ..ml.engine import DEFAULT_SYSTEM_PROMPT, ModelLoadError, PromptError
+from ..ml.settings import PRESETS, SettingsError
+from ..models import ModelVersion
+from . import bp
+from .forms import AliasForm, PromptFormatForm, TryPromptForm
+
+
+def models_page(status: int = 200, **context):
+    versions = registry.all_versions()
+    context.setdefault("try_form", None)
+    context.setdefault("try_version_id", None)
+    context.setdefault("try_result", None)
+    return render_template(
+        "admin/models.html",
+        versions=versions,
+        production=registry.production_version(),
+        blank_try_form=TryPromptForm(formdata=None),
+        default_system_prompt=DEFAULT_SYSTEM_PROMPT,
+        **context,
+    ), status
+
+
+@bp.get("/models")
+def models():
+    return models_page()
+
+
+@bp.post("/models/<int:version_id>/alias")
+def set_model_alias(version_id: int):
+    version = db.get_or_404(ModelVersion, version_id)
+    form = AliasForm()
+    if not form.validate_on_submit():
+        flash(f"Alias not set: {'; '.join(form.alias.errors)}", "error")
+        return redirect(url_for("admin.models"), 303)
+    previous = registry.set_alias(
+        version, form.alias.data, actor=current_user, ip_address=request.remote_addr
+    )
+    moved = f" (it was on {previous.label})" if previous and previous.id != version.id else ""
+    flash(f"{form.alias.data} now points at {version.label}{moved}.", "success")
+    return redirect(url_for("admin.models"), 303)
+
+
+@bp.post("/models/<int:version_id>/prompt-format")
+def set_prompt_format(version_id: int):
+    version = db.get_or_404(ModelVersion, version_id)
+    form = PromptFormatForm()
+    if not form.validate_on_submit():
+        flash(
+            "Prompt format not changed: choose chat or raw; the system line is at most "
+            "2,000 characters.",
+            "error",
+        )
+        return redirect(url_for("admin.models"), 303)
+    try:
+        registry.update_prompt_format(
+            version,
+            form.prompt_format.data,
+            form.system_prompt.data,
+            actor=current_user,
+            ip_address=request.remote_addr,
+        )
+    except registry.RegistryError as error:
+        flash(str(error), "error")
+    else:
+        flash(f"{version.label} now uses the {version.prompt_format} prompt format.", "success")
+    return redirect(url_for("admin.models"), 303)
+
+
+@bp.post("/models/<int:version_id>/try")
+def try_model(version_id: int):
+    version = db.get_or_404(ModelVersion, version_id)
+    form = TryPromptForm()
+    if not form.validate_on_submit():
+        return models_page(422, try_form=form, try_version_id=version.id)
+    settings = PRESETS[form.preset.data].replace(max_new_tokens=form.max_new_tokens.data)
+    try:
+        [result] = registry.generator_for(version).generate([form.prompt.data], settings)
+    except (PromptError, SettingsError, ModelLoadError, ValueError) as error:
+        form.prompt.errors = [*form.prompt.errors, str(error)]
+        return models_page(422, try_form=form, try_version_id=version.id)
+    return models_page(try_form=form, try_version_id=version.id, try_result=result)

@@ -1,0 +1,232 @@
+"""Model registry commands: `flask --app srcflask models ...`."""
+
+from __future__ import annotations
+
+import json
+import time
+
+import click
+from flask.cli import AppGroup
+
+from .. import registry
+from ..ml.default_model import DefaultModelError
+from ..ml.engine import ModelLoadError, PromptError
+from ..ml.importer import ImportFailed
+from ..ml.settings import PRESETS, SettingsError
+from ..models.mlmodels import PRODUCTION
+
+models_group = AppGroup("models", help="Import, list, alias and try language models.")
+
+
+class ProgressPrinter:
+    """Show import steps as lines, and byte or run counts as progress bars."""
+
+    def __init__(self) -> None:
+        self.bar = None
+        self.shown = 0
+
+    def __call__(self, step: str, done: int | None = None, total: int | None = None) -> None:
+        if done is None:
+            self.close()
+            click.echo(f"- {step}")
+            return
+        if self.bar is None and total:
+            self.bar = click.progressbar(length=total, show_pos=False, width=30)
+            self.bar.__enter__()
+            self.shown = 0
+        if self.bar is not None:
+            self.bar.update(done - self.shown)
+            self.shown = done
+            if total and done >= total:
+                self.close()
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.__exit__(None, None, None)
+            self.bar = None
+
+
+def fail_cleanly(function):
+    """Turn the registry's expected errors into one-line messages instead of tracebacks."""
+    import functools
+
+    @functools.wraps(function)
+    def wrapper(*args, **kwargs):
+        try:
+            return function(*args, **kwargs)
+        except (
+            registry.RegistryError,
+            ImportFailed,
+            DefaultModelError,
+            ModelLoadError,
+            PromptError,
+            SettingsError,
+            ValueError,
+        ) as error:
+            raise click.ClickException(str(error)) from error
+
+    return wrapper
+
+
+def describe_line(version) -> str:
+    aliases = f" [{', '.join(version.alias_names)}]" if version.aliases else ""
+    speed = version.metrics.get("greedy_tokens_per_second")
+    return (
+        f"{version.label:<32}{aliases:<14} {version.architecture:<22} "
+        f"{version.parameter_count / 1e6:8.1f}M params {version.size_bytes / 2**20:8.1f} MiB "
+        f"{f'{speed} tok/s' if speed else '':>12}"
+    )
+
+
+@models_group.command("pull-default")
+@click.option(
+    "--if-missing", is_flag=True, help="Do nothing when a production model is already in the store."
+)
+@fail_cleanly
+def pull_default_command(if_missing: bool) -> None:
+    """Fetch the default model (SmolLM2-135M-Instruct) and import it."""
+    current = registry.production_version()
+    if if_missing and current is not None and registry.artifact_path(current).is_dir():
+        click.echo(f"Production model: {current.label} (ready)")
+        return
+    printer = ProgressPrinter()
+    outcome, made_production = registry.pull_default(report=printer)
+    printer.close()
+    verb = "Imported" if outcome.created else "Already imported:"
+    click.echo(f"{verb} {outcome.version.label} ({outcome.version.sha256[:12]})")
+    if made_production:
+        click.echo(f"{outcome.version.label} is now the production model.")
+
+
+@models_group.command("import")
+@click.argument("source")
+@click.option("--name", required=True, help="Model name; versions count up per name.")
+@click.option("--description", default="", help="What this model is.")
+@click.option("--tag", "tags", multiple=True, help="A tag (repeat for several).")
+@click.option(
+    "--prompt-format",
+    type=click.Choice(["raw", "chat"]),
+    help="raw: continue the document as is; chat: the chat template with a system "
+    "line. Default: chat when the tokenizer has a chat template.",
+)
+@click.option("--system-prompt", help="The system line for the chat format.")
+@click.option("--alias", "alias", help="Also point this alias at the new version.")
+@fail_cleanly
+def import_command(source, name, description, tags, prompt_format, system_prompt, alias):
+    """Import SOURCE (a model folder, a .gguf file or a hub id) as a new version of NAME."""
+    printer = ProgressPrinter()
+    outcome = registry.import_model(
+        source,
+        name,
+        actor=None,
+        description=description,
+        tags=list(tags),
+        prompt_format=prompt_format,
+        system_prompt=system_prompt,
+        report=printer,
+    )
+    printer.close()
+    if outcome.created:
+        click.echo(f"Imported {outcome.version.label}")
+    else:
+        click.echo(
+            f"These weights are already imported as {outcome.version.label}; nothing stored."
+        )
+    click.echo(describe_line(outcome.version))
+    if alias:
+        registry.set_alias(outcome.version, alias, actor=None)
+        click.echo(f"{alias} -> {outcome.version.label}")
+
+
+@models_group.command("list")
+def list_command() -> None:
+    """List every model version, newest first per name."""
+    versions = registry.all_versions()
+    if not versions:
+        click.echo("No models yet: run `flask --app srcflask models pull-default`.")
+        return
+    for version in versions:
+        click.echo(describe_line(version))
+
+
+@models_group.command("alias")
+@click.argument("name")
+@click.argument("version", type=int)
+@click.argument("alias")
+@fail_cleanly
+def alias_command(name: str, version: int, alias: str) -> None:
+    """Point ALIAS (such as production) at VERSION of NAME."""
+    target = registry.find_version(f"{name}:{version}")
+    before = registry.set_alias(target, alias, actor=None)
+    moved = f" (was {before.label})" if before and before.id != target.id else ""
+    click.echo(f"{alias} -> {target.label}{moved}")
+
+
+@models_group.command("show")
+@click.argument("spec")
+@fail_cleanly
+def show_command(spec: str) -> None:
+    """Show everything recorded about NAME[:VERSION|ALIAS]."""
+    version = registry.find_version(spec)
+    rows = [
+        ("version", version.label),
+        ("aliases", ", ".join(version.alias_names) or "-"),
+        ("source", f"{version.source} ({version.source_kind})"),
+        ("stored in", str(registry.artifact_path(version))),
+        ("sha256", version.sha256),
+        ("architecture", f"{version.architecture} ({version.model_type})"),
+        ("parameters", f"{version.parameter_count:,}"),
+        ("size", f"{version.size_bytes:,} bytes"),
+        ("tokenizer", version.tokenizer),
+        ("context", f"{version.context_length} tokens"),
+        (
+            "prompt format",
+            version.prompt_format
+            + (f" / system: {version.system_prompt}" if version.system_prompt else ""),
+        ),
+        ("settings", json.dumps(version.generation_settings)),
+        ("metrics", json.dumps(version.metrics)),
+        ("imported by", version.imported_by_label),
+        ("imported at", version.created_at.isoformat(timespec="seconds")),
+        ("description", version.description or "-"),
+        ("tags", ", ".join(version.tags) or "-"),
+    ]
+    for key, value in rows:
+        click.echo(f"{key:>14}: {value}")
+
+
+@models_group.command("generate")
+@click.argument("prompt")
+@click.option("--model", "spec", help=f"NAME[:VERSION|ALIAS]; default: the {PRODUCTION} model.")
+@click.option(
+    "--preset",
+    type=click.Choice(sorted(PRESETS)),
+    default="original",
+    show_default=True,
+    help="Generation settings preset.",
+)
+@click.option("--max-new-tokens", type=int, help="Override the preset's max_new_tokens.")
+@click.option("--seed", type=int, help="Seed for the creative (sampling) preset.")
+@fail_cleanly
+def generate_command(prompt: str, spec: str | None, preset: str, max_new_tokens, seed) -> None:
+    """Write a continuation of PROMPT and print it with timings."""
+    version = registry.find_version(spec) if spec else registry.production_version()
+    if version is None:
+        raise click.ClickException(
+            "No production model: run `flask --app srcflask models "
+            "pull-default` or `models alias NAME VERSION production`."
+        )
+    overrides = {k: v for k, v in (("max_new_tokens", max_new_tokens), ("seed", seed)) if v}
+    settings = PRESETS[preset].replace(**overrides)
+    started = time.perf_counter()
+    generator = registry.generator_for(version)
+    loaded = time.perf_counter() - started
+    [result] = generator.generate([prompt], settings)
+    click.echo(result.text)
+    click.echo(
+        f"\n-- {version.label} ({preset}): {result.generated_tokens} tokens in "
+        f"{result.seconds:.2f}s ({result.tokens_per_second:.1f} tok/s), prompt "
+        f"{result.prompt_tokens} tokens{' (truncated)' if result.truncated else ''}, "
+        f"model loaded in {loaded:.2f}s, finished by {result.finish_reason}",
+        err=True,
+    )

@@ -1,0 +1,364 @@
+"""The text generation engine: a causal language model loaded once, generating in batches.
+
+Shaped like the `transformers` text-generation pipeline: `preprocess` checks,
+formats, tokenizes and truncates the prompts; `_forward` runs `generate()` on
+the right device; `postprocess` turns token ids into `GenerationResult`s.
+Nothing here imports Flask, so a web process, a worker or a notebook can use it.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .artifacts import check_loadable_folder
+from .settings import GenerationSettings, SettingsError
+
+log = logging.getLogger(__name__)
+
+# Called as progress(tokens_generated_so_far, max_new_tokens) after every decoding step.
+ProgressCallback = Callable[[int, int], None]
+
+DEFAULT_SYSTEM_PROMPT = (
+    "You are a writing assistant. Continue the user's document in the same voice. "
+    "Write only the continuation."
+)
+_SENTINEL = "\u2063SRCFLASK-DOCUMENT\u2063"
+
+
+class PromptError(ValueError):
+    """A prompt that cannot be generated for (empty, whitespace only)."""
+
+
+class ModelLoadError(RuntimeError):
+    """A model folder that cannot or must not be loaded; the message says why."""
+
+
+@dataclass(frozen=True)
+class PromptFormat:
+    """How a document becomes model input: `raw` text, or a `chat` template after a system line."""
+
+    kind: str = "raw"
+    system_prompt: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.kind not in ("raw", "chat"):
+            raise ValueError(f"prompt format must be 'raw' or 'chat', not {self.kind!r}")
+
+
+@dataclass(frozen=True)
+class GenerationResult:
+    """The continuation written for one prompt (without the prompt itself)."""
+
+    text: str
+    prompt_tokens: int
+    generated_tokens: int
+    truncated: bool
+    finish_reason: str  # "eos" when the model ended, "length" at max_new_tokens
+    seconds: float  # wall time of the whole batch this prompt was part of
+    batch_size: int
+    model_version: str
+    settings: dict[str, Any] = field(default_factory=dict)
+    token_ids: tuple[int, ...] = ()
+
+    @property
+    def tokens_per_second(self) -> float:
+        return self.generated_tokens / self.seconds if self.seconds else 0.0
+
+
+@dataclass
+class PreparedBatch:
+    input_ids: list[list[int]]
+    truncated: list[bool]
+    settings: GenerationSettings
+
+
+def pick_device(requested: str = "auto") -> str:
+    """Return the torch device to use: CUDA when asked for `auto` and present, else CPU."""
+    import torch
+
+    if requested == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if requested.startswith("cuda") and not torch.cuda.is_available():
+        raise ModelLoadError(f"device {requested!r} asked for, but no CUDA GPU is available")
+    return requested
+
+
+class TextGenerator:
+    """A loaded model and tokenizer, generating continuations for batches of prompts.
+
+    Build one per process and reuse it: loading is the slow part. Calls from
+    several threads are serialised by a lock around the model.
+    """
+
+    def __init__(
+        self,
+        model_dir: str | Path,
+        *,
+        label: str = "",
+        prompt_format: PromptFormat | None = None,
+        device: str = "auto",
+        threads: int | None = None,
+        max_input_tokens: int | None = None,
+        dtype: str = "auto",
+    ):
+        import torch
+        from transformers import AutoModelForCausalLM, AutoTokenizer
+
+        self.model_dir = Path(model_dir)
+        self.label = label or self.model_dir.name
+        self.prompt_format = prompt_format or PromptFormat()
+        check_loadable_folder(self.model_dir)
+        if threads:
+            torch.set_num_threads(threads)
+        self.device = pick_device(device)
+        torch_dtype = self._pick_dtype(dtype, torch)
+
+        started = time.perf_counter()
+        try:
+            with _without_progress_bars():
+                self.tokenizer = AutoTokenizer.from_pretrained(
+                    self.model_dir, local_files_only=True, trust_remote_code=False
+                )
+                self.model = AutoModelForCausalLM.from_pretrained(
+                    self.model_dir,
+                    local_files_only=True,
+                    trust_remote_code=False,
+                    use_safetensors=True,
+                    dtype=torch_dtype,
+                )
+        except (OSError, ValueError, KeyError) as error:
+            raise ModelLoadError(f"cannot load the model in {self.model_dir}: {error}") from error
+        self.model.to(self.device).eval()
+        self.load_seconds = time.perf_counter() - started
+
+        self.tokenizer.padding_side = "left"
+        if self.tokenizer.pad_token_id is None:
+            self.tokenizer.pad_token = self.tokenizer.eos_token
+        if self.prompt_format.kind == "chat" and not self.tokenizer.chat_template:
+            raise ModelLoadError(
+                f"{self.label} has no chat template; use the raw prompt format for it"
+            )
+        self.context_length = self._context_length()
+        self.max_input_tokens = max_input_tokens
+        self._lock = threading.Lock()
+        log.info(
+            "Loaded %s on %s in %.2fs (context %d tokens)",
+            self.label,
+            self.device,
+            self.load_seconds,
+            self.context_length,
+        )
+
+    # -- the pipeline ------------------------------------------------------------
+    def generate(
+        self,
+        prompts: Sequence[str],
+        settings: GenerationSettings | None = None,
+        progress: ProgressCallback | None = None,
+    ) -> list[GenerationResult]:
+        """Generate a continuation for every prompt, as one batch."""
+        settings = settings or GenerationSettings()
+        if not prompts:
+            return []
+        batch = self.preprocess(prompts, settings)
+        with self._lock:
+            started = time.perf_counter()
+            output = self._forward(batch, progress)
+            seconds = time.perf_counter() - started
+        return self.postprocess(batch, output, seconds)
+
+    def preprocess(self, prompts: Sequence[str], settings: GenerationSettings) -> PreparedBatch:
+        """Check, format, tokenize and truncate the prompts."""
+        for index, prompt in enumerate(prompts):
+            self.check_prompt(prompt, index=index if len(prompts) > 1 else None)
+        budget = self.input_budget(settings)
+        input_ids, truncated = [], []
+        for prompt in prompts:
+            ids, was_truncated = self._encode(prompt, budget)
+            input_ids.append(ids)
+            truncated.append(was_truncated)
+        return PreparedBatch(input_ids, truncated, settings)
+
+    def _forward(self, batch: PreparedBatch, progress: ProgressCallback | None):
+        import torch
+        from transformers import GenerationConfig, StoppingCriteriaList
+
+        settings = batch.settings
+        padded = self.tokenizer.pad(
+            {"input_ids": batch.input_ids}, padding=True, return_tensors="pt"
+        ).to(self.device)
+        config = GenerationConfig(
+            **settings.generate_kwargs(),
+            pad_token_id=self.tokenizer.pad_token_id,
+            eos_token_id=self._eos_token_ids(),
+            bos_token_id=self.tokenizer.bos_token_id,
+        )
+        criteria = StoppingCriteriaList()
+        if progress is not None:
+            criteria.append(_ProgressReporter(padded["input_ids"].shape[1], settings, progress))
+        if settings.seed is not None:
+            torch.manual_seed(settings.seed)
+        with torch.inference_mode():
+            output = self.model.generate(
+                **padded, generation_config=config, stopping_criteria=criteria
+            )
+        return output[:, padded["input_ids"].shape[1] :].cpu()
+
+    def postprocess(self, batch: PreparedBatch, output, seconds: float) -> list[GenerationResult]:
+        """Turn generated token ids into results (continuation only, special tokens dropped)."""
+        stop_ids = set(self._eos_token_ids()) | {self.tokenizer.pad_token_id}
+        results = []
+        for row, prompt_ids, truncated in zip(
+            output.tolist(), batch.input_ids, batch.truncated, strict=True
+        ):
+            new_ids, finish = [], "length"
+            for token in row:
+                if token in stop_ids:
+                    finish = "eos"
+                    break
+                new_ids.append(token)
+            text = self.tokenizer.decode(new_ids, skip_special_tokens=True)
+            results.append(
+                GenerationResult(
+                    text=text,
+                    prompt_tokens=len(prompt_ids),
+                    generated_tokens=len(new_ids),
+                    truncated=truncated,
+                    finish_reason=finish,
+                    seconds=seconds,
+                    batch_size=len(batch.input_ids),
+                    model_version=self.label,
+                    settings=batch.settings.to_dict(),
+                    token_ids=tuple(new_ids),
+                )
+            )
+        return results
+
+    # -- helpers -----------------------------------------------------------------
+    @staticmethod
+    def check_prompt(prompt: str, index: int | None = None) -> None:
+        """Refuse a prompt that is not text or holds nothing but whitespace."""
+        where = f"prompt {index + 1}" if index is not None else "the prompt"
+        if not isinstance(prompt, str):
+            raise PromptError(f"{where} must be text")
+        if not prompt.strip():
+            raise PromptError(f"{where} is empty: there is nothing to continue")
+
+    def input_budget(self, settings: GenerationSettings) -> int:
+        """How many prompt tokens fit beside `max_new_tokens` in the model's context."""
+        limit = self.context_length
+        if self.max_input_tokens:
+            limit = min(limit, self.max_input_tokens + settings.max_new_tokens)
+        budget = limit - settings.max_new_tokens
+        if budget < 8:
+            raise SettingsError(
+                "max_new_tokens",
+                f"must leave room for the prompt in this model's {self.context_length}-token "
+                f"context (at most {self.context_length - 8})",
+            )
+        return budget
+
+    def format_prompt(self, document: str) -> tuple[str, str, str]:
+        """Split the model input around the document: (prefix, document, suffix)."""
+        if self.prompt_format.kind == "raw":
+            return "", document, ""
+        messages = [
+            {
+                "role": "system",
+                "content": self.prompt_format.system_prompt or DEFAULT_SYSTEM_PROMPT,
+            },
+            {"role": "user", "content": _SENTINEL},
+        ]
+        templated = self.tokenizer.apply_chat_template(
+            messages, tokenize=False, add_generation_prompt=True
+        )
+        prefix, _, suffix = templated.partition(_SENTINEL)
+        return prefix, document, suffix
+
+    def _encode(self, prompt: str, budget: int) -> tuple[list[int], bool]:
+        prefix, document, suffix = self.format_prompt(prompt)
+        if self.prompt_format.kind == "raw":
+            ids = self.tokenizer(document)["input_ids"]
+            head = []
+            if (
+                ids
+                and ids[0] == self.tokenizer.bos_token_id
+                and self.tokenizer.bos_token_id is not None
+            ):
+                head, ids = ids[:1], ids[1:]  # keep the start-of-text token when cutting
+            room = budget - len(head)
+            return head + ids[-room:], len(ids) > room
+        encode = self.tokenizer
+        prefix_ids = encode(prefix, add_special_tokens=False)["input_ids"]
+        document_ids = encode(document, add_special_tokens=False)["input_ids"]
+        suffix_ids = encode(suffix, add_special_tokens=False)["input_ids"]
+        room = budget - len(prefix_ids) - len(suffix_ids)
+        if room < 1:
+            raise SettingsError("max_new_tokens", "leaves no room for the document in the context")
+        return prefix_ids + document_ids[-room:] + suffix_ids, len(document_ids) > room
+
+    def _eos_token_ids(self) -> list[int]:
+        configured = self.model.generation_config.eos_token_id
+        ids = configured if isinstance(configured, list) else [configured]
+        ids = [i for i in ids if i is not None]
+        if self.tokenizer.eos_token_id is not None and self.tokenizer.eos_token_id not in ids:
+            ids.append(self.tokenizer.eos_token_id)
+        return ids
+
+    def _context_length(self) -> int:
+        config = self.model.config
+        for name in ("max_position_embeddings", "n_positions", "n_ctx"):
+            value = getattr(config, name, None)
+            if isinstance(value, int) and value > 0:
+                return value
+        return min(self.tokenizer.model_max_length, 2048)
+
+    def _pick_dtype(self, dtype: str, torch):
+        if dtype == "auto":
+            # bfloat16 on a GPU is fast and accurate enough; CPUs are fastest in float32.
+            return torch.bfloat16 if self.device.startswith("cuda") else torch.float32
+        return {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}[
+            dtype
+        ]
+
+
+@contextmanager
+def _without_progress_bars():
+    """Load without transformers' progress bars: in a server or worker log they are noise."""
+    from transformers.utils import logging as hf_logging
+
+    enabled = hf_logging.is_progress_bar_enabled()
+    hf_logging.disable_progress_bar()
+    try:
+        yield
+    finally:
+        if enabled:
+            hf_logging.enable_progress_bar()
+
+
+class _ProgressReporter:
+    """A stopping criterion that never stops: it reports how many tokens exist so far."""
+
+    def __init__(
+        self, prompt_length: int, settings: GenerationSettings, callback: ProgressCallback
+    ):
+        self.prompt_length = prompt_length
+        self.max_new_tokens = settings.max_new_tokens
+        self.callback = callback
+
+    def __call__(self, input_ids, scores, **kwargs):
+        import torch
+
+        done = input_ids.shape[1] - self.prompt_length
+        try:
+            self.callback(min(done, self.max_new_tokens), self.max_new_tokens)
+        except Exception:  # progress is a nicety: never let it break generation
+            log.exception("progress callback failed")
+        return torch.zeros(input_ids.shape[0], dtype=torch.bool, device=input_ids.device)

@@ -1,0 +1,137 @@
+"""Generation settings: one validated value object, with named presets.
+
+The default preset is the original system's beam search (5 beams, no repeated
+4-grams, early stopping), limited to 60 new tokens.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+STRATEGIES = ("beam", "greedy", "sample")
+
+
+class SettingsError(ValueError):
+    """A generation setting is out of its allowed range; the message names it."""
+
+    def __init__(self, setting: str, message: str):
+        super().__init__(f"{setting}: {message}")
+        self.setting = setting
+        self.message = message
+
+
+@dataclass(frozen=True)
+class GenerationSettings:
+    strategy: str = "beam"
+    max_new_tokens: int = 60
+    num_beams: int = 5
+    no_repeat_ngram_size: int = 4
+    early_stopping: bool = True
+    temperature: float = 1.0
+    top_p: float = 1.0
+    top_k: int = 50
+    seed: int | None = None
+    repetition_penalty: float = 1.0
+
+    # (lowest, highest) allowed for each numeric setting, both inclusive.
+    RANGES: ClassVar[dict[str, tuple[float, float]]] = {
+        "max_new_tokens": (1, 1024),
+        "num_beams": (1, 16),
+        "no_repeat_ngram_size": (0, 16),
+        "temperature": (0.01, 5.0),
+        "top_p": (0.01, 1.0),
+        "top_k": (0, 1000),
+        "seed": (0, 2**32 - 1),
+        "repetition_penalty": (1.0, 3.0),
+    }
+
+    WHOLE_NUMBERS: ClassVar[frozenset[str]] = frozenset(
+        {"max_new_tokens", "num_beams", "no_repeat_ngram_size", "top_k", "seed"}
+    )
+
+    def __post_init__(self) -> None:
+        if self.strategy not in STRATEGIES:
+            raise SettingsError("strategy", f"must be one of {', '.join(STRATEGIES)}")
+        if not isinstance(self.early_stopping, bool):
+            raise SettingsError("early_stopping", "must be true or false")
+        for name, (low, high) in self.RANGES.items():
+            value = getattr(self, name)
+            if value is None and name == "seed":
+                continue
+            whole = name in self.WHOLE_NUMBERS
+            _check_number(name, value, low, high, integer=whole)
+            # Frozen: normalise 60.0 to 60 (and 1 to 1.0) the only way a frozen dataclass allows.
+            object.__setattr__(self, name, int(value) if whole else float(value))
+        if self.strategy == "beam" and self.num_beams < 2:
+            raise SettingsError("num_beams", "must be between 2 and 16 for beam search")
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any] | None) -> GenerationSettings:
+        """Build settings from a mapping (JSON, a form); unknown names are refused."""
+        values = dict(values or {})
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(values) - known)
+        if unknown:
+            raise SettingsError(
+                unknown[0], f"is not a generation setting (known: {', '.join(sorted(known))})"
+            )
+        return cls(**values)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    def replace(self, **changes: Any) -> GenerationSettings:
+        return dataclasses.replace(self, **changes)
+
+    def generate_kwargs(self) -> dict[str, Any]:
+        """The keyword arguments for `transformers` `generate()`."""
+        common = {
+            "max_new_tokens": self.max_new_tokens,
+            "no_repeat_ngram_size": self.no_repeat_ngram_size,
+            "repetition_penalty": self.repetition_penalty,
+        }
+        if self.strategy == "beam":
+            return common | {
+                "do_sample": False,
+                "num_beams": self.num_beams,
+                "early_stopping": self.early_stopping,
+            }
+        if self.strategy == "greedy":
+            return common | {"do_sample": False, "num_beams": 1}
+        return common | {
+            "do_sample": True,
+            "num_beams": 1,
+            "temperature": self.temperature,
+            "top_p": self.top_p,
+            "top_k": self.top_k,
+        }
+
+    @property
+    def deterministic(self) -> bool:
+        return self.strategy != "sample"
+
+
+def _check_number(name: str, value: Any, low: float, high: float, *, integer: bool) -> None:
+    kind = "a whole number" if integer else "a number"
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise SettingsError(name, f"must be {kind} between {_fmt(low)} and {_fmt(high)}")
+    if integer and not float(value).is_integer():
+        raise SettingsError(name, f"must be {kind} between {_fmt(low)} and {_fmt(high)}")
+    if math.isnan(value) or not low <= value <= high:
+        raise SettingsError(name, f"must be between {_fmt(low)} and {_fmt(high)}, got {value}")
+
+
+def _fmt(number: float) -> str:
+    return str(int(number)) if float(number).is_integer() else str(number)
+
+
+PRESETS: dict[str, GenerationSettings] = {
+    # The original system's settings: deterministic, careful, slower.
+    "original": GenerationSettings(),
+    "greedy": GenerationSettings(strategy="greedy", no_repeat_ngram_size=4),
+    "creative": GenerationSettings(strategy="sample", temperature=0.8, top_p=0.95, top_k=50),
+}
+DEFAULT_PRESET = "original"

