@@ -129,7 +129,7 @@ def verify_and_measure(
         "beam_tokens_per_second": round(beam.tokens_per_second, 2),
         "speed_prompt": SPEED_PROMPT,
         "speed_sample": sample,
-        "measured_on": f"{generator.device} ({platform.machine()}, {_thread_count()} threads)",
+        "measured_on": f"{generator.device}, {platform.machine()}, {_thread_count()} threads",
         "measured_at": datetime.now(UTC).isoformat(timespec="seconds"),
         "verified": True,
     }
