@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from flask import Flask
+from sqlalchemy import event
 from werkzeug.middleware.proxy_fix import ProxyFix
 
 from .config import load_config
@@ -26,6 +27,7 @@ def create_app(
     configure(app, env_name, config)
     register_extensions(app)
     register_security(app)
+    register_jobs(app)
     register_blueprints(app)
     register_templating(app)
     register_error_handlers(app)
@@ -60,12 +62,32 @@ def register_extensions(app: Flask) -> None:
 
     from .ml.cache import GeneratorCache
 
+    with app.app_context():
+        if db.engine.dialect.name == "sqlite":
+            event.listen(db.engine, "connect", set_sqlite_pragmas)
+
     app.extensions["srcflask.generators"] = GeneratorCache(
         max_models=app.config["GENERATION_CACHED_MODELS"],
         device=app.config["GENERATION_DEVICE"],
         threads=app.config["GENERATION_THREADS"] or None,
         max_input_tokens=app.config["GENERATION_MAX_INPUT_TOKENS"] or None,
     )
+
+
+def set_sqlite_pragmas(connection, record) -> None:
+    # WAL lets pages read while the generation thread writes progress; foreign keys
+    # are off in SQLite unless asked for.
+    cursor = connection.cursor()
+    cursor.execute("PRAGMA foreign_keys=ON")
+    cursor.execute("PRAGMA busy_timeout=10000")
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.close()
+
+
+def register_jobs(app: Flask) -> None:
+    from . import jobs
+
+    jobs.init_app(app)
 
 
 def register_security(app: Flask) -> None:
@@ -75,9 +97,9 @@ def register_security(app: Flask) -> None:
 
 
 def register_blueprints(app: Flask) -> None:
-    from . import admin, auth, editor, main, sponsor
+    from . import admin, auth, documents, editor, main, sponsor
 
-    for package in (main, auth, admin, sponsor, editor):
+    for package in (main, auth, admin, sponsor, editor, documents):
         app.register_blueprint(package.bp)
 
 

@@ -90,39 +90,72 @@ class BaseConfig:
     GENERATION_THREADS = 0  # 0: PyTorch's default (one per core)
     GENERATION_MAX_INPUT_TOKENS = 1024
     GENERATION_CACHED_MODELS = 2
+    GENERATION_BATCH_SIZE = 8
+
+    # Generation jobs. JOBS_MODE: local (a thread in the web process), celery or manual;
+    # the default is celery when CELERY_BROKER_URL is set, else local.
+    CELERY_BROKER_URL: str | None = None
+    CELERY_QUEUE = "generation"
+    JOBS_MODE: str | None = None
+    JOB_STALE_SECONDS = 30
+    JOB_HEARTBEAT_SECONDS = 5
+    JOB_MAX_ATTEMPTS = 3
+    JOB_POLL_SECONDS = 5
+    JOB_SWEEP_SECONDS = 30
+    JOB_RESEND_SECONDS = 300
+    JOB_VISIBILITY_SECONDS = 600
+
+    # Settings an environment variable of the same name may set (DATABASE_URL sets
+    # SQLALCHEMY_DATABASE_URI). The type of the default decides how the value is read.
+    FROM_ENVIRONMENT: ClassVar[frozenset[str]] = frozenset(
+        {
+            "SECRET_KEY",
+            "DATABASE_URL",
+            "MAX_CONTENT_LENGTH",
+            "SESSION_COOKIE_SECURE",
+            "RATELIMIT_ENABLED",
+            "RATELIMIT_STORAGE_URI",
+            "RATELIMIT_LOGIN_PER_IP",
+            "RATELIMIT_LOGIN_PER_ACCOUNT",
+            "RATELIMIT_SIGNUP_PER_IP",
+            "RATELIMIT_SIGNUP_PER_ACCOUNT",
+            "PROXY_FIX_HOPS",
+            "LOG_LEVEL",
+            "PAGE_SIZE",
+            "MODEL_STORE",
+            "MODEL_CACHE",
+            "GENERATION_DEVICE",
+            "GENERATION_THREADS",
+            "GENERATION_MAX_INPUT_TOKENS",
+            "GENERATION_CACHED_MODELS",
+            "GENERATION_BATCH_SIZE",
+            "CELERY_BROKER_URL",
+            "CELERY_QUEUE",
+            "JOBS_MODE",
+            "JOB_STALE_SECONDS",
+            "JOB_HEARTBEAT_SECONDS",
+            "JOB_MAX_ATTEMPTS",
+            "JOB_POLL_SECONDS",
+            "JOB_SWEEP_SECONDS",
+            "JOB_RESEND_SECONDS",
+            "JOB_VISIBILITY_SECONDS",
+        }
+    )
+    ALIASES: ClassVar[dict[str, str]] = {"DATABASE_URL": "SQLALCHEMY_DATABASE_URI"}
 
     @classmethod
     def from_environment(cls) -> dict:
         """Return this class's settings with environment overrides applied."""
         settings = {key: getattr(cls, key) for key in dir(cls) if key.isupper()}
-        settings["SECRET_KEY"] = env_str("SECRET_KEY", cls.SECRET_KEY)
-        settings["SQLALCHEMY_DATABASE_URI"] = env_str("DATABASE_URL", cls.SQLALCHEMY_DATABASE_URI)
-        settings["MAX_CONTENT_LENGTH"] = env_int("MAX_CONTENT_LENGTH", cls.MAX_CONTENT_LENGTH)
-        settings["RATELIMIT_ENABLED"] = env_bool("RATELIMIT_ENABLED", cls.RATELIMIT_ENABLED)
-        settings["RATELIMIT_STORAGE_URI"] = env_str(
-            "RATELIMIT_STORAGE_URI", cls.RATELIMIT_STORAGE_URI
-        )
-        for key in (
-            "RATELIMIT_LOGIN_PER_IP",
-            "RATELIMIT_LOGIN_PER_ACCOUNT",
-            "RATELIMIT_SIGNUP_PER_IP",
-            "RATELIMIT_SIGNUP_PER_ACCOUNT",
-            "LOG_LEVEL",
-        ):
-            settings[key] = env_str(key, getattr(cls, key))
-        settings["PROXY_FIX_HOPS"] = env_int("PROXY_FIX_HOPS", cls.PROXY_FIX_HOPS)
-        settings["MODEL_STORE"] = env_str("MODEL_STORE", cls.MODEL_STORE)
-        settings["MODEL_CACHE"] = env_str("MODEL_CACHE", cls.MODEL_CACHE)
-        settings["GENERATION_DEVICE"] = env_str("GENERATION_DEVICE", cls.GENERATION_DEVICE)
-        for key in (
-            "GENERATION_THREADS",
-            "GENERATION_MAX_INPUT_TOKENS",
-            "GENERATION_CACHED_MODELS",
-        ):
-            settings[key] = env_int(key, getattr(cls, key))
-        settings["SESSION_COOKIE_SECURE"] = env_bool(
-            "SESSION_COOKIE_SECURE", cls.SESSION_COOKIE_SECURE
-        )
+        for name in cls.FROM_ENVIRONMENT:
+            key = cls.ALIASES.get(name, name)
+            default = settings[key]
+            if isinstance(default, bool):
+                settings[key] = env_bool(name, default)
+            elif isinstance(default, int):
+                settings[key] = env_int(name, default)
+            else:
+                settings[key] = env_str(name, default)
         settings["REMEMBER_COOKIE_SECURE"] = settings["SESSION_COOKIE_SECURE"]
         return settings
 
@@ -133,6 +166,7 @@ class DevelopmentConfig(BaseConfig):
 
 class TestingConfig(BaseConfig):
     ENV_NAME = "testing"
+    JOBS_MODE = "manual"
     TESTING = True
     SECRET_KEY = "testing-" + secrets.token_hex(16)
     WTF_CSRF_ENABLED = False
@@ -166,6 +200,8 @@ def load_config(env_name: str | None, instance_path: str) -> dict:
     if settings["SQLALCHEMY_DATABASE_URI"] is None:
         database = Path(instance_path) / "srcflask.sqlite3"
         settings["SQLALCHEMY_DATABASE_URI"] = f"sqlite:///{database}"
+    if settings["JOBS_MODE"] is None:
+        settings["JOBS_MODE"] = "celery" if settings["CELERY_BROKER_URL"] else "local"
     if settings["MODEL_STORE"] is None:
         settings["MODEL_STORE"] = str(Path(instance_path) / "models")
     if settings["MODEL_CACHE"] is None:

@@ -40,3 +40,7 @@ def init_app(app: Flask) -> None:
     app.add_template_filter(format_datetime, "datetime")
     app.add_template_filter(format_filesize, "filesize")
     app.add_template_filter(format_count, "count")
+
+    from .documents.service import machine_text_state
+
+    app.add_template_global(machine_text_state, "machine_text_state")

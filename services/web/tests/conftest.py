@@ -244,7 +244,35 @@ def tiny_models(tmp_path_factory) -> dict[str, Path]:
     return {
         "gpt2": tinymodels.build_model("gpt2", root / "gpt2"),
         "llama": tinymodels.build_model("llama", root / "llama"),
-        "llama-chat": tinymodels.build_model("llama", root / "llama-chat", chat=True, seed=3),
+        # Room for a chat template with the default system line and 60 new tokens.
+        "llama-chat": tinymodels.build_model(
+            "llama", root / "llama-chat", chat=True, seed=3, context=512
+        ),
         "llama-other": tinymodels.build_model("llama", root / "llama-other", seed=7),
         "gguf": tinymodels.write_gguf(root / "tiny-llama.Q8_0.gguf"),
     }
+
+
+@pytest.fixture
+def production_model(app, tiny_models) -> str:
+    """Import a tiny chat model and make it production; return its label."""
+    from srcflask import registry
+
+    with app.app_context():
+        version = registry.import_model(
+            str(tiny_models["llama-chat"]), "tiny-chat", actor=None
+        ).version
+        registry.set_alias(version, "production", actor=None)
+        return version.label
+
+
+@pytest.fixture
+def run_jobs(app):
+    """Run every queued generation job now, as a worker would; return how many ran."""
+    from srcflask.jobs import work
+
+    def run() -> int:
+        with app.app_context():
+            return work.run_pending()
+
+    return run

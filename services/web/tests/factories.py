@@ -6,7 +6,17 @@ import factory
 from werkzeug.security import generate_password_hash
 
 from srcflask.extensions import db
-from srcflask.models import ModelVersion, Role, User, UserStatus
+from srcflask.models import (
+    Document,
+    MachineText,
+    MachineTextStatus,
+    ModelVersion,
+    Revision,
+    RevisionOrigin,
+    Role,
+    User,
+    UserStatus,
+)
 from srcflask.models.types import utcnow
 
 DEFAULT_PASSWORD = "correct horse battery staple"
@@ -58,3 +68,43 @@ class ModelVersionFactory(BaseFactory):
     description = ""
     tags = factory.LazyFunction(list)
     imported_by_label = "command line"
+
+
+class DocumentFactory(BaseFactory):
+    """A document with its first revision and that revision's machine text.
+
+    Pass machine_text__status / machine_text__text to set the machine text's state.
+    """
+
+    class Meta:
+        model = Document
+
+    owner = factory.SubFactory(UserFactory, role=Role.SPONSOR)
+    editor = None
+    title = factory.Sequence(lambda n: f"Document {n}")
+    body = "The first paragraph of the document."
+
+    @factory.post_generation
+    def machine_text(document, create, extracted, status="done", text=None, **kwargs):
+        revision = Revision(
+            document=document,
+            number=1,
+            title=document.title,
+            body=document.body,
+            author=document.owner,
+            origin=RevisionOrigin.SAVE,
+        )
+        status = MachineTextStatus(status)
+        done = status is MachineTextStatus.DONE
+        revision.machine_text = MachineText(
+            status=status,
+            text=(text if text is not None else "and the machine continued it.") if done else None,
+            generated_tokens=7 if done else None,
+            error="The model could not write this machine text: boom"
+            if status is MachineTextStatus.FAILED
+            else None,
+            **kwargs,
+        )
+        if create:
+            db.session.add(revision)
+            db.session.commit()

@@ -1,7 +1,9 @@
 """The access matrix: every route x every kind of visitor, with the answer each gets.
 
 Adding a route without a row here fails `test_every_route_has_a_row`, so no
-page can ship without deciding who may reach it.
+page can ship without deciding who may reach it. Document routes are asked
+about one document, owned by `sponsor` and assigned to `editor`; the
+`*-other` visitors have the same role but no tie to it.
 """
 
 from __future__ import annotations
@@ -10,13 +12,26 @@ from dataclasses import dataclass, field
 
 import pytest
 
-from srcflask.models import Role, UserStatus
+from srcflask.extensions import db
+from srcflask.models import Role, User, UserStatus
 
-from .factories import ModelVersionFactory
+from .factories import DocumentFactory, ModelVersionFactory
 
-VISITORS = ["anonymous", "pending", "rejected", "suspended", "sponsor", "editor", "admin"]
+VISITORS = [
+    "anonymous",
+    "pending",
+    "rejected",
+    "suspended",
+    "sponsor",
+    "sponsor-other",
+    "editor",
+    "editor-other",
+    "admin",
+]
 INACTIVE = ["pending", "rejected", "suspended"]
-APPROVED = ["sponsor", "editor", "admin"]
+SPONSORS = ["sponsor", "sponsor-other"]
+EDITORS = ["editor", "editor-other"]
+APPROVED = [*SPONSORS, *EDITORS, "admin"]
 
 # Expected answers: a status code, or (status code, where it redirects to).
 TO_LOGIN = (302, "/auth/login")
@@ -30,12 +45,46 @@ def everyone(answer) -> dict:
     return {visitor: answer for visitor in VISITORS}
 
 
-def only(roles: list[str], allowed, *, post: bool = False) -> dict:
-    """Anonymous to login, inactive to their status page, other roles 403."""
+def gate(approved: dict, *, post: bool = False) -> dict:
+    """Anonymous to login, inactive to their status page, approved visitors as given."""
     answers = {"anonymous": TO_LOGIN_AFTER_POST if post else TO_LOGIN}
     answers |= {v: TO_STATUS_AFTER_POST if post else TO_STATUS for v in INACTIVE}
-    answers |= {v: allowed if v in roles else 403 for v in APPROVED}
-    return answers
+    return answers | approved
+
+
+def only(roles: list[str], allowed, *, post: bool = False) -> dict:
+    """Approved visitors of `roles` get `allowed`, other approved visitors 403."""
+    return gate({v: allowed if v in roles else 403 for v in APPROVED}, post=post)
+
+
+def readers(answer, *, owner=None, editor=None, post: bool = False) -> dict:
+    """A route about the document: its sponsor, its editor and admins read it; others 404."""
+    return gate(
+        {
+            "sponsor": owner if owner is not None else answer,
+            "sponsor-other": 404,
+            "editor": editor if editor is not None else answer,
+            "editor-other": 404,
+            "admin": answer,
+        },
+        post=post,
+    )
+
+
+def owner_only(answer, *, post: bool = False) -> dict:
+    """A sponsor page about the document: its sponsor only; other sponsors 404."""
+    return gate(
+        {"sponsor": answer, "sponsor-other": 404, "editor": 403, "editor-other": 403, "admin": 403},
+        post=post,
+    )
+
+
+def assigned_only(answer, *, post: bool = False) -> dict:
+    """An editor page about the document: its editor only; other editors 404."""
+    return gate(
+        {"sponsor": 403, "sponsor-other": 403, "editor": answer, "editor-other": 404, "admin": 403},
+        post=post,
+    )
 
 
 def logged_out_only(anonymous_answer) -> dict:
@@ -49,8 +98,12 @@ class Row:
     data: dict = field(default_factory=dict)
 
 
-# (method, URL rule) -> the URL to request and what each visitor gets.
-# {target} is a pending user the admin actions act on; {version} a model version.
+DOC = "/documents/{doc}"
+SPONSOR_DOC = "/sponsor/documents/{doc}"
+TO_SPONSOR_DOC = (303, SPONSOR_DOC)
+
+# (method, URL rule) -> the URL to request and what each visitor gets. Placeholders:
+# {target} a pending user for admin actions, {version} a model version, {doc} the document.
 MATRIX: dict[tuple[str, str], Row] = {
     ("GET", "/"): Row("/", {"anonymous": TO_LOGIN} | {v: 302 for v in INACTIVE + APPROVED}),
     ("GET", "/healthz"): Row("/healthz", everyone(200)),
@@ -64,13 +117,65 @@ MATRIX: dict[tuple[str, str], Row] = {
         "/auth/status",
         {"anonymous": TO_LOGIN} | {v: 200 for v in INACTIVE} | {v: 302 for v in APPROVED},
     ),
-    ("GET", "/sponsor/"): Row("/sponsor/", only(["sponsor"], 200)),
-    ("GET", "/editor/"): Row("/editor/", only(["editor"], 200)),
+    # Sponsors
+    ("GET", "/sponsor/"): Row("/sponsor/", only(SPONSORS, (302, "/sponsor/documents"))),
+    ("GET", "/sponsor/documents"): Row("/sponsor/documents", only(SPONSORS, 200)),
+    ("GET", "/sponsor/documents/new"): Row("/sponsor/documents/new", only(SPONSORS, 200)),
+    ("POST", "/sponsor/documents/new"): Row(
+        "/sponsor/documents/new",
+        only(SPONSORS, 303, post=True),
+        data={"title": "New", "body": "Text", "editor_id": ""},
+    ),
+    ("GET", "/sponsor/documents/<int:document_id>"): Row(SPONSOR_DOC, owner_only(200)),
+    ("GET", "/sponsor/documents/<int:document_id>/edit"): Row(
+        SPONSOR_DOC + "/edit", owner_only(200)
+    ),
+    ("POST", "/sponsor/documents/<int:document_id>/edit"): Row(
+        SPONSOR_DOC + "/edit",
+        owner_only(TO_SPONSOR_DOC, post=True),
+        data={"title": "Changed", "body": "Changed text", "editor_id": ""},
+    ),
+    ("POST", "/sponsor/documents/<int:document_id>/editor"): Row(
+        SPONSOR_DOC + "/editor", owner_only(TO_SPONSOR_DOC, post=True), data={"editor_id": ""}
+    ),
+    ("GET", "/sponsor/documents/<int:document_id>/delete"): Row(
+        SPONSOR_DOC + "/delete", owner_only(200)
+    ),
+    ("POST", "/sponsor/documents/<int:document_id>/delete"): Row(
+        SPONSOR_DOC + "/delete", owner_only((303, "/sponsor/documents"), post=True)
+    ),
+    # Editors
+    ("GET", "/editor/"): Row("/editor/", only(EDITORS, (302, "/editor/documents"))),
+    ("GET", "/editor/documents"): Row("/editor/documents", only(EDITORS, 200)),
+    ("GET", "/editor/documents/<int:document_id>/review"): Row(
+        "/editor/documents/{doc}/review", assigned_only(200)
+    ),
+    ("POST", "/editor/documents/<int:document_id>/review"): Row(
+        "/editor/documents/{doc}/review",
+        assigned_only((303, "/editor/documents/{doc}/review"), post=True),
+        data={"decision": "reject", "text": ""},
+    ),
+    # Every reader of the document
+    ("GET", "/documents/<int:document_id>"): Row(DOC, readers(200, owner=(302, SPONSOR_DOC))),
+    ("GET", "/documents/<int:document_id>/machine-text"): Row(DOC + "/machine-text", readers(200)),
+    ("POST", "/documents/<int:document_id>/machine-text/retry"): Row(
+        DOC + "/machine-text/retry", readers((303, DOC), owner=TO_SPONSOR_DOC, post=True)
+    ),
+    ("GET", "/documents/<int:document_id>/revisions/<int:number>"): Row(
+        DOC + "/revisions/1", readers(200)
+    ),
+    # Admins
     ("GET", "/admin/"): Row("/admin/", only(["admin"], 200)),
     ("GET", "/admin/users"): Row("/admin/users", only(["admin"], 200)),
     ("GET", "/admin/audit"): Row("/admin/audit", only(["admin"], 200)),
+    ("GET", "/admin/documents"): Row("/admin/documents", only(["admin"], 200)),
     ("POST", "/admin/users/<int:user_id>/<any(approve, reject, suspend, reinstate):action>"): Row(
         "/admin/users/{target}/approve", only(["admin"], (303, "/admin/users"), post=True)
+    ),
+    ("POST", "/admin/users/<int:user_id>/role"): Row(
+        "/admin/users/{target}/role",
+        only(["admin"], (303, "/admin/users"), post=True),
+        data={"role": "editor"},
     ),
     ("GET", "/admin/models"): Row("/admin/models", only(["admin"], 200)),
     ("POST", "/admin/models/<int:version_id>/alias"): Row(
@@ -87,11 +192,6 @@ MATRIX: dict[tuple[str, str], Row] = {
         "/admin/models/{version}/try",
         only(["admin"], 422, post=True),
         data={"prompt": ""},
-    ),
-    ("POST", "/admin/users/<int:user_id>/role"): Row(
-        "/admin/users/{target}/role",
-        only(["admin"], (303, "/admin/users"), post=True),
-        data={"role": "editor"},
     ),
 }
 
@@ -116,21 +216,16 @@ VISITOR_USERS = {
     "pending": (Role.SPONSOR, UserStatus.PENDING),
     "rejected": (Role.EDITOR, UserStatus.REJECTED),
     "suspended": (Role.SPONSOR, UserStatus.SUSPENDED),
-    "sponsor": (Role.SPONSOR, UserStatus.APPROVED),
-    "editor": (Role.EDITOR, UserStatus.APPROVED),
+    "sponsor-other": (Role.SPONSOR, UserStatus.APPROVED),
+    "editor-other": (Role.EDITOR, UserStatus.APPROVED),
     "admin": (Role.ADMIN, UserStatus.APPROVED),
 }
 
 
-def client_for(app, make_user, visitor: str):
-    client = app.test_client()
-    if visitor != "anonymous":
-        role, status = VISITOR_USERS[visitor]
-        account = make_user(role=role, status=status)
-        with client.session_transaction() as session:
-            session["_user_id"] = f"{account.id}:1"
-            session["_fresh"] = True
-    return client
+def log_in(client, user_id: int) -> None:
+    with client.session_transaction() as session:
+        session["_user_id"] = f"{user_id}:1"
+        session["_fresh"] = True
 
 
 @pytest.mark.parametrize("visitor", VISITORS)
@@ -138,18 +233,30 @@ def client_for(app, make_user, visitor: str):
 def test_access(app, make_user, route, visitor):
     row = MATRIX[route]
     method, _ = route
-    # Admins keep a second admin around so no action trips the last-admin guard.
+    # A second admin, so no admin action trips the last-admin guard.
     make_user(role=Role.ADMIN)
+    owner = make_user(role=Role.SPONSOR)
+    editor = make_user(role=Role.EDITOR)
     target = make_user(role=Role.SPONSOR, status=UserStatus.PENDING)
     with app.app_context():
         version = ModelVersionFactory().id
-    client = client_for(app, make_user, visitor)
+        doc = DocumentFactory(
+            owner=db.session.get(User, owner.id), editor=db.session.get(User, editor.id)
+        ).id
+    client = app.test_client()
+    if visitor == "sponsor":
+        log_in(client, owner.id)
+    elif visitor == "editor":
+        log_in(client, editor.id)
+    elif visitor != "anonymous":
+        role, status = VISITOR_USERS[visitor]
+        log_in(client, make_user(role=role, status=status).id)
 
-    url = row.url.format(target=target.id, version=version)
-    response = client.open(url, method=method, data=row.data)
+    values = {"target": target.id, "version": version, "doc": doc}
+    response = client.open(row.url.format(**values), method=method, data=row.data)
 
     expected = row.answers[visitor]
     code, location = expected if isinstance(expected, tuple) else (expected, None)
-    assert response.status_code == code, response.get_data(as_text=True)[:500]
+    assert response.status_code == code, response.get_data(as_text=True)[:800]
     if location is not None:
-        assert response.location.split("?")[0] == location
+        assert response.location.split("?")[0] == location.format(**values)

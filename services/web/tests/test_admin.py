@@ -54,7 +54,7 @@ def test_approval_flow_end_to_end(app, admin_client):
     assert approved.location == "/admin/users?status=pending"
 
     # The change takes effect on her very next request, without logging in again.
-    assert newcomer.get("/editor/").status_code == 200
+    assert newcomer.get("/editor/documents").status_code == 200
     assert newcomer.get("/").location == "/editor/"
     nadia = get_user(app, nadia_id)
     assert nadia.status is UserStatus.APPROVED
@@ -148,7 +148,7 @@ def test_unknown_user_gives_404(admin_client):
 def test_suspension_ends_the_users_active_session(app, admin_client, make_user):
     victim = make_user(role=Role.EDITOR)
     victim_client = login_as(app.test_client(), victim)
-    assert victim_client.get("/editor/").status_code == 200
+    assert victim_client.get("/editor/documents").status_code == 200
 
     admin_client.post(f"/admin/users/{victim.id}/suspend")
 

@@ -62,7 +62,7 @@ def test_forms_with_the_token_work(csrf_app, make_user):
         data={"email": account.email, "password": account.password, "csrf_token": token},
     )
     assert response.status_code == 303
-    home = client.get("/sponsor/").get_data(as_text=True)
+    home = client.get("/sponsor/documents").get_data(as_text=True)
     logout = client.post("/auth/logout", data={"csrf_token": csrf_token_from(home)})
     assert logout.status_code == 303
 

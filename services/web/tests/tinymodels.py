@@ -62,7 +62,9 @@ def hf_tokenizer(chat: bool):
     return tokenizer
 
 
-def build_model(kind: str, folder: Path, *, chat: bool = False, seed: int = 0) -> Path:
+def build_model(
+    kind: str, folder: Path, *, chat: bool = False, seed: int = 0, context: int = CONTEXT
+) -> Path:
     """Save a random two-layer `gpt2` or `llama` model with its tokenizer in `folder`."""
     import torch
     from transformers import GPT2Config, GPT2LMHeadModel, LlamaConfig, LlamaForCausalLM
@@ -77,7 +79,7 @@ def build_model(kind: str, folder: Path, *, chat: bool = False, seed: int = 0) -
     if kind == "gpt2":
         config = GPT2Config(
             vocab_size=len(tokenizer),
-            n_positions=CONTEXT,
+            n_positions=context,
             n_embd=64,
             n_layer=2,
             n_head=2,
@@ -92,7 +94,7 @@ def build_model(kind: str, folder: Path, *, chat: bool = False, seed: int = 0) -
             num_hidden_layers=2,
             num_attention_heads=2,
             num_key_value_heads=1,
-            max_position_embeddings=CONTEXT,
+            max_position_embeddings=context,
             tie_word_embeddings=True,
             **special,
         )

@@ -6,6 +6,7 @@ from sqlalchemy import or_, select
 from sqlalchemy.orm import joinedload
 
 from ..accounts import change_role, decide
+from ..documents.routes import render_document_list
 from ..extensions import db
 from ..models import AuditEvent, LifecycleError, Role, User, UserStatus
 from ..models.users import status_counts
@@ -106,3 +107,8 @@ def audit():
         query = query.where(AuditEvent.action.startswith(action, autoescape=True))
     page = db.paginate(query, per_page=50, error_out=False)
     return render_template("admin/audit.html", page=page, action=action)
+
+
+@bp.get("/documents")
+def documents():
+    return render_document_list("admin/documents.html")

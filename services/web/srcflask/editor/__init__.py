@@ -1,4 +1,4 @@
-"""Editors' pages: the documents assigned to them and the review of machine text."""
+"""Editors' pages: the documents assigned to them, and reviewing their machine text."""
 
 from flask import Blueprint
 

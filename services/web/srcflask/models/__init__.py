@@ -1,14 +1,30 @@
 """SQLAlchemy models, one module per aggregate."""
 
 from .audit import AuditEvent, record_event
+from .documents import (
+    Decision,
+    Document,
+    MachineText,
+    MachineTextStatus,
+    Review,
+    Revision,
+    RevisionOrigin,
+)
 from .mlmodels import ModelAlias, ModelVersion
 from .users import LifecycleError, Role, User, UserStatus
 
 __all__ = [
     "AuditEvent",
+    "Decision",
+    "Document",
     "LifecycleError",
+    "MachineText",
+    "MachineTextStatus",
     "ModelAlias",
     "ModelVersion",
+    "Review",
+    "Revision",
+    "RevisionOrigin",
     "Role",
     "User",
     "UserStatus",

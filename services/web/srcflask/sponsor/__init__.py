@@ -1,4 +1,4 @@
-"""Sponsors' pages: their documents and the machine text written for them."""
+"""Sponsors' pages: writing documents, assigning editors, reading their machine text."""
 
 from flask import Blueprint
 

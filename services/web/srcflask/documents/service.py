@@ -1,0 +1,401 @@
+"""Document services: who may see what, saving revisions, reviews, and machine-text state.
+
+Every save commits the document, its new revision and a queued machine text
+in one transaction, then hands the machine text to the job runner: the
+request never waits for the model, and a failed hand-over loses nothing
+(the runner finds queued rows by itself).
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import Select, and_, func, or_, select
+from sqlalchemy.orm import aliased, joinedload, selectinload
+
+from .. import jobs
+from ..extensions import db
+from ..models import (
+    Decision,
+    Document,
+    MachineText,
+    MachineTextStatus,
+    Review,
+    Revision,
+    RevisionOrigin,
+    Role,
+    User,
+    UserStatus,
+)
+from ..models.types import utcnow
+
+log = logging.getLogger(__name__)
+
+
+class DocumentError(ValueError):
+    """A request about a document that cannot be done now; the message says why."""
+
+
+# -- who may see what ------------------------------------------------------------
+
+
+def visible_to(user: User):
+    """The condition on Document rows that `user` may read (never deleted ones)."""
+    if user.role is Role.ADMIN:
+        scope = True
+    elif user.role is Role.EDITOR:
+        scope = Document.editor_id == user.id
+    else:
+        scope = Document.owner_id == user.id
+    return and_(Document.is_deleted.is_(False), scope)
+
+
+def readable_document(user: User, document_id: int) -> Document | None:
+    """The document if `user` may read it, else None (callers answer 404 either way)."""
+    return db.session.scalar(
+        select(Document)
+        .options(joinedload(Document.editor), joinedload(Document.owner))
+        .where(Document.id == document_id, visible_to(user))
+    )
+
+
+def owned_document(user: User, document_id: int) -> Document | None:
+    """The document if `user` is the sponsor who owns it."""
+    if user.role is not Role.SPONSOR:
+        return None
+    return readable_document(user, document_id)
+
+
+def assigned_document(user: User, document_id: int) -> Document | None:
+    """The document if `user` is the editor it is assigned to."""
+    if user.role is not Role.EDITOR:
+        return None
+    return readable_document(user, document_id)
+
+
+# -- lists (one query per page, whatever the number of rows) ---------------------
+
+
+@dataclass
+class DocumentRow:
+    document: Document
+    revision_number: int
+    status: MachineTextStatus | None
+    editor_name: str | None
+    owner_name: str
+
+
+@dataclass
+class Page:
+    items: list[Any]
+    page: int
+    per_page: int
+    total: int
+
+    @property
+    def pages(self) -> int:
+        return max(1, math.ceil(self.total / self.per_page))
+
+    @property
+    def has_prev(self) -> bool:
+        return self.page > 1
+
+    @property
+    def has_next(self) -> bool:
+        return self.page < self.pages
+
+    @property
+    def prev_num(self) -> int:
+        return self.page - 1
+
+    @property
+    def next_num(self) -> int:
+        return self.page + 1
+
+
+def latest_revisions():
+    """A subquery: each document's newest revision number."""
+    return (
+        select(Revision.document_id, func.max(Revision.number).label("number"))
+        .group_by(Revision.document_id)
+        .subquery()
+    )
+
+
+def document_rows_query(user: User, status: MachineTextStatus | None = None) -> Select:
+    latest = latest_revisions()
+    editor = aliased(User)
+    owner = aliased(User)
+    query = (
+        select(Document, Revision.number, MachineText.status, editor.name, owner.name)
+        .join(latest, latest.c.document_id == Document.id)
+        .join(
+            Revision, and_(Revision.document_id == Document.id, Revision.number == latest.c.number)
+        )
+        .outerjoin(MachineText, MachineText.revision_id == Revision.id)
+        .outerjoin(editor, editor.id == Document.editor_id)
+        .join(owner, owner.id == Document.owner_id)
+        .where(visible_to(user))
+        .order_by(Document.updated_at.desc(), Document.id.desc())
+    )
+    if status is not None:
+        query = query.where(MachineText.status == status)
+    return query
+
+
+def document_rows(
+    user: User, page: int = 1, per_page: int = 25, status: MachineTextStatus | None = None
+) -> Page:
+    """The documents `user` may read, newest first, with the state of their machine text."""
+    query = document_rows_query(user, status)
+    total = db.session.scalar(select(func.count()).select_from(query.order_by(None).subquery()))
+    page = max(1, min(page, max(1, math.ceil(total / per_page))))
+    rows = db.session.execute(query.limit(per_page).offset((page - 1) * per_page)).all()
+    items = [DocumentRow(d, n, s, e, o) for d, n, s, e, o in rows]
+    return Page(items, page, per_page, total)
+
+
+# -- revisions and machine text ---------------------------------------------------
+
+
+def latest_revision(document: Document) -> Revision:
+    return db.session.scalar(
+        select(Revision)
+        .options(
+            joinedload(Revision.machine_text).joinedload(MachineText.model_version),
+            joinedload(Revision.author),
+        )
+        .where(Revision.document_id == document.id)
+        .order_by(Revision.number.desc())
+        .limit(1)
+    )
+
+
+def revision_history(document: Document) -> list[Revision]:
+    return db.session.scalars(
+        select(Revision)
+        .options(
+            selectinload(Revision.machine_text).joinedload(MachineText.review),
+            joinedload(Revision.author),
+        )
+        .where(Revision.document_id == document.id)
+        .order_by(Revision.number.desc())
+    ).all()
+
+
+def revision_by_number(document: Document, number: int) -> Revision | None:
+    return db.session.scalar(
+        select(Revision)
+        .options(
+            joinedload(Revision.machine_text).joinedload(MachineText.model_version),
+            joinedload(Revision.author),
+        )
+        .where(Revision.document_id == document.id, Revision.number == number)
+    )
+
+
+def _add_revision(
+    document: Document, author: User, origin: RevisionOrigin, number: int
+) -> Revision:
+    revision = Revision(
+        document=document,
+        number=number,
+        title=document.title,
+        body=document.body,
+        author=author,
+        origin=origin,
+    )
+    revision.machine_text = MachineText(status=MachineTextStatus.QUEUED, queued_at=utcnow())
+    db.session.add(revision)
+    return revision
+
+
+def _commit_and_queue(revision: Revision) -> None:
+    db.session.commit()
+    jobs.submit([revision.machine_text.id])
+
+
+def approved_editors() -> list[User]:
+    return db.session.scalars(
+        select(User)
+        .where(User.role == Role.EDITOR, User.status == UserStatus.APPROVED)
+        .order_by(User.name, User.id)
+    ).all()
+
+
+def check_editor(editor_id: int | None) -> User | None:
+    """Return the editor with this id, who must be an approved editor; None for none."""
+    if editor_id is None:
+        return None
+    editor = db.session.get(User, editor_id)
+    if editor is None or editor.role is not Role.EDITOR or not editor.is_approved:
+        raise DocumentError("Choose an approved editor, or nobody yet.")
+    return editor
+
+
+def create_document(owner: User, title: str, body: str, editor_id: int | None) -> Document:
+    """Create a document with its first revision and queue its machine text."""
+    editor = check_editor(editor_id)
+    now = utcnow()
+    document = Document(
+        owner=owner, editor=editor, title=title, body=body, created_at=now, updated_at=now
+    )
+    db.session.add(document)
+    revision = _add_revision(document, owner, RevisionOrigin.SAVE, 1)
+    _commit_and_queue(revision)
+    return document
+
+
+def save_document(
+    document: Document, author: User, title: str, body: str, editor_id: int | None
+) -> Revision | None:
+    """Save an edit; a new revision (and machine text) only when the text changed."""
+    editor = check_editor(editor_id)
+    document.editor = editor
+    if (title, body) == (document.title, document.body):
+        db.session.commit()
+        return None
+    number = latest_revision(document).number + 1
+    document.title, document.body, document.updated_at = title, body, utcnow()
+    revision = _add_revision(document, author, RevisionOrigin.SAVE, number)
+    _commit_and_queue(revision)
+    return revision
+
+
+def assign_editor(document: Document, editor_id: int | None) -> User | None:
+    editor = check_editor(editor_id)
+    document.editor = editor
+    db.session.commit()
+    return editor
+
+
+def delete_document(document: Document) -> None:
+    """Hide a document from every list and page; its rows stay (soft delete)."""
+    document.is_deleted = True
+    document.deleted_at = utcnow()
+    db.session.commit()
+
+
+def retry_machine_text(machine_text: MachineText) -> None:
+    """Queue a failed machine text again."""
+    if machine_text.status is not MachineTextStatus.FAILED:
+        raise DocumentError("Only a failed machine text can be retried.")
+    machine_text.status = MachineTextStatus.QUEUED
+    machine_text.queued_at = utcnow()
+    machine_text.error = None
+    machine_text.progress_tokens = 0
+    machine_text.started_at = machine_text.finished_at = machine_text.claimed_by = None
+    machine_text.attempts = 0
+    db.session.commit()
+    jobs.submit([machine_text.id])
+
+
+def review_machine_text(
+    document: Document, editor: User, decision: Decision, text: str | None = None
+) -> Review:
+    """Record an editor's decision on the latest machine text of `document`.
+
+    Accepting (as is, or edited) appends the text to the document as a new
+    revision authored by the editor, whose own machine text is then queued.
+    """
+    revision = latest_revision(document)
+    machine_text = revision.machine_text
+    if machine_text is None or machine_text.status is not MachineTextStatus.DONE:
+        raise DocumentError("The machine text is not ready to review yet.")
+    if machine_text.review is not None:
+        raise DocumentError("This machine text has already been reviewed.")
+    if decision is Decision.EDITED and not (text or "").strip():
+        raise DocumentError("Write the edited text, or reject the machine text.")
+    review = Review(
+        machine_text=machine_text,
+        editor=editor,
+        decision=decision,
+        text=text if decision is Decision.EDITED else None,
+    )
+    db.session.add(review)
+    if decision is Decision.REJECTED:
+        db.session.commit()
+        return review
+    addition = machine_text.text if decision is Decision.ACCEPTED else text
+    document.body = join_continuation(document.body, addition or "")
+    document.updated_at = utcnow()
+    origin = RevisionOrigin.ACCEPTED if decision is Decision.ACCEPTED else RevisionOrigin.EDITED
+    new_revision = _add_revision(document, editor, origin, revision.number + 1)
+    review.revision = new_revision
+    _commit_and_queue(new_revision)
+    return review
+
+
+def join_continuation(body: str, continuation: str) -> str:
+    """Append a continuation to a body, with a space unless one side has a break already."""
+    continuation = continuation.rstrip()
+    if not body:
+        return continuation.lstrip()
+    if not continuation:
+        return body
+    if body[-1].isspace() or continuation[0].isspace():
+        return body + continuation
+    return f"{body} {continuation}"
+
+
+def queue_position(machine_text: MachineText) -> int | None:
+    """1 for the next job to run, 2 for the one after...; None unless queued."""
+    if machine_text.status is not MachineTextStatus.QUEUED:
+        return None
+    ahead = db.session.scalar(
+        select(func.count())
+        .select_from(MachineText)
+        .where(
+            MachineText.status == MachineTextStatus.QUEUED,
+            or_(
+                MachineText.queued_at < machine_text.queued_at,
+                and_(
+                    MachineText.queued_at == machine_text.queued_at,
+                    MachineText.id < machine_text.id,
+                ),
+            ),
+        )
+    )
+    return ahead + 1
+
+
+def machine_text_state(revision: Revision) -> dict[str, Any]:
+    """The state of a revision's machine text, as the status endpoint reports it."""
+    machine_text = revision.machine_text
+    if machine_text is None:
+        return {
+            "status": None,
+            "text": None,
+            "model_version": None,
+            "error": None,
+            "revision": revision.number,
+        }
+    status = machine_text.status
+    return {
+        "id": machine_text.id,
+        "revision": revision.number,
+        "status": status.value,
+        "text": machine_text.text if status is MachineTextStatus.DONE else None,
+        "model_version": machine_text.model_version.label if machine_text.model_version else None,
+        "error": machine_text.error,
+        "progress": {
+            "tokens": machine_text.progress_tokens,
+            "max_tokens": machine_text.max_new_tokens,
+        },
+        "queue_position": queue_position(machine_text),
+        "attempts": machine_text.attempts,
+        "prompt_tokens": machine_text.prompt_tokens,
+        "generated_tokens": machine_text.generated_tokens,
+        "truncated": machine_text.truncated,
+        "queued_at": _iso(machine_text.queued_at),
+        "started_at": _iso(machine_text.started_at),
+        "finished_at": _iso(machine_text.finished_at),
+        "reviewed": machine_text.review.decision.value if machine_text.review else None,
+    }
+
+
+def _iso(value) -> str | None:
+    return value.isoformat(timespec="seconds") if value else None

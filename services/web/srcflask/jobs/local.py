@@ -1,0 +1,79 @@
+"""The embedded runner: one generation thread inside the web process."""
+
+from __future__ import annotations
+
+import logging
+import threading
+
+from flask import Flask
+
+from . import work
+
+log = logging.getLogger(__name__)
+
+
+class LocalRunner:
+    """Runs queued jobs in a background thread, a batch at a time.
+
+    The database is the queue: `submit()` only wakes the thread, which then
+    claims every queued job it can (up to GENERATION_BATCH_SIZE) and runs them
+    together. At start, and every JOB_POLL_SECONDS after, it also takes back
+    jobs whose worker died, so a restart loses nothing.
+    """
+
+    def __init__(self, app: Flask):
+        self.app = app
+        self._wake = threading.Event()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._lock = threading.Lock()
+
+    def start(self) -> None:
+        with self._lock:
+            if self._thread is not None and self._thread.is_alive():
+                return
+            self._stop.clear()
+            self._thread = threading.Thread(
+                target=self._loop, name="srcflask-generation", daemon=True
+            )
+            self._thread.start()
+
+    def stop(self, timeout: float = 30) -> None:
+        self._stop.set()
+        self._wake.set()
+        if self._thread is not None:
+            self._thread.join(timeout)
+
+    def submit(self, ids: list[int]) -> None:
+        self.start()
+        self._wake.set()
+
+    @property
+    def running(self) -> bool:
+        return self._thread is not None and self._thread.is_alive()
+
+    def _loop(self) -> None:
+        poll = self.app.config["JOB_POLL_SECONDS"]
+        while not self._stop.is_set():
+            try:
+                with self.app.app_context():
+                    work.recover_stale()
+                    while not self._stop.is_set() and work.run_pending(max_batches=1):
+                        pass
+            except Exception:  # keep the thread alive; the rows say what is left to do
+                log.exception("generation runner error")
+            self._wake.wait(timeout=poll)
+            self._wake.clear()
+
+
+class ManualRunner:
+    """Runs nothing by itself: tests and `flask jobs run` call `work.run_pending()`."""
+
+    def __init__(self) -> None:
+        self.submitted: list[int] = []
+
+    def start(self) -> None:
+        pass
+
+    def submit(self, ids: list[int]) -> None:
+        self.submitted.extend(ids)

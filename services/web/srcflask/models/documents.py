@@ -1,0 +1,171 @@
+"""Documents, their revisions, the machine text written for each revision, and reviews."""
+
+from __future__ import annotations
+
+import enum
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    Boolean,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    Text,
+    UniqueConstraint,
+)
+from sqlalchemy.orm import Mapped, mapped_column, relationship
+
+from ..extensions import db
+from .mlmodels import ModelVersion
+from .types import UTCDateTime, utcnow
+from .users import User, enum_column
+
+TITLE_MAX = 200
+BODY_MAX = 20_000
+
+
+class MachineTextStatus(enum.StrEnum):
+    QUEUED = "queued"
+    RUNNING = "running"
+    DONE = "done"
+    FAILED = "failed"
+
+    @property
+    def finished(self) -> bool:
+        return self in (MachineTextStatus.DONE, MachineTextStatus.FAILED)
+
+
+class RevisionOrigin(enum.StrEnum):
+    SAVE = "save"  # the sponsor saved the document
+    ACCEPTED = "accepted"  # an editor accepted the machine text as it was
+    EDITED = "edited"  # an editor accepted the machine text after editing it
+
+
+class Decision(enum.StrEnum):
+    ACCEPTED = "accepted"
+    EDITED = "edited"
+    REJECTED = "rejected"
+
+
+class Document(db.Model):
+    __tablename__ = "documents"
+    __table_args__ = (Index("ix_documents_owner_updated", "owner_id", "updated_at"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    owner_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="RESTRICT"))
+    editor_id: Mapped[int | None] = mapped_column(
+        ForeignKey("users.id", ondelete="SET NULL"), index=True
+    )
+    title: Mapped[str] = mapped_column(String(TITLE_MAX))
+    body: Mapped[str] = mapped_column(Text, default="")
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    is_deleted: Mapped[bool] = mapped_column(Boolean, default=False)
+    deleted_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+
+    owner: Mapped[User] = relationship(foreign_keys=[owner_id])
+    editor: Mapped[User | None] = relationship(foreign_keys=[editor_id])
+    revisions: Mapped[list[Revision]] = relationship(
+        back_populates="document", order_by="Revision.number", cascade="all, delete-orphan"
+    )
+
+    def __repr__(self) -> str:
+        return f"<Document {self.id} {self.title!r}>"
+
+
+class Revision(db.Model):
+    """One save of a document: nothing is ever overwritten."""
+
+    __tablename__ = "revisions"
+    __table_args__ = (
+        UniqueConstraint("document_id", "number", name="uq_revisions_document_number"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    document_id: Mapped[int] = mapped_column(ForeignKey("documents.id", ondelete="CASCADE"))
+    number: Mapped[int] = mapped_column(Integer)
+    title: Mapped[str] = mapped_column(String(TITLE_MAX))
+    body: Mapped[str] = mapped_column(Text, default="")
+    author_id: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))
+    origin: Mapped[RevisionOrigin] = mapped_column(
+        enum_column(RevisionOrigin, "revision_origin"), default=RevisionOrigin.SAVE
+    )
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+
+    document: Mapped[Document] = relationship(back_populates="revisions")
+    author: Mapped[User | None] = relationship()
+    machine_text: Mapped[MachineText | None] = relationship(
+        back_populates="revision", uselist=False, cascade="all, delete-orphan"
+    )
+
+    @property
+    def prompt(self) -> str:
+        """What the model continues: the title, then the body."""
+        return f"{self.title}\n\n{self.body}".strip()
+
+
+class MachineText(db.Model):
+    """The continuation a language model wrote for one revision (the original `autodocs`).
+
+    The row is the source of truth for its generation job: its status moves
+    queued -> running -> done or failed, and a worker may only write it while
+    it holds the claim (`claimed_by`), so it is written exactly once.
+    """
+
+    __tablename__ = "machine_texts"
+    __table_args__ = (Index("ix_machine_texts_status_queued", "status", "queued_at"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    revision_id: Mapped[int] = mapped_column(
+        ForeignKey("revisions.id", ondelete="CASCADE"), unique=True
+    )
+    status: Mapped[MachineTextStatus] = mapped_column(
+        enum_column(MachineTextStatus, "machine_text_status"), default=MachineTextStatus.QUEUED
+    )
+    text: Mapped[str | None] = mapped_column(Text)
+    model_version_id: Mapped[int | None] = mapped_column(
+        ForeignKey("model_versions.id", ondelete="RESTRICT"), index=True
+    )
+    settings: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    prompt_tokens: Mapped[int | None] = mapped_column(Integer)
+    generated_tokens: Mapped[int | None] = mapped_column(Integer)
+    truncated: Mapped[bool] = mapped_column(Boolean, default=False)
+    # Tokens written so far while running, out of max_new_tokens.
+    progress_tokens: Mapped[int] = mapped_column(Integer, default=0)
+    max_new_tokens: Mapped[int | None] = mapped_column(Integer)
+    batch_size: Mapped[int | None] = mapped_column(Integer)
+    queued_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    started_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    heartbeat_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    claimed_by: Mapped[str | None] = mapped_column(String(120))
+    error: Mapped[str | None] = mapped_column(Text)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+
+    revision: Mapped[Revision] = relationship(back_populates="machine_text")
+    model_version: Mapped[ModelVersion | None] = relationship()
+    review: Mapped[Review | None] = relationship(back_populates="machine_text", uselist=False)
+
+
+class Review(db.Model):
+    """An editor's decision on a machine text."""
+
+    __tablename__ = "reviews"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    machine_text_id: Mapped[int] = mapped_column(
+        ForeignKey("machine_texts.id", ondelete="CASCADE"), unique=True
+    )
+    editor_id: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))
+    decision: Mapped[Decision] = mapped_column(enum_column(Decision, "review_decision"))
+    text: Mapped[str | None] = mapped_column(Text)
+    # The revision an accepted or edited machine text became.
+    revision_id: Mapped[int | None] = mapped_column(ForeignKey("revisions.id", ondelete="SET NULL"))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+
+    machine_text: Mapped[MachineText] = relationship(back_populates="review")
+    editor: Mapped[User | None] = relationship()
+    revision: Mapped[Revision | None] = relationship(foreign_keys=[revision_id])

@@ -1,0 +1,50 @@
+"""The document form: title, body and the assigned editor."""
+
+from __future__ import annotations
+
+from flask_wtf import FlaskForm
+from wtforms import SelectChoice, SelectField, StringField, TextAreaField
+from wtforms.validators import DataRequired, Length
+
+from ..models.documents import BODY_MAX, TITLE_MAX
+
+
+def strip(value: str | None) -> str | None:
+    return value.strip() if isinstance(value, str) else value
+
+
+def normalise_newlines(value: str | None) -> str | None:
+    return value.replace("\r\n", "\n").replace("\r", "\n") if isinstance(value, str) else value
+
+
+def optional_id(value) -> int | None:
+    if value in (None, "", "none"):
+        return None
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        return -1  # never an editor: refused with a message by the service
+
+
+def editor_choices(editors) -> list[SelectChoice]:
+    return [SelectChoice("", "Nobody yet")] + [
+        SelectChoice(str(editor.id), f"{editor.name} ({editor.email})") for editor in editors
+    ]
+
+
+class DocumentForm(FlaskForm):
+    title = StringField(
+        "Title", filters=[strip], validators=[DataRequired(), Length(max=TITLE_MAX)]
+    )
+    body = TextAreaField(
+        "Document",
+        filters=[normalise_newlines],
+        validators=[Length(max=BODY_MAX, message=f"At most {BODY_MAX:,} characters.")],
+        description=f"Up to {BODY_MAX:,} characters. Each save writes a new revision, and the "
+        "model writes machine text for it in the background.",
+    )
+    editor_id = SelectField("Editor", coerce=optional_id, validate_choice=False)
+
+
+class EditorForm(FlaskForm):
+    editor_id = SelectField("Editor", coerce=optional_id, validate_choice=False)

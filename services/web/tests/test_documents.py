@@ -1,0 +1,552 @@
+"""The document workflow: save, machine text in the background, review, history."""
+
+from __future__ import annotations
+
+import html
+import re
+
+import pytest
+from sqlalchemy import event, select
+
+from srcflask.extensions import db
+from srcflask.jobs.work import NO_PRODUCTION_MODEL
+from srcflask.ml.engine import TextGenerator
+from srcflask.models import (
+    Decision,
+    Document,
+    MachineText,
+    MachineTextStatus,
+    Review,
+    Revision,
+    RevisionOrigin,
+    Role,
+    User,
+    UserStatus,
+)
+
+from .conftest import login_as
+from .factories import DocumentFactory
+
+
+def create(client, title="Quarterly report", body="Sales rose in the north.", editor_id=""):
+    return client.post(
+        "/sponsor/documents/new", data={"title": title, "body": body, "editor_id": editor_id}
+    )
+
+
+def doc_id_from(response) -> int:
+    return int(re.search(r"/sponsor/documents/(\d+)", response.location).group(1))
+
+
+def machine_texts(app, document_id: int) -> list[MachineText]:
+    with app.app_context():
+        return db.session.scalars(
+            select(MachineText)
+            .join(Revision)
+            .where(Revision.document_id == document_id)
+            .order_by(Revision.number)
+        ).all()
+
+
+def revisions(app, document_id: int) -> list[Revision]:
+    with app.app_context():
+        return db.session.scalars(
+            select(Revision).where(Revision.document_id == document_id).order_by(Revision.number)
+        ).all()
+
+
+def fake_output(monkeypatch, text: str):
+    """Make every generation return `text`, keeping the engine's own bookkeeping."""
+    real = TextGenerator.postprocess
+
+    def postprocess(self, batch, output, seconds):
+        import dataclasses
+
+        return [dataclasses.replace(r, text=text) for r in real(self, batch, output, seconds)]
+
+    monkeypatch.setattr(TextGenerator, "postprocess", postprocess)
+
+
+# -- save -> queued -> done -----------------------------------------------------
+
+
+def test_save_returns_at_once_and_the_machine_text_arrives_later(
+    app, sponsor_client, production_model, run_jobs
+):
+    response = create(sponsor_client)
+
+    assert response.status_code == 303
+    document_id = doc_id_from(response)
+    [queued] = machine_texts(app, document_id)
+    assert queued.status is MachineTextStatus.QUEUED  # the request did not wait for the model
+    assert app.extensions["srcflask.jobs"].submitted == [queued.id]
+    state = sponsor_client.get(f"/documents/{document_id}/machine-text").json
+    assert state["status"] == "queued" and state["queue_position"] == 1
+    page = sponsor_client.get(response.location).get_data(as_text=True)
+    assert "Waiting for the model" in page and "number 1 in the queue" in page
+    assert 'data-status="queued"' in page
+
+    assert run_jobs() == 1
+
+    [done] = machine_texts(app, document_id)
+    assert done.status is MachineTextStatus.DONE
+    assert done.text and done.generated_tokens > 0
+    assert done.settings["num_beams"] == 5 and done.max_new_tokens == 60
+    assert done.attempts == 1 and done.started_at and done.finished_at
+    state = sponsor_client.get(f"/documents/{document_id}/machine-text").json
+    assert state["status"] == "done"
+    assert state["text"] == done.text
+    assert state["model_version"] == production_model
+    assert state["error"] is None
+    assert state["progress"] == {"tokens": done.generated_tokens, "max_tokens": 60}
+    page = sponsor_client.get(response.location).get_data(as_text=True)
+    assert html.escape(done.text, quote=True)[:20] in page
+    assert f"Written by {production_model}" in page
+
+
+def test_the_document_revision_and_queued_text_are_one_transaction(app, sponsor_client):
+    document_id = doc_id_from(create(sponsor_client, body="Body"))
+    with app.app_context():
+        document = db.session.get(Document, document_id)
+        [revision] = document.revisions
+        assert (revision.number, revision.title, revision.body) == (1, document.title, "Body")
+        assert revision.author_id == document.owner_id
+        assert revision.machine_text.status is MachineTextStatus.QUEUED
+
+
+@pytest.mark.parametrize(
+    ("data", "message"),
+    [
+        ({"title": "", "body": "x"}, "This field is required."),
+        ({"title": "   ", "body": "x"}, "This field is required."),
+        ({"title": "t" * 201, "body": "x"}, "Field cannot be longer than 200 characters."),
+        ({"title": "ok", "body": "b" * 20_001}, "At most 20,000 characters."),
+        ({"title": "ok", "body": "x", "editor_id": "999"}, "Choose an approved editor"),
+        ({"title": "ok", "body": "x", "editor_id": "abc"}, "Choose an approved editor"),
+    ],
+)
+def test_bad_documents_are_refused_next_to_the_field(app, sponsor_client, data, message):
+    response = sponsor_client.post("/sponsor/documents/new", data={"editor_id": ""} | data)
+    assert response.status_code == 422
+    assert message in response.get_data(as_text=True)
+    with app.app_context():
+        assert db.session.scalar(select(Document)) is None
+
+
+def test_only_approved_editors_can_be_assigned(app, sponsor_client, make_user):
+    pending_editor = make_user(role=Role.EDITOR, status=UserStatus.PENDING)
+    another_sponsor = make_user(role=Role.SPONSOR)
+    for user in (pending_editor, another_sponsor):
+        response = create(sponsor_client, editor_id=str(user.id))
+        assert response.status_code == 422
+    page = sponsor_client.get("/sponsor/documents/new").get_data(as_text=True)
+    assert pending_editor.email not in page and another_sponsor.email not in page
+
+
+def test_an_empty_body_still_gets_machine_text_from_the_title(
+    app, sponsor_client, production_model, run_jobs
+):
+    document_id = doc_id_from(create(sponsor_client, title="How do I mow my lawn?", body=""))
+    run_jobs()
+    [done] = machine_texts(app, document_id)
+    assert done.status is MachineTextStatus.DONE and done.prompt_tokens > 0
+
+
+# -- editing --------------------------------------------------------------------
+
+
+def test_the_edit_form_is_prefilled_and_an_untouched_save_changes_nothing(
+    app, sponsor_client, editor
+):
+    document_id = doc_id_from(
+        create(
+            sponsor_client,
+            title="Plan <b>A</b>",
+            body="Line one\nLine two & more",
+            editor_id=str(editor.id),
+        )
+    )
+    page = sponsor_client.get(f"/sponsor/documents/{document_id}/edit").get_data(as_text=True)
+    assert 'value="Plan &lt;b&gt;A&lt;/b&gt;"' in page
+    assert "Line one\nLine two &amp; more</textarea>" in page
+    assert f'<option selected value="{editor.id}">' in page
+
+    response = sponsor_client.post(
+        f"/sponsor/documents/{document_id}/edit",
+        data={
+            "title": "Plan <b>A</b>",
+            "body": "Line one\r\nLine two & more",
+            "editor_id": str(editor.id),
+        },
+        follow_redirects=True,
+    )
+
+    assert "Nothing in the text changed" in response.get_data(as_text=True)
+    assert len(revisions(app, document_id)) == 1
+    with app.app_context():
+        document = db.session.get(Document, document_id)
+        assert (document.title, document.body, document.editor_id) == (
+            "Plan <b>A</b>",
+            "Line one\nLine two & more",
+            editor.id,
+        )
+
+
+def test_each_save_is_a_new_revision_and_nothing_is_overwritten(app, sponsor_client):
+    document_id = doc_id_from(create(sponsor_client, title="Notes", body="First draft."))
+    for body in ("Second draft.", "Third draft,\nwith a new line."):
+        sponsor_client.post(
+            f"/sponsor/documents/{document_id}/edit",
+            data={"title": "Notes", "body": body, "editor_id": ""},
+        )
+
+    history = revisions(app, document_id)
+    assert [r.body for r in history] == [
+        "First draft.",
+        "Second draft.",
+        "Third draft,\nwith a new line.",
+    ]
+    assert [r.number for r in history] == [1, 2, 3]
+    assert all(mt.status is MachineTextStatus.QUEUED for mt in machine_texts(app, document_id))
+    page = sponsor_client.get(f"/sponsor/documents/{document_id}").get_data(as_text=True)
+    assert "History" in page and page.count("See changes") == 2
+
+
+def test_a_revision_page_shows_a_readable_diff(app, sponsor_client):
+    document_id = doc_id_from(
+        create(sponsor_client, title="Soup", body="Chop two onions.\nAdd salt.\nServe hot.")
+    )
+    sponsor_client.post(
+        f"/sponsor/documents/{document_id}/edit",
+        data={
+            "title": "Soup for four",
+            "body": "Chop three onions.\nAdd salt.\nServe hot.\nEnjoy!",
+            "editor_id": "",
+        },
+    )
+
+    page = sponsor_client.get(f"/documents/{document_id}/revisions/2").get_data(as_text=True)
+
+    assert "Changes since revision 1" in page
+    assert "<del>two</del><ins>three</ins>" in page
+    assert '<div class="diff-line diff-added" role="row">' in page and "<ins>Enjoy!</ins>" in page
+    assert "Title: <del>Soup</del> → <ins>Soup for four</ins>" in page
+    assert "1 line added, 0 removed, 1 changed." in page
+    first = sponsor_client.get(f"/documents/{document_id}/revisions/1").get_data(as_text=True)
+    assert "First revision" in first
+    assert sponsor_client.get(f"/documents/{document_id}/revisions/3").status_code == 404
+
+
+def test_changing_the_editor_takes_access_away_at_once(app, sponsor_client, make_user):
+    first = make_user(role=Role.EDITOR, name="First Editor")
+    second = make_user(role=Role.EDITOR, name="Second Editor")
+    first_client = login_as(app.test_client(), first)
+    document_id = doc_id_from(create(sponsor_client, editor_id=str(first.id)))
+    review_url = f"/editor/documents/{document_id}/review"
+    assert first_client.get(review_url).status_code == 200
+    assert "Quarterly report" in first_client.get("/editor/documents").get_data(as_text=True)
+
+    sponsor_client.post(
+        f"/sponsor/documents/{document_id}/editor", data={"editor_id": str(second.id)}
+    )
+
+    assert first_client.get(review_url).status_code == 404
+    assert first_client.get(f"/documents/{document_id}/machine-text").status_code == 404
+    assert "Quarterly report" not in first_client.get("/editor/documents").get_data(as_text=True)
+    second_client = login_as(app.test_client(), second)
+    assert second_client.get(review_url).status_code == 200
+
+
+def test_soft_delete_asks_first_and_hides_the_document_everywhere(
+    app, sponsor_client, editor, admin_client
+):
+    editor_client = login_as(app.test_client(), editor)
+    document_id = doc_id_from(create(sponsor_client, editor_id=str(editor.id)))
+    confirm = sponsor_client.get(f"/sponsor/documents/{document_id}/delete")
+    assert "Delete “Quarterly report”?" in confirm.get_data(as_text=True)
+    with app.app_context():
+        assert not db.session.get(Document, document_id).is_deleted
+
+    sponsor_client.post(f"/sponsor/documents/{document_id}/delete")
+
+    with app.app_context():
+        document = db.session.get(Document, document_id)
+        assert document.is_deleted and document.deleted_at is not None
+        assert len(document.revisions) == 1  # nothing is dropped
+    for client, url in [
+        (sponsor_client, f"/sponsor/documents/{document_id}"),
+        (editor_client, f"/editor/documents/{document_id}/review"),
+        (admin_client, f"/documents/{document_id}"),
+    ]:
+        assert client.get(url).status_code == 404
+    for client, url in [
+        (sponsor_client, "/sponsor/documents"),
+        (editor_client, "/editor/documents"),
+        (admin_client, "/admin/documents"),
+    ]:
+        assert "Quarterly report" not in client.get(url).get_data(as_text=True)
+
+
+# -- failures and retry -----------------------------------------------------------
+
+
+def test_without_a_production_model_the_text_fails_in_plain_words_and_can_be_retried(
+    app, sponsor_client, tiny_models, run_jobs
+):
+    document_id = doc_id_from(create(sponsor_client))
+    run_jobs()
+
+    [failed] = machine_texts(app, document_id)
+    assert failed.status is MachineTextStatus.FAILED
+    assert failed.error == NO_PRODUCTION_MODEL
+    page = sponsor_client.get(f"/sponsor/documents/{document_id}").get_data(as_text=True)
+    assert "No production model is set" in page and ">Retry</button>" in page
+    assert "The document and this revision are saved" in page
+
+    from srcflask import registry
+
+    with app.app_context():
+        version = registry.import_model(str(tiny_models["gpt2"]), "tiny", actor=None).version
+        registry.set_alias(version, "production", actor=None)
+    retried = sponsor_client.post(
+        f"/documents/{document_id}/machine-text/retry", follow_redirects=True
+    )
+    assert "queued again" in retried.get_data(as_text=True)
+    assert machine_texts(app, document_id)[0].status is MachineTextStatus.QUEUED
+    run_jobs()
+    [done] = machine_texts(app, document_id)
+    assert done.status is MachineTextStatus.DONE and done.error is None
+    assert (
+        sponsor_client.post(f"/documents/{document_id}/machine-text/retry", follow_redirects=True)
+        .get_data(as_text=True)
+        .count("Only a failed machine text can be retried.")
+        == 1
+    )
+
+
+def test_an_engine_error_fails_only_the_document_that_caused_it(
+    app, sponsor_client, production_model, run_jobs, monkeypatch
+):
+    real = TextGenerator.generate
+
+    def generate(self, prompts, settings=None, progress=None):
+        if any("poison" in p for p in prompts):
+            raise RuntimeError("CUDA out of memory")
+        return real(self, prompts, settings, progress)
+
+    monkeypatch.setattr(TextGenerator, "generate", generate)
+    good = doc_id_from(create(sponsor_client, title="Good one"))
+    bad = doc_id_from(create(sponsor_client, title="The poison pill"))
+    also_good = doc_id_from(create(sponsor_client, title="Another good one"))
+
+    run_jobs()
+
+    assert machine_texts(app, good)[0].status is MachineTextStatus.DONE
+    assert machine_texts(app, also_good)[0].status is MachineTextStatus.DONE
+    [failed] = machine_texts(app, bad)
+    assert failed.status is MachineTextStatus.FAILED
+    assert failed.error == "The model could not write this machine text: CUDA out of memory"
+    assert [r.title for r in revisions(app, bad)] == ["The poison pill"]  # the save stands
+
+
+# -- display ---------------------------------------------------------------------
+
+
+def test_machine_text_is_shown_as_escaped_text_with_its_line_breaks(
+    app, sponsor_client, production_model, run_jobs, monkeypatch
+):
+    fake_output(monkeypatch, "<script>alert('x')</script>\n<b>bold</b> line two")
+    document_id = doc_id_from(create(sponsor_client))
+    run_jobs()
+
+    page = sponsor_client.get(f"/sponsor/documents/{document_id}").get_data(as_text=True)
+    assert "<script>alert(" not in page and "<b>bold</b>" not in page
+    assert (
+        "&lt;script&gt;alert(&#39;x&#39;)&lt;/script&gt;\n&lt;b&gt;bold&lt;/b&gt; line two" in page
+    )
+    state = sponsor_client.get(f"/documents/{document_id}/machine-text").json
+    assert state["text"] == "<script>alert('x')</script>\n<b>bold</b> line two"
+
+
+# -- review ----------------------------------------------------------------------
+
+
+@pytest.fixture
+def reviewable(app, sponsor_client, editor, production_model, run_jobs, monkeypatch):
+    """A document assigned to `editor` whose machine text is written."""
+    fake_output(monkeypatch, "and it rained all week.")
+    document_id = doc_id_from(
+        create(sponsor_client, title="Weather", body="It was cold,", editor_id=str(editor.id))
+    )
+    run_jobs()
+    return document_id
+
+
+def test_the_review_page_shows_both_side_by_side_with_the_text_prefilled(
+    app, editor_client, reviewable
+):
+    page = editor_client.get(f"/editor/documents/{reviewable}/review").get_data(as_text=True)
+    assert "It was cold," in page
+    assert '<div class="machine-text" data-field="text">and it rained all week.</div>' in page
+    assert ">and it rained all week.</textarea>" in page
+    assert page.count("data-needs-done") == 3 and " disabled>" not in page
+
+
+def test_accepting_appends_the_machine_text_as_the_editors_revision(
+    app, editor_client, editor, sponsor_client, reviewable, run_jobs
+):
+    response = editor_client.post(
+        f"/editor/documents/{reviewable}/review",
+        data={"decision": "accept", "text": "ignored"},
+        follow_redirects=True,
+    )
+
+    assert "Accepted: the machine text is now part of the document (revision 2)." in (
+        response.get_data(as_text=True)
+    )
+    _, second = revisions(app, reviewable)
+    assert second.body == "It was cold, and it rained all week."
+    assert second.author_id == editor.id and second.origin is RevisionOrigin.ACCEPTED
+    with app.app_context():
+        review = db.session.scalar(select(Review))
+        assert (review.decision, review.editor_id, review.revision_id) == (
+            Decision.ACCEPTED,
+            editor.id,
+            second.id,
+        )
+    # The new revision gets its own machine text, as any save does.
+    assert machine_texts(app, reviewable)[1].status is MachineTextStatus.QUEUED
+    run_jobs()
+    assert machine_texts(app, reviewable)[1].status is MachineTextStatus.DONE
+    page = sponsor_client.get(f"/sponsor/documents/{reviewable}").get_data(as_text=True)
+    assert "It was cold, and it rained all week." in page
+    assert "Accepted machine text" in page
+
+
+def test_saving_an_edit_appends_the_editors_text(app, editor_client, reviewable):
+    editor_client.post(
+        f"/editor/documents/{reviewable}/review",
+        data={"decision": "edit", "text": "and then the sun came out."},
+    )
+    _, second = revisions(app, reviewable)
+    assert second.body == "It was cold, and then the sun came out."
+    assert second.origin is RevisionOrigin.EDITED
+    with app.app_context():
+        review = db.session.scalar(select(Review))
+        assert (review.decision, review.text) == (Decision.EDITED, "and then the sun came out.")
+
+
+def test_rejecting_leaves_the_document_as_it_was(app, editor_client, reviewable):
+    editor_client.post(
+        f"/editor/documents/{reviewable}/review", data={"decision": "reject", "text": ""}
+    )
+    assert len(revisions(app, reviewable)) == 1
+    with app.app_context():
+        assert db.session.scalar(select(Review.decision)) is Decision.REJECTED
+    page = editor_client.get(f"/editor/documents/{reviewable}/review").get_data(as_text=True)
+    assert "You rejected this machine text" in page
+
+
+@pytest.mark.parametrize(
+    ("data", "message", "code"),
+    [
+        ({"decision": "edit", "text": "   "}, "Write the edited text, or reject", 409),
+        ({"decision": "approve", "text": "x"}, "Not a valid choice", 422),
+    ],
+)
+def test_bad_reviews_are_refused_with_a_message(editor_client, reviewable, data, message, code):
+    response = editor_client.post(f"/editor/documents/{reviewable}/review", data=data)
+    assert response.status_code == code
+    assert message in response.get_data(as_text=True)
+
+
+def test_a_machine_text_is_reviewed_once_and_only_when_ready(app, editor_client, editor, make_user):
+    with app.app_context():
+        owner = db.session.get(User, make_user(role=Role.SPONSOR).id)
+        document_id = DocumentFactory(
+            owner=owner, editor=db.session.get(User, editor.id), machine_text__status="running"
+        ).id
+    early = editor_client.post(
+        f"/editor/documents/{document_id}/review", data={"decision": "accept"}
+    )
+    assert early.status_code == 409
+    assert "not ready to review yet" in early.get_data(as_text=True)
+
+    with app.app_context():
+        db.session.scalar(select(MachineText)).status = MachineTextStatus.DONE
+        db.session.commit()
+    assert (
+        editor_client.post(
+            f"/editor/documents/{document_id}/review", data={"decision": "reject"}
+        ).status_code
+        == 303
+    )
+    again = editor_client.post(
+        f"/editor/documents/{document_id}/review", data={"decision": "accept"}
+    )
+    assert again.status_code == 409
+
+
+# -- lists -----------------------------------------------------------------------
+
+
+def count_queries(app, client, url: str) -> int:
+    statements: list[str] = []
+
+    def record(conn, cursor, statement, parameters, context, executemany):
+        statements.append(statement)
+
+    with app.app_context():
+        engine = db.engine
+    event.listen(engine, "before_cursor_execute", record)
+    try:
+        assert client.get(url).status_code == 200
+    finally:
+        event.remove(engine, "before_cursor_execute", record)
+    return len(statements)
+
+
+@pytest.mark.parametrize(
+    ("who", "url"),
+    [
+        ("sponsor", "/sponsor/documents"),
+        ("editor", "/editor/documents"),
+        ("admin", "/admin/documents"),
+    ],
+)
+def test_lists_take_the_same_queries_for_2_or_20_documents(app, sponsor, editor, admin, who, url):
+    accounts = {"sponsor": sponsor, "editor": editor, "admin": admin}
+    client = login_as(app.test_client(), accounts[who])
+
+    def add(count: int) -> None:
+        with app.app_context():
+            owner = db.session.get(User, sponsor.id)
+            assigned = db.session.get(User, editor.id)
+            for i in range(count):
+                DocumentFactory(
+                    owner=owner,
+                    editor=assigned,
+                    machine_text__status=["done", "queued", "failed"][i % 3],
+                )
+
+    add(2)
+    few = count_queries(app, client, url)
+    add(18)
+    many = count_queries(app, client, url)
+
+    assert few == many
+    page = client.get(url).get_data(as_text=True)
+    assert page.count("<tr>") == 21  # header + 20 rows
+    assert "Ready" in page and "Queued" in page and "Failed" in page
+    if who != "editor":
+        assert "Eddie Editor" in page
+
+
+def test_lists_filter_by_machine_text_status(app, sponsor_client, sponsor):
+    with app.app_context():
+        owner = db.session.get(User, sponsor.id)
+        DocumentFactory(owner=owner, title="Finished one")
+        DocumentFactory(owner=owner, title="Broken one", machine_text__status="failed")
+    failed = sponsor_client.get("/sponsor/documents?status=failed").get_data(as_text=True)
+    assert "Broken one" in failed and "Finished one" not in failed
+    assert sponsor_client.get("/sponsor/documents?status=bogus").status_code == 400

@@ -1,0 +1,281 @@
+"""Generation jobs: claims, batching, duplicate delivery, recovery, the runners."""
+
+from __future__ import annotations
+
+import time
+from datetime import timedelta
+from unittest import mock
+
+import pytest
+from sqlalchemy import select
+from sqlalchemy.orm import joinedload
+
+from srcflask.extensions import db
+from srcflask.jobs import work
+from srcflask.ml.engine import TextGenerator
+from srcflask.models import MachineText, MachineTextStatus, User
+from srcflask.models.types import utcnow
+
+from .conftest import login_as
+from .factories import DocumentFactory
+
+
+@pytest.fixture
+def queue(app, sponsor):
+    """Make documents whose machine texts wait in the queue; return their machine-text ids."""
+
+    def make(count: int, **machine_text) -> list[int]:
+        with app.app_context():
+            owner = db.session.get(User, sponsor.id)
+            documents = [
+                DocumentFactory(
+                    owner=owner,
+                    title=f"Report {i}",
+                    body=f"Part {i} of the plan.",
+                    machine_text__status="queued",
+                    **machine_text,
+                )
+                for i in range(count)
+            ]
+            return [d.revisions[0].machine_text.id for d in documents]
+
+    return make
+
+
+def rows(app, ids: list[int]) -> list[MachineText]:
+    with app.app_context():
+        return db.session.scalars(
+            select(MachineText)
+            .options(joinedload(MachineText.model_version))
+            .where(MachineText.id.in_(ids))
+            .order_by(MachineText.id)
+        ).all()
+
+
+def count_generate_calls(monkeypatch) -> list[list[str]]:
+    calls: list[list[str]] = []
+    real = TextGenerator.generate
+
+    def generate(self, prompts, settings=None, progress=None):
+        calls.append(list(prompts))
+        return real(self, prompts, settings, progress)
+
+    monkeypatch.setattr(TextGenerator, "generate", generate)
+    return calls
+
+
+def test_waiting_jobs_run_together_as_one_batch(app, queue, production_model, monkeypatch):
+    calls = count_generate_calls(monkeypatch)
+    ids = queue(5)
+
+    with app.app_context():
+        assert work.run_pending() == 5
+
+    assert len(calls) == 1 and len(calls[0]) == 5
+    assert calls[0][0] == "Report 0\n\nPart 0 of the plan."
+    for row in rows(app, ids):
+        assert row.status is MachineTextStatus.DONE and row.batch_size == 5
+        assert row.model_version.label == production_model
+
+
+def test_batches_are_capped_at_the_configured_size(app_factory, tiny_models, sponsor, monkeypatch):
+    app = app_factory(GENERATION_BATCH_SIZE=2)
+    from srcflask import registry
+
+    with app.app_context():
+        version = registry.import_model(str(tiny_models["gpt2"]), "tiny", actor=None).version
+        registry.set_alias(version, "production", actor=None)
+        owner = db.session.get(User, sponsor.id)
+        for _ in range(5):
+            DocumentFactory(owner=owner, machine_text__status="queued")
+    calls = count_generate_calls(monkeypatch)
+    with app.app_context():
+        assert work.run_pending() == 5
+    assert [len(c) for c in calls] == [2, 2, 1]
+
+
+def test_a_job_can_be_claimed_only_once(app, queue):
+    [job] = queue(1)
+    with app.app_context():
+        with mock.patch.object(work, "worker_id", return_value="host-a:1:aaaa"):
+            first = work.claim([job], limit=8)
+        with mock.patch.object(work, "worker_id", return_value="host-b:2:bbbb"):
+            second = work.claim([job], limit=8)
+    assert (first, second) == ([job], [])
+    [row] = rows(app, [job])
+    assert row.status is MachineTextStatus.RUNNING and row.claimed_by == "host-a:1:aaaa"
+    assert row.attempts == 1
+
+
+def test_a_job_delivered_twice_is_written_once(app, queue, production_model, monkeypatch):
+    from srcflask.jobs.tasks import generate_machine_texts
+
+    calls = count_generate_calls(monkeypatch)
+    [job] = queue(1)
+    with app.app_context():
+        assert generate_machine_texts.run(job) == 1
+        first = db.session.get(MachineText, job)
+        text, finished = first.text, first.finished_at
+        assert generate_machine_texts.run(job) == 0  # the repeat finds nothing to claim
+    [row] = rows(app, [job])
+    assert len(calls) == 1
+    assert (row.text, row.finished_at, row.attempts) == (text, finished, 1)
+
+
+def test_a_worker_that_lost_its_claim_does_not_write(app, queue, production_model):
+    [job] = queue(1)
+    with app.app_context():
+        with mock.patch.object(work, "worker_id", return_value="host-a:1:aaaa"):
+            work.claim([job], limit=1)
+        # host-a went quiet; its job was queued again and host-b took it.
+        row = db.session.get(MachineText, job)
+        row.status, row.claimed_by = MachineTextStatus.QUEUED, None
+        db.session.commit()
+        with mock.patch.object(work, "worker_id", return_value="host-b:2:bbbb"):
+            work.claim([job], limit=1)
+        with mock.patch.object(work, "worker_id", return_value="host-a:1:aaaa"):
+            result = mock.Mock(
+                text="stale text", prompt_tokens=1, generated_tokens=1, truncated=False
+            )
+            assert work._write_result(job, result) is False
+            db.session.commit()
+    [row] = rows(app, [job])
+    assert row.status is MachineTextStatus.RUNNING and row.claimed_by == "host-b:2:bbbb"
+    assert row.text is None
+
+
+def make_running(app, job: int, *, claimed_by: str, heartbeat_age: float, attempts: int = 1):
+    with app.app_context():
+        row = db.session.get(MachineText, job)
+        row.status = MachineTextStatus.RUNNING
+        row.claimed_by = claimed_by
+        row.heartbeat_at = utcnow() - timedelta(seconds=heartbeat_age)
+        row.attempts = attempts
+        db.session.commit()
+
+
+def test_jobs_of_dead_workers_are_queued_again(app, queue):
+    import socket
+
+    dead_here, fresh_elsewhere, stale_elsewhere, hopeless = queue(4)
+    host = socket.gethostname()
+    make_running(app, dead_here, claimed_by=f"{host}:999999999:dead", heartbeat_age=1)
+    make_running(app, fresh_elsewhere, claimed_by="other-host:12:beef", heartbeat_age=1)
+    make_running(app, stale_elsewhere, claimed_by="other-host:13:cafe", heartbeat_age=600)
+    make_running(app, hopeless, claimed_by="other-host:14:dead", heartbeat_age=600, attempts=3)
+
+    with app.app_context():
+        requeued = work.recover_stale()
+
+    assert sorted(requeued) == sorted([dead_here, stale_elsewhere])
+    by_id = {
+        row.id: row for row in rows(app, [dead_here, fresh_elsewhere, stale_elsewhere, hopeless])
+    }
+    assert by_id[dead_here].status is MachineTextStatus.QUEUED
+    assert by_id[stale_elsewhere].status is MachineTextStatus.QUEUED
+    assert by_id[fresh_elsewhere].status is MachineTextStatus.RUNNING
+    assert by_id[hopeless].status is MachineTextStatus.FAILED
+    assert "Gave up after 3 attempts" in by_id[hopeless].error
+
+
+def test_progress_is_written_while_the_model_runs(app, queue, production_model, monkeypatch):
+    seen: list[int] = []
+    real = TextGenerator.generate
+
+    def generate(self, prompts, settings=None, progress=None):
+        progress(settings.max_new_tokens, settings.max_new_tokens)
+        seen.extend(db.session.scalars(select(MachineText.progress_tokens)).all())
+        return real(self, prompts, settings, None)
+
+    monkeypatch.setattr(TextGenerator, "generate", generate)
+    queue(2)
+    with app.app_context():
+        work.run_pending()
+    assert seen == [60, 60]
+
+
+def test_the_heartbeat_beats_during_a_long_batch(app_factory, queue, monkeypatch):
+    app = app_factory(JOB_HEARTBEAT_SECONDS=0.05)
+    [job] = queue(1)
+    with app.app_context():
+        work.claim([job], limit=1)
+        before = db.session.get(MachineText, job).heartbeat_at
+        with work._Heartbeat(app, [job], work.worker_id()):
+            time.sleep(0.3)
+        db.session.expire_all()
+        after = db.session.get(MachineText, job).heartbeat_at
+    assert after > before
+
+
+def wait_for(predicate, timeout: float = 60, interval: float = 0.1):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(interval)
+    return False
+
+
+def test_the_local_runner_writes_machine_text_in_the_background(app_factory, tiny_models, sponsor):
+    app = app_factory(JOBS_MODE="local", JOB_POLL_SECONDS=0.2)
+    from srcflask import registry
+
+    with app.app_context():
+        version = registry.import_model(str(tiny_models["gpt2"]), "tiny", actor=None).version
+        registry.set_alias(version, "production", actor=None)
+    client = login_as(app.test_client(), sponsor)
+    runner = app.extensions["srcflask.jobs"]
+    try:
+        response = client.post(
+            "/sponsor/documents/new", data={"title": "Hello", "body": "World", "editor_id": ""}
+        )
+        document_id = int(response.location.rsplit("/", 1)[1])
+        url = f"/documents/{document_id}/machine-text"
+        assert wait_for(lambda: client.get(url).json["status"] == "done")
+        assert runner.running
+    finally:
+        runner.stop()
+
+
+def test_the_local_runner_picks_up_what_a_previous_process_left(app_factory, tiny_models, sponsor):
+    import socket
+
+    app = app_factory(JOBS_MODE="local", JOB_POLL_SECONDS=0.2)
+    from srcflask import registry
+
+    with app.app_context():
+        version = registry.import_model(str(tiny_models["gpt2"]), "tiny", actor=None).version
+        registry.set_alias(version, "production", actor=None)
+        owner = db.session.get(User, sponsor.id)
+        left_queued = DocumentFactory(owner=owner, machine_text__status="queued")
+        left_running = DocumentFactory(owner=owner, machine_text__status="queued")
+        ids = [left_queued.revisions[0].machine_text.id, left_running.revisions[0].machine_text.id]
+    make_running(app, ids[1], claimed_by=f"{socket.gethostname()}:999999999:gone", heartbeat_age=2)
+    runner = app.extensions["srcflask.jobs"]
+    try:
+        runner.start()  # as at the first request after a restart
+        assert wait_for(lambda: all(r.status is MachineTextStatus.DONE for r in rows(app, ids)))
+    finally:
+        runner.stop()
+    assert [r.attempts for r in rows(app, ids)] == [1, 2]
+
+
+def test_a_broken_runner_never_breaks_a_save(app, sponsor_client, monkeypatch):
+    def explode(ids):
+        raise ConnectionError("broker is down")
+
+    monkeypatch.setattr(app.extensions["srcflask.jobs"], "submit", explode)
+    response = sponsor_client.post(
+        "/sponsor/documents/new", data={"title": "Still saved", "body": "x", "editor_id": ""}
+    )
+    assert response.status_code == 303
+    with app.app_context():
+        [row] = db.session.scalars(select(MachineText)).all()
+        assert row.status is MachineTextStatus.QUEUED  # a worker's sweep will find it
+
+
+def test_flask_jobs_commands(app, runner, queue, production_model):
+    queue(3)
+    assert "queued: 3" in runner.invoke(args=["jobs", "status"]).output
+    assert "Ran 3 job(s)." in runner.invoke(args=["jobs", "run"]).output
+    assert "done: 3" in runner.invoke(args=["jobs", "status"]).output
