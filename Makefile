@@ -8,7 +8,7 @@ FLASK := cd $(WEB) && ../../$(BIN)/flask --app srcflask
 HOST ?= 127.0.0.1
 PORT ?= 5000
 
-.PHONY: run test install install-test lint format migrate clean help
+.PHONY: run test install install-test lint format migrate clean help browser-deps
 
 help:
 	@echo "make run    install, migrate, fetch the default model, seed demo users and start"
@@ -49,6 +49,11 @@ test: install-test
 		echo "== the suite again on Postgres ($$TEST_DATABASE_URL) =="; \
 		cd $(WEB) && ../../$(BIN)/pytest --db postgres -m "not slow"; \
 	fi
+
+# Chromium for the browser test (Debian's package; Playwright only drives it).
+browser-deps:
+	@command -v chromium >/dev/null 2>&1 || apt-get install -y -q chromium \
+		|| (apt-get update -q && apt-get install -y -q chromium)
 
 lint: install-test
 	$(BIN)/ruff check $(WEB)

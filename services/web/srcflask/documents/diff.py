@@ -7,6 +7,8 @@ import re
 from dataclasses import dataclass, field
 
 CONTEXT_LINES = 2
+# Lines at least this similar count as one line edited, not one removed and one added.
+SIMILAR = 0.5
 _WORDS = re.compile(r"\s+|\w+|[^\w\s]")
 
 
@@ -52,21 +54,38 @@ def diff_texts(old: str, new: str, context: int = CONTEXT_LINES) -> list[DiffLin
                 DiffLine("same", i + 1, j + 1, [Segment("same", old_lines[i])])
                 for i, j in zip(range(i1, i2), range(j1, j2), strict=True)
             )
-        elif tag == "replace" and i2 - i1 == j2 - j1:
-            lines.extend(
-                DiffLine("changed", i + 1, j + 1, word_segments(old_lines[i], new_lines[j]))
-                for i, j in zip(range(i1, i2), range(j1, j2), strict=True)
-            )
         else:
-            lines.extend(
-                DiffLine("removed", i + 1, None, [Segment("removed", old_lines[i])])
-                for i in range(i1, i2)
-            )
-            lines.extend(
-                DiffLine("added", None, j + 1, [Segment("added", new_lines[j])])
-                for j in range(j1, j2)
-            )
+            lines.extend(_replaced(old_lines, new_lines, i1, i2, j1, j2))
     return fold_unchanged(lines, context)
+
+
+def _replaced(old_lines, new_lines, i1, i2, j1, j2) -> list[DiffLine]:
+    """Pair each old line with the most similar later new line: edits read as edits."""
+    lines: list[DiffLine] = []
+    j = j1
+    for i in range(i1, i2):
+        match, best = None, SIMILAR
+        for candidate in range(j, j2):
+            ratio = difflib.SequenceMatcher(
+                a=old_lines[i], b=new_lines[candidate], autojunk=False
+            ).ratio()
+            if ratio > best:
+                match, best = candidate, ratio
+        if match is None:
+            lines.append(DiffLine("removed", i + 1, None, [Segment("removed", old_lines[i])]))
+            continue
+        lines.extend(
+            DiffLine("added", None, k + 1, [Segment("added", new_lines[k])])
+            for k in range(j, match)
+        )
+        lines.append(
+            DiffLine("changed", i + 1, match + 1, word_segments(old_lines[i], new_lines[match]))
+        )
+        j = match + 1
+    lines.extend(
+        DiffLine("added", None, k + 1, [Segment("added", new_lines[k])]) for k in range(j, j2)
+    )
+    return lines
 
 
 def fold_unchanged(lines: list[DiffLine], context: int) -> list[DiffLine]:

@@ -8,6 +8,11 @@
 
   function show(panel, status) {
     panel.dataset.status = status;
+    // The latest revision's line in the history table, where there is one.
+    for (const badge of document.querySelectorAll("[data-latest-status]")) {
+      badge.textContent = LABELS[status] || status;
+      badge.className = `mt-status mt-status-${status}`;
+    }
     for (const block of panel.querySelectorAll("[data-when]")) {
       block.hidden = block.dataset.when !== status;
     }
@@ -23,12 +28,12 @@
       field("queue").textContent = state.queue_position
         ? `number ${state.queue_position} in the queue` : "in the queue";
     } else if (state.status === "running") {
-      const max = (state.progress && state.progress.max_tokens) || 60;
+      const max = state.progress && state.progress.max_tokens;
       const done = (state.progress && state.progress.tokens) || 0;
       const bar = field("progress");
-      bar.max = max;
+      bar.max = max || 60;
       bar.value = done;
-      field("progress-text").textContent = `${done} of ${max} tokens`;
+      field("progress-text").textContent = max ? `${done} of ${max} tokens` : "starting";
     } else if (state.status === "done") {
       // textContent, never innerHTML: model output is shown as text.
       field("text").textContent = state.text || "";
