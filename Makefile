@@ -8,7 +8,8 @@ FLASK := cd $(WEB) && ../../$(BIN)/flask --app srcflask
 HOST ?= 127.0.0.1
 PORT ?= 5000
 
-.PHONY: run test install install-test lint format migrate clean help browser-deps
+.PHONY: run test install install-test lint format migrate clean help browser-deps \
+	production-deps
 
 help:
 	@echo "make run    install, migrate, fetch the default model, seed demo users and start"
@@ -54,6 +55,13 @@ test: install-test
 browser-deps:
 	@command -v chromium >/dev/null 2>&1 || apt-get install -y -q chromium \
 		|| (apt-get update -q && apt-get install -y -q chromium)
+
+# nginx for the production smoke test, docker-compose to validate the compose files
+# (Debian's packages; no Docker engine is needed).
+production-deps:
+	@command -v nginx >/dev/null 2>&1 && command -v docker-compose >/dev/null 2>&1 \
+		|| apt-get install -y -q nginx docker-compose \
+		|| (apt-get update -q && apt-get install -y -q nginx docker-compose)
 
 lint: install-test
 	$(BIN)/ruff check $(WEB)

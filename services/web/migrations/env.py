@@ -5,6 +5,9 @@ from logging.config import fileConfig
 
 from alembic import context
 from flask import current_app
+from sqlalchemy import text
+
+MIGRATION_LOCK = 5_104_237_001  # any fixed number, the same in every srcflask process
 
 config = context.config
 if config.config_file_name and not logging.getLogger().handlers:
@@ -44,6 +47,10 @@ def run_migrations_online():
     conf_args.setdefault("render_item", render_item)
 
     with target_db.engine.connect() as connection:
+        if connection.dialect.name == "postgresql":
+            # Web and worker containers may boot together: one migrates, the other waits.
+            connection.execute(text("SELECT pg_advisory_lock(:key)"), {"key": MIGRATION_LOCK})
+            connection.commit()
         context.configure(connection=connection, target_metadata=target_db.metadata, **conf_args)
         with context.begin_transaction():
             context.run_migrations()

@@ -13,6 +13,8 @@ from werkzeug.middleware.proxy_fix import ProxyFix
 
 from .config import load_config
 
+# services/web/migrations beside the package; an installed copy (the Docker image)
+# names its folder with SRCFLASK_MIGRATIONS_DIR.
 MIGRATIONS_DIR = Path(__file__).resolve().parent.parent / "migrations"
 
 
@@ -53,9 +55,8 @@ def register_extensions(app: Flask) -> None:
     from .extensions import csrf, db, limiter, login_manager, migrate
 
     db.init_app(app)
-    migrate.init_app(
-        app, db, directory=str(MIGRATIONS_DIR), render_as_batch=True, compare_type=True
-    )
+    migrations = os.environ.get("SRCFLASK_MIGRATIONS_DIR") or str(MIGRATIONS_DIR)
+    migrate.init_app(app, db, directory=migrations, render_as_batch=True, compare_type=True)
     login_manager.init_app(app)
     csrf.init_app(app)
     limiter.init_app(app)

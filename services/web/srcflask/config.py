@@ -72,6 +72,7 @@ class BaseConfig:
     RATELIMIT_STORAGE_URI = "memory://"
     RATELIMIT_HEADERS_ENABLED = True
     RATELIMIT_STRATEGY = "fixed-window"
+    RATELIMIT_KEY_PREFIX = "srcflask"
     RATELIMIT_LOGIN_PER_IP = "20 per minute;200 per day"
     RATELIMIT_LOGIN_PER_ACCOUNT = "5 per minute;50 per day"
     RATELIMIT_SIGNUP_PER_IP = "10 per hour"
@@ -114,6 +115,7 @@ class BaseConfig:
             "MAX_CONTENT_LENGTH",
             "SESSION_COOKIE_SECURE",
             "RATELIMIT_ENABLED",
+            "RATELIMIT_KEY_PREFIX",
             "RATELIMIT_STORAGE_URI",
             "RATELIMIT_LOGIN_PER_IP",
             "RATELIMIT_LOGIN_PER_ACCOUNT",

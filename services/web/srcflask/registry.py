@@ -102,6 +102,24 @@ def import_model(
     report: Report = no_report,
 ) -> ImportOutcome:
     """Import a model folder, GGUF file or hub id as the next version of `name`."""
+    # Processes that boot together (web, workers) must not import the same model twice.
+    with model_store().lock():
+        return _import_model(
+            source,
+            name,
+            actor=actor,
+            description=description,
+            tags=tags,
+            prompt_format=prompt_format,
+            system_prompt=system_prompt,
+            ip_address=ip_address,
+            report=report,
+        )
+
+
+def _import_model(
+    source, name, *, actor, description, tags, prompt_format, system_prompt, ip_address, report
+) -> ImportOutcome:
     check_name(name)
     if prompt_format is not None and prompt_format not in PROMPT_FORMATS:
         raise RegistryError(f"prompt format must be one of {', '.join(PROMPT_FORMATS)}")

