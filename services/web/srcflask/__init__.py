@@ -10,12 +10,22 @@ from typing import Any
 from flask import Flask
 from sqlalchemy import event
 from werkzeug.middleware.proxy_fix import ProxyFix
+from werkzeug.routing import IntegerConverter
 
 from .config import load_config
 
 # services/web/migrations beside the package; an installed copy (the Docker image)
 # names its folder with SRCFLASK_MIGRATIONS_DIR.
 MIGRATIONS_DIR = Path(__file__).resolve().parent.parent / "migrations"
+
+
+class DatabaseIdConverter(IntegerConverter):
+    """`<int:...>` for ids: 1 to 2**31 - 1, the range of a database integer."""
+
+    def __init__(self, url_map, *args, **kwargs) -> None:
+        kwargs.setdefault("min", 1)
+        kwargs.setdefault("max", 2**31 - 1)
+        super().__init__(url_map, *args, **kwargs)
 
 
 def create_app(
@@ -26,6 +36,8 @@ def create_app(
     """Build the srcflask app; `config` overrides settings (tests use it)."""
     instance_path = instance_path or os.environ.get("SRCFLASK_INSTANCE_PATH") or None
     app = Flask(__name__, instance_path=instance_path)
+    # Ids in URLs stay within the database's integer range: a bigger one is a 404.
+    app.url_map.converters["int"] = DatabaseIdConverter
     configure(app, env_name, config)
     register_extensions(app)
     register_security(app)

@@ -71,6 +71,15 @@ def wants_json() -> bool:
     )
 
 
+def reject_nul_characters():
+    """Refuse text with NUL characters: no page takes them, and Postgres cannot store them."""
+    values = [request.path, *request.args.values()]
+    if request.mimetype in ("application/x-www-form-urlencoded", "multipart/form-data"):
+        values.extend(request.form.values())
+    if any("\x00" in value for value in values):
+        abort(400, description="Text must not contain NUL characters.")
+
+
 def enforce_access():
     """Stop requests that the current user may not make (runs before every view)."""
     level = access_level(request.endpoint)
@@ -158,5 +167,6 @@ def safe_next_url(target: str | None) -> str | None:
 def init_app(app: Flask) -> None:
     login_manager.user_loader(load_user)
     login_manager.unauthorized_handler(unauthorized)
+    app.before_request(reject_nul_characters)
     app.before_request(enforce_access)
     app.after_request(set_security_headers)

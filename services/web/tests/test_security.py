@@ -205,3 +205,38 @@ def test_json_clients_get_json_errors(client):
     response = client.get("/no/such/page", headers={"Accept": "application/json"})
     assert response.status_code == 404
     assert response.json["error"]["code"] == "not_found"
+
+
+def test_ids_beyond_the_database_range_are_404_not_errors(sponsor_client, admin_client):
+    assert sponsor_client.get("/sponsor/documents/99999999999").status_code == 404
+    assert sponsor_client.get("/documents/2147483648/machine-text").status_code == 404
+    assert admin_client.post("/admin/users/99999999999/approve").status_code == 404
+
+
+@pytest.mark.parametrize(
+    ("method", "url", "data"),
+    [
+        ("post", "/sponsor/documents/new", {"title": "a\x00b", "body": "x", "editor_id": ""}),
+        ("get", "/sponsor/documents?status=done%00", None),
+    ],
+)
+def test_nul_characters_are_refused_with_400(sponsor_client, method, url, data):
+    response = getattr(sponsor_client, method)(url, data=data)
+    assert response.status_code == 400
+    assert "must not contain NUL characters" in response.get_data(as_text=True)
+
+
+def test_nul_characters_in_login_and_search_are_refused(client, admin_client):
+    assert (
+        client.post(
+            "/auth/login", data={"email": "a\x00@x.org", "password": "whatever"}
+        ).status_code
+        == 400
+    )
+    assert admin_client.get("/admin/users?q=a%00b").status_code == 400
+
+
+def test_huge_page_numbers_are_clamped(admin_client, sponsor_client):
+    assert admin_client.get("/admin/users?page=99999999999999999999").status_code == 200
+    assert admin_client.get("/admin/audit?page=99999999999999999999").status_code == 200
+    assert sponsor_client.get("/sponsor/documents?page=99999999999999999999").status_code == 200

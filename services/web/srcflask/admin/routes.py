@@ -30,6 +30,11 @@ def back_to_users():
     return redirect(users_page_to_return_to(), 303)
 
 
+def page_number() -> int:
+    """The ?page= asked for, kept to a sane range (a huge one would overflow SQL OFFSET)."""
+    return min(max(request.args.get("page", 1, type=int), 1), 100_000)
+
+
 def like_pattern(text: str) -> str:
     escaped = text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
     return f"%{escaped}%"
@@ -55,7 +60,9 @@ def users():
         query = query.where(
             or_(User.name.ilike(pattern, escape="\\"), User.email.ilike(pattern, escape="\\"))
         )
-    page = db.paginate(query, per_page=current_app.config["PAGE_SIZE"], error_out=False)
+    page = db.paginate(
+        query, page=page_number(), per_page=current_app.config["PAGE_SIZE"], error_out=False
+    )
     return render_template(
         "admin/users.html",
         page=page,
@@ -105,7 +112,7 @@ def audit():
     action = request.args.get("action", "").strip()[:64]
     if action:
         query = query.where(AuditEvent.action.startswith(action, autoescape=True))
-    page = db.paginate(query, per_page=50, error_out=False)
+    page = db.paginate(query, page=page_number(), per_page=50, error_out=False)
     return render_template("admin/audit.html", page=page, action=action)
 
 
