@@ -10,7 +10,7 @@ from typing import Any
 from flask import Flask
 from sqlalchemy import event
 from werkzeug.middleware.proxy_fix import ProxyFix
-from werkzeug.routing import IntegerConverter
+from werkzeug.routing import BaseConverter
 
 from .config import load_config
 
@@ -19,13 +19,25 @@ from .config import load_config
 MIGRATIONS_DIR = Path(__file__).resolve().parent.parent / "migrations"
 
 
-class DatabaseIdConverter(IntegerConverter):
-    """`<int:...>` for ids: 1 to 2**31 - 1, the range of a database integer."""
+class DatabaseIdConverter(BaseConverter):
+    """`<int:...>` for ids: 1 to 2**31 - 1, the range of a database integer.
 
-    def __init__(self, url_map, *args, **kwargs) -> None:
-        kwargs.setdefault("min", 1)
-        kwargs.setdefault("max", 2**31 - 1)
-        super().__init__(url_map, *args, **kwargs)
+    Larger numbers match too, but become 0, an id no row has, so the view
+    answers its usual 404 (a converter that refused them would make werkzeug
+    answer 405).
+    """
+
+    regex = r"[1-9][0-9]{0,18}"
+    part_isolating = True
+    weight = 50
+    MAX = 2**31 - 1
+
+    def to_python(self, value: str) -> int:
+        number = int(value)
+        return number if number <= self.MAX else 0
+
+    def to_url(self, value) -> str:
+        return str(int(value))
 
 
 def create_app(
@@ -110,10 +122,11 @@ def register_security(app: Flask) -> None:
 
 
 def register_blueprints(app: Flask) -> None:
-    from . import admin, auth, documents, editor, main, sponsor
+    from . import account, admin, api, auth, documents, editor, main, sponsor
 
-    for package in (main, auth, admin, sponsor, editor, documents):
+    for package in (main, auth, account, admin, sponsor, editor, documents):
         app.register_blueprint(package.bp)
+    api.init_app(app)
 
 
 def register_templating(app: Flask) -> None:

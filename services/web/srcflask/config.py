@@ -66,6 +66,9 @@ class BaseConfig:
     PERMANENT_SESSION_LIFETIME = timedelta(hours=12)
 
     WTF_CSRF_ENABLED = True
+    # Checked in srcflask.security instead, so requests authenticated by an API token
+    # (and only those) can skip it.
+    WTF_CSRF_CHECK_DEFAULT = False
     WTF_CSRF_TIME_LIMIT = 8 * 3600
 
     RATELIMIT_ENABLED = True

@@ -55,6 +55,10 @@ def error_response(error: HTTPException, *, message: str | None = None, code: st
     retry_after = retry_after_seconds() if status == 429 else None
     if wants_json():
         body = {"code": code or error.name.lower().replace(" ", "_"), "message": message}
+        field_errors = invalid_fields(error)
+        if field_errors:
+            body["fields"] = field_errors
+            body["message"] = "Some fields are invalid; `fields` says which and why."
         if retry_after is not None:
             body["retry_after"] = retry_after
         response = jsonify(error=body)
@@ -68,6 +72,21 @@ def error_response(error: HTTPException, *, message: str | None = None, code: st
         )
     headers = {"Retry-After": str(retry_after)} if retry_after else {}
     return response, status, headers
+
+
+def invalid_fields(error: HTTPException) -> dict | None:
+    """Per-field messages of a validation error (webargs puts them in `error.data`)."""
+    data = getattr(error, "data", None) or {}
+    messages = data.get("errors") or data.get("messages")
+    if not isinstance(messages, dict):
+        return None
+    merged: dict = {}
+    for location, problems in messages.items():  # json, query, ...
+        if isinstance(problems, dict):
+            merged.update(problems)
+        else:
+            merged[location] = problems
+    return merged or None
 
 
 def handle_http_error(error: HTTPException):

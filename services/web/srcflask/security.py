@@ -9,14 +9,18 @@ the state of their account). Blueprints narrow access further by role with
 from __future__ import annotations
 
 from collections.abc import Callable
+from datetime import timedelta
 from typing import TypeVar
 from urllib.parse import urlsplit
 
-from flask import Flask, abort, current_app, jsonify, redirect, request, url_for
+from flask import Flask, abort, current_app, g, jsonify, redirect, request, url_for
 from flask_login import current_user
+from sqlalchemy import select
 
-from .extensions import db, login_manager
-from .models import Role, User
+from .extensions import csrf, db, login_manager
+from .models import ApiToken, Role, User
+from .models.api import hash_token
+from .models.types import utcnow
 
 View = TypeVar("View", bound=Callable)
 
@@ -25,7 +29,9 @@ ANY_STATUS = "any_status"
 APPROVED = "approved"
 
 # Endpoints owned by Flask or extensions that need no login.
-PUBLIC_ENDPOINTS = {"static"}
+PUBLIC_ENDPOINTS = {"static", "api-docs.openapi_json"}
+SAFE_METHODS = {"GET", "HEAD", "OPTIONS", "TRACE"}
+TOKEN_USE_RESOLUTION = timedelta(minutes=1)
 
 CONTENT_SECURITY_POLICY = "; ".join(
     [
@@ -106,6 +112,38 @@ def home_endpoint(user: User) -> str:
     return HOME_ENDPOINTS[user.role] if user.is_approved else "auth.status"
 
 
+def check_csrf() -> None:
+    """CSRF on every state change, except requests made with an API token.
+
+    A token is never sent by a browser on its own, so a forged cross-site
+    request cannot carry one; a cookie session always needs the CSRF token.
+    """
+    if request.method in SAFE_METHODS or g.get("api_token") is not None:
+        return
+    if current_app.config["WTF_CSRF_ENABLED"]:
+        csrf.protect()
+
+
+def load_user_from_token(req) -> User | None:
+    """Authenticate an API request by its `Authorization: Bearer` token."""
+    header = req.headers.get("Authorization", "")
+    scheme, _, secret = header.partition(" ")
+    if not req.path.startswith("/api/") or scheme.lower() != "bearer" or not secret.strip():
+        return None
+    token = db.session.scalar(
+        select(ApiToken).where(ApiToken.token_hash == hash_token(secret.strip()))
+    )
+    if token is None or not token.usable:
+        g.api_auth_problem = "The API token is invalid, expired or revoked."
+        return None
+    now = utcnow()
+    if token.last_used_at is None or now - token.last_used_at > TOKEN_USE_RESOLUTION:
+        token.last_used_at = now
+        db.session.commit()
+    g.api_token = token
+    return token.user
+
+
 def require_role(*roles: Role) -> Callable[[], None]:
     """Return a before-request hook that refuses users outside `roles` with 403."""
 
@@ -134,8 +172,19 @@ def set_security_headers(response):
     return response
 
 
+def has_bearer_token() -> bool:
+    return request.path.startswith("/api/") and request.headers.get(
+        "Authorization", ""
+    ).lower().startswith("bearer ")
+
+
 def load_user(session_id: str) -> User | None:
-    """Find the user of a login cookie, unless the cookie's sessions were ended."""
+    """Find the user of a login cookie, unless the cookie's sessions were ended.
+
+    An API request that carries a token is the token's: the cookie is ignored.
+    """
+    if has_bearer_token():
+        return None
     user_id, _, version = session_id.partition(":")
     if not user_id.isdigit() or not version.isdigit():
         return None
@@ -147,7 +196,11 @@ def load_user(session_id: str) -> User | None:
 
 def unauthorized():
     if wants_json():
-        return jsonify(error={"code": "unauthorized", "message": "Log in first."}), 401
+        message = g.get("api_auth_problem") or (
+            "Send a personal API token: Authorization: Bearer <token>."
+        )
+        response = jsonify(error={"code": "unauthorized", "message": message})
+        return response, 401, {"WWW-Authenticate": 'Bearer realm="srcflask"'}
     if request.method != "GET":
         # A form post cannot be replayed after login: just ask to log in.
         return redirect(url_for("auth.login"), 303)
@@ -166,7 +219,9 @@ def safe_next_url(target: str | None) -> str | None:
 
 def init_app(app: Flask) -> None:
     login_manager.user_loader(load_user)
+    login_manager.request_loader(load_user_from_token)
     login_manager.unauthorized_handler(unauthorized)
     app.before_request(reject_nul_characters)
     app.before_request(enforce_access)
+    app.before_request(check_csrf)
     app.after_request(set_security_headers)

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 import pytest
 
 from srcflask.extensions import db
-from srcflask.models import Role, User, UserStatus
+from srcflask.models import ApiToken, GenerationJob, Role, User, UserStatus
 
 from .factories import DocumentFactory, ModelVersionFactory
 
@@ -87,6 +87,27 @@ def assigned_only(answer, *, post: bool = False) -> dict:
     )
 
 
+def api_gate(approved: dict) -> dict:
+    """API answers: no token 401, a token of an account that is not approved 403."""
+    return {"anonymous": 401} | {v: 403 for v in INACTIVE} | approved
+
+
+def api_only(roles: list[str], allowed) -> dict:
+    return api_gate({v: allowed if v in roles else 403 for v in APPROVED})
+
+
+def api_readers(answer, *, owner=None, editor=None, admin=None, others=404) -> dict:
+    return api_gate(
+        {
+            "sponsor": owner if owner is not None else answer,
+            "sponsor-other": others,
+            "editor": editor if editor is not None else answer,
+            "editor-other": others,
+            "admin": admin if admin is not None else answer,
+        }
+    )
+
+
 def logged_out_only(anonymous_answer) -> dict:
     return {"anonymous": anonymous_answer} | {v: TO_INDEX for v in INACTIVE + APPROVED}
 
@@ -96,9 +117,11 @@ class Row:
     url: str
     answers: dict
     data: dict = field(default_factory=dict)
+    json: dict | None = None
 
 
 DOC = "/documents/{doc}"
+API_DOC = "/api/v1/documents/{doc}"
 SPONSOR_DOC = "/sponsor/documents/{doc}"
 TO_SPONSOR_DOC = (303, SPONSOR_DOC)
 
@@ -195,6 +218,90 @@ MATRIX: dict[tuple[str, str], Row] = {
         only(["admin"], 422, post=True),
         data={"prompt": ""},
     ),
+    ("GET", "/admin/api"): Row("/admin/api", only(["admin"], 200)),
+    ("POST", "/admin/api"): Row(
+        "/admin/api",
+        only(["admin"], (303, "/admin/api"), post=True),
+        data={
+            "max_prompt_characters": "1000",
+            "max_new_tokens": "64",
+            "max_beams": "4",
+            "allow_sampling": "y",
+            "requests_per_minute": "20",
+        },
+    ),
+    # Account pages
+    ("GET", "/account/tokens"): Row("/account/tokens", only(APPROVED, 200)),
+    ("POST", "/account/tokens"): Row(
+        "/account/tokens",
+        only(APPROVED, 200, post=True),
+        data={"name": "script", "expires_in_days": "30"},
+    ),
+    ("POST", "/account/tokens/<int:token_id>/revoke"): Row(
+        "/account/tokens/{token}/revoke",
+        gate(
+            {"sponsor": (303, "/account/tokens")} | {v: 404 for v in APPROVED if v != "sponsor"},
+            post=True,
+        ),
+    ),
+    # The JSON API, with each visitor's API token
+    ("GET", "/api/v1/openapi.json"): Row("/api/v1/openapi.json", everyone(200)),
+    ("GET", "/api/v1/docs"): Row("/api/v1/docs", everyone(200)),
+    ("GET", "/api/v1/me"): Row("/api/v1/me", api_only(APPROVED, 200)),
+    ("GET", "/api/v1/documents"): Row("/api/v1/documents", api_only(APPROVED, 200)),
+    ("POST", "/api/v1/documents"): Row(
+        "/api/v1/documents", api_only(SPONSORS, 201), json={"title": "From a script"}
+    ),
+    ("GET", "/api/v1/documents/<int:document_id>"): Row(API_DOC, api_readers(200)),
+    ("PATCH", "/api/v1/documents/<int:document_id>"): Row(
+        API_DOC, api_readers(200, editor=403, admin=403), json={"title": "Renamed"}
+    ),
+    ("DELETE", "/api/v1/documents/<int:document_id>"): Row(
+        API_DOC, api_readers(204, editor=403, admin=403)
+    ),
+    ("GET", "/api/v1/documents/<int:document_id>/revisions"): Row(
+        API_DOC + "/revisions", api_readers(200)
+    ),
+    ("GET", "/api/v1/documents/<int:document_id>/revisions/<int:number>/machine-text"): Row(
+        API_DOC + "/revisions/1/machine-text", api_readers(200)
+    ),
+    ("POST", "/api/v1/machine-texts/<int:machine_text_id>/review"): Row(
+        "/api/v1/machine-texts/{mt}/review",
+        api_gate(
+            {"sponsor": 403, "sponsor-other": 403, "editor": 201, "editor-other": 404, "admin": 403}
+        ),
+        json={"decision": "reject"},
+    ),
+    # No production model in these tests, so every generation is queued.
+    ("POST", "/api/v1/generate"): Row(
+        "/api/v1/generate",
+        api_only(APPROVED, 202),
+        json={"prompt": "Hi", "settings": {"strategy": "greedy", "max_new_tokens": 4}},
+    ),
+    ("GET", "/api/v1/jobs/<int:job_id>"): Row("/api/v1/jobs/{job}", api_readers(200, editor=404)),
+    ("GET", "/api/v1/models"): Row("/api/v1/models", api_only(APPROVED, 200)),
+    ("POST", "/api/v1/models/<string:name>/aliases"): Row(
+        "/api/v1/models/fake-model/aliases",
+        api_only(["admin"], 200),
+        json={"version": "{version_number}", "alias": "candidate"},
+    ),
+    ("GET", "/api/v1/users"): Row("/api/v1/users", api_only(["admin"], 200)),
+    ("POST", "/api/v1/users/<int:user_id>/approve"): Row(
+        "/api/v1/users/{target}/approve", api_only(["admin"], 200)
+    ),
+    ("POST", "/api/v1/users/<int:user_id>/reject"): Row(
+        "/api/v1/users/{target}/reject", api_only(["admin"], 200)
+    ),
+    # The target is pending: it cannot be suspended or reinstated.
+    ("POST", "/api/v1/users/<int:user_id>/suspend"): Row(
+        "/api/v1/users/{target}/suspend", api_only(["admin"], 409)
+    ),
+    ("POST", "/api/v1/users/<int:user_id>/reinstate"): Row(
+        "/api/v1/users/{target}/reinstate", api_only(["admin"], 409)
+    ),
+    ("POST", "/api/v1/users/<int:user_id>/role"): Row(
+        "/api/v1/users/{target}/role", api_only(["admin"], 200), json={"role": "editor"}
+    ),
 }
 
 
@@ -234,31 +341,72 @@ def log_in(client, user_id: int) -> None:
 @pytest.mark.parametrize("route", sorted(MATRIX), ids=lambda r: f"{r[0]} {r[1]}")
 def test_access(app, make_user, route, visitor):
     row = MATRIX[route]
-    method, _ = route
+    method, rule = route
     # A second admin, so no admin action trips the last-admin guard.
     make_user(role=Role.ADMIN)
     owner = make_user(role=Role.SPONSOR)
     editor = make_user(role=Role.EDITOR)
     target = make_user(role=Role.SPONSOR, status=UserStatus.PENDING)
-    with app.app_context():
-        version = ModelVersionFactory().id
-        doc = DocumentFactory(
-            owner=db.session.get(User, owner.id), editor=db.session.get(User, editor.id)
-        ).id
-    client = app.test_client()
-    if visitor == "sponsor":
-        log_in(client, owner.id)
-    elif visitor == "editor":
-        log_in(client, editor.id)
-    elif visitor != "anonymous":
+    visitor_id = {"sponsor": owner.id, "editor": editor.id, "anonymous": None}.get(visitor)
+    if visitor_id is None and visitor != "anonymous":
         role, status = VISITOR_USERS[visitor]
-        log_in(client, make_user(role=role, status=status).id)
+        visitor_id = make_user(role=role, status=status).id
+    with app.app_context():
+        model = ModelVersionFactory()
+        owner_user = db.session.get(User, owner.id)
+        document = DocumentFactory(owner=owner_user, editor=db.session.get(User, editor.id))
+        token, _ = ApiToken.issue(owner_user, "owner's token", 30)
+        job = GenerationJob(user=owner_user, prompt="Hello", settings={})
+        db.session.add_all([token, job])
+        db.session.flush()
+        secret = None
+        if visitor_id is not None:
+            visitor_token, secret = ApiToken.issue(db.session.get(User, visitor_id), "t", 30)
+            db.session.add(visitor_token)
+        db.session.commit()
+        values = {
+            "target": target.id,
+            "version": model.id,
+            "version_number": model.version,
+            "doc": document.id,
+            "mt": document.revisions[0].machine_text.id,
+            "job": job.id,
+            "token": token.id,
+        }
+    client = app.test_client()
+    headers = {}
+    if rule.startswith("/api/"):
+        if secret:
+            headers["Authorization"] = f"Bearer {secret}"
+    elif visitor_id is not None:
+        log_in(client, visitor_id)
 
-    values = {"target": target.id, "version": version, "doc": doc}
-    response = client.open(row.url.format(**values), method=method, data=row.data)
+    json_body = fill(row.json, values) if row.json is not None else None
+    response = client.open(
+        row.url.format(**values),
+        method=method,
+        data=row.data or None,
+        json=json_body,
+        headers=headers,
+    )
 
     expected = row.answers[visitor]
     code, location = expected if isinstance(expected, tuple) else (expected, None)
     assert response.status_code == code, response.get_data(as_text=True)[:800]
     if location is not None:
         assert response.location.split("?")[0] == location.format(**values)
+    if rule.startswith("/api/v1/") and rule not in ("/api/v1/docs",) and code >= 400:
+        assert set(response.json["error"]) >= {"code", "message"}
+
+
+def fill(body: dict, values: dict) -> dict:
+    """Put the test's ids into a JSON body ("{name}" strings become numbers)."""
+    filled = {}
+    for key, value in body.items():
+        if isinstance(value, str) and value.startswith("{") and value.endswith("}"):
+            filled[key] = values[value[1:-1]]
+        elif isinstance(value, dict):
+            filled[key] = fill(value, values)
+        else:
+            filled[key] = value
+    return filled

@@ -98,9 +98,9 @@ def test_a_job_can_be_claimed_only_once(app, queue):
     [job] = queue(1)
     with app.app_context():
         with mock.patch.object(work, "worker_id", return_value="host-a:1:aaaa"):
-            first = work.claim([job], limit=8)
+            first = work.claim(work.MACHINE_TEXTS, [job], limit=8)
         with mock.patch.object(work, "worker_id", return_value="host-b:2:bbbb"):
-            second = work.claim([job], limit=8)
+            second = work.claim(work.MACHINE_TEXTS, [job], limit=8)
     assert (first, second) == ([job], [])
     [row] = rows(app, [job])
     assert row.status is MachineTextStatus.RUNNING and row.claimed_by == "host-a:1:aaaa"
@@ -126,18 +126,18 @@ def test_a_worker_that_lost_its_claim_does_not_write(app, queue, production_mode
     [job] = queue(1)
     with app.app_context():
         with mock.patch.object(work, "worker_id", return_value="host-a:1:aaaa"):
-            work.claim([job], limit=1)
+            work.claim(work.MACHINE_TEXTS, [job], limit=1)
         # host-a went quiet; its job was queued again and host-b took it.
         row = db.session.get(MachineText, job)
         row.status, row.claimed_by = MachineTextStatus.QUEUED, None
         db.session.commit()
         with mock.patch.object(work, "worker_id", return_value="host-b:2:bbbb"):
-            work.claim([job], limit=1)
+            work.claim(work.MACHINE_TEXTS, [job], limit=1)
         with mock.patch.object(work, "worker_id", return_value="host-a:1:aaaa"):
             result = mock.Mock(
                 text="stale text", prompt_tokens=1, generated_tokens=1, truncated=False
             )
-            assert work._write_result(job, result) is False
+            assert work._write_result(work.MACHINE_TEXTS, job, result) is False
             db.session.commit()
     [row] = rows(app, [job])
     assert row.status is MachineTextStatus.RUNNING and row.claimed_by == "host-b:2:bbbb"
@@ -198,9 +198,9 @@ def test_the_heartbeat_beats_during_a_long_batch(app_factory, queue, monkeypatch
     app = app_factory(JOB_HEARTBEAT_SECONDS=0.05)
     [job] = queue(1)
     with app.app_context():
-        work.claim([job], limit=1)
+        work.claim(work.MACHINE_TEXTS, [job], limit=1)
         before = db.session.get(MachineText, job).heartbeat_at
-        with work._Heartbeat(app, [job], work.worker_id()):
+        with work._Heartbeat(app, work.MACHINE_TEXTS, [job], work.worker_id()):
             time.sleep(0.3)
         db.session.expire_all()
         after = db.session.get(MachineText, job).heartbeat_at

@@ -123,7 +123,7 @@ def test_session_cookie_flags(app, sponsor):
     assert not cookie.secure  # development and tests run on plain http
 
 
-PRODUCTION_ENV = {"SRCFLASK_ENV": "production", "DATABASE_URL": "sqlite://"}
+PRODUCTION_ENV = {"SRCFLASK_ENV": "production", "DATABASE_URL": "sqlite://", "JOBS_MODE": "manual"}
 
 
 @pytest.mark.parametrize(

@@ -8,4 +8,4 @@ from ..security import require_role
 bp = Blueprint("admin", __name__, url_prefix="/admin")
 bp.before_request(require_role(Role.ADMIN))
 
-from . import model_routes, routes  # noqa: E402,F401
+from . import api_routes, model_routes, routes  # noqa: E402,F401

@@ -70,3 +70,19 @@ class PromptFormatForm(FlaskForm):
         validators=[Length(max=2000)],
         description="Leave empty for the default: " + DEFAULT_SYSTEM_PROMPT,
     )
+
+
+class ApiLimitsForm(FlaskForm):
+    max_prompt_characters = IntegerField(
+        "Longest prompt (characters)", validators=[NumberRange(min=1, max=20_000)]
+    )
+    max_new_tokens = IntegerField(
+        "Most new tokens per request", validators=[NumberRange(min=1, max=1024)]
+    )
+    max_beams = IntegerField(
+        "Most beams (1 allows greedy only)", validators=[NumberRange(min=1, max=16)]
+    )
+    allow_sampling = BooleanField("Allow sampling (temperature, top-p, top-k)")
+    requests_per_minute = IntegerField(
+        "Requests per minute, per token", validators=[NumberRange(min=1, max=10_000)]
+    )

@@ -47,12 +47,17 @@ def render_document_list(template: str):
 def render_document_page(document):
     """The document, its editor, its latest machine text and its history (every reader)."""
     revisions = service.revision_history(document)
+    editors = []
+    if current_user.id == document.owner_id:
+        editors = service.approved_editors()
+        if document.editor is not None and document.editor not in editors:
+            editors.append(document.editor)
     return render_template(
         "documents/document.html",
         document=document,
         latest=revisions[0],
         revisions=revisions,
-        editors=service.approved_editors() if current_user.id == document.owner_id else [],
+        editors=editors,
     )
 
 

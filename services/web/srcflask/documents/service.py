@@ -226,10 +226,16 @@ def approved_editors() -> list[User]:
     ).all()
 
 
-def check_editor(editor_id: int | None) -> User | None:
-    """Return the editor with this id, who must be an approved editor; None for none."""
+def check_editor(editor_id: int | None, keep: Document | None = None) -> User | None:
+    """Return the editor with this id, who must be an approved editor; None for none.
+
+    The editor `keep` already has may stay even if no longer approved: saving a
+    document must not fail, or quietly unassign, because of its editor's status.
+    """
     if editor_id is None:
         return None
+    if keep is not None and keep.editor_id == editor_id:
+        return keep.editor
     editor = db.session.get(User, editor_id)
     if editor is None or editor.role is not Role.EDITOR or not editor.is_approved:
         raise DocumentError("Choose an approved editor, or nobody yet.")
@@ -253,7 +259,7 @@ def save_document(
     document: Document, author: User, title: str, body: str, editor_id: int | None
 ) -> Revision | None:
     """Save an edit; a new revision (and machine text) only when the text changed."""
-    editor = check_editor(editor_id)
+    editor = check_editor(editor_id, keep=document)
     document.editor = editor
     if (title, body) == (document.title, document.body):
         db.session.commit()
@@ -266,7 +272,7 @@ def save_document(
 
 
 def assign_editor(document: Document, editor_id: int | None) -> User | None:
-    editor = check_editor(editor_id)
+    editor = check_editor(editor_id, keep=document)
     document.editor = editor
     db.session.commit()
     return editor

@@ -47,9 +47,12 @@ def runner():
     return current_app.extensions["srcflask.jobs"]
 
 
-def submit(ids: list[int]) -> None:
-    """Hand machine texts to the runner; never raises (the rows stay queued regardless)."""
+def submit(ids: list[int], kind=None) -> None:
+    """Hand jobs (machine texts unless `kind` says otherwise) to the runner.
+
+    Never raises: the rows stay queued regardless, and runners find them.
+    """
     try:
-        runner().submit(ids)
+        runner().submit(ids, kind)
     except Exception:
         log.exception("could not hand jobs %s to the runner; they stay queued", ids)

@@ -55,16 +55,18 @@ class CeleryRunner:
     def start(self) -> None:
         pass
 
-    def submit(self, ids: list[int]) -> None:
-        from .tasks import generate_machine_texts
+    def submit(self, ids: list[int], kind=None) -> None:
+        from . import work
+        from .tasks import task_for
 
-        for machine_text_id in ids:
+        task = task_for(kind or work.MACHINE_TEXTS)
+        for job_id in ids:
             try:
-                generate_machine_texts.delay(machine_text_id)
+                task.delay(job_id)
             except Exception:
                 log.exception(
                     "could not send job %s to the broker; a worker's sweep will pick it up",
-                    machine_text_id,
+                    job_id,
                 )
 
 
@@ -80,7 +82,7 @@ class Janitor:
     def __init__(self, app: Flask):
         self.app = app
         self._stop = threading.Event()
-        self._resent: dict[int, float] = {}
+        self._resent: dict[str, dict[int, float]] = {}
         self.thread = threading.Thread(target=self._loop, name="srcflask-janitor", daemon=True)
 
     def start(self) -> None:
@@ -91,18 +93,24 @@ class Janitor:
 
     def sweep(self, first: bool = False) -> list[int]:
         from . import work
-        from .tasks import generate_machine_texts
+
+        return [i for kind in work.KINDS for i in self._sweep(kind, first)]
+
+    def _sweep(self, kind, first: bool) -> list[int]:
+        from . import work
+        from .tasks import task_for
 
         resend_after = self.app.config["JOB_RESEND_SECONDS"]
+        resent = self._resent.setdefault(kind.name, {})
         now = time.monotonic()
         with self.app.app_context():
-            requeued = work.recover_stale()
-            waiting = work.pending_ids(limit=1000, older_than=0 if first else resend_after)
-        due = [i for i in waiting if now - self._resent.get(i, -resend_after) >= resend_after]
+            requeued = work.recover_stale(kind)
+            waiting = work.pending_ids(kind, limit=1000, older_than=0 if first else resend_after)
+        due = [i for i in waiting if now - resent.get(i, -resend_after) >= resend_after]
         ids = list(dict.fromkeys([*requeued, *(waiting if first else due)]))
-        for machine_text_id in ids:
-            generate_machine_texts.delay(machine_text_id)
-            self._resent[machine_text_id] = now
+        for job_id in ids:
+            task_for(kind).delay(job_id)
+            resent[job_id] = now
         return ids
 
     def _loop(self) -> None:

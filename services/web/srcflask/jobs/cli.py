@@ -7,7 +7,6 @@ from flask.cli import AppGroup
 from sqlalchemy import func, select
 
 from ..extensions import db
-from ..models import MachineText
 from . import work
 
 jobs_group = AppGroup("jobs", help="Generation jobs: status, recovery, running them here.")
@@ -16,12 +15,13 @@ jobs_group = AppGroup("jobs", help="Generation jobs: status, recovery, running t
 @jobs_group.command("status")
 def status_command() -> None:
     """Count machine texts by status."""
-    rows = db.session.execute(
-        select(MachineText.status, func.count()).group_by(MachineText.status)
-    ).all()
-    counts = {status.value: count for status, count in rows}
-    for name in ("queued", "running", "done", "failed"):
-        click.echo(f"{name:>8}: {counts.get(name, 0)}")
+    for kind in work.KINDS:
+        model = kind.model
+        rows = db.session.execute(select(model.status, func.count()).group_by(model.status))
+        counts = {status.value: count for status, count in rows}
+        click.echo("machine texts:" if kind is work.MACHINE_TEXTS else "API generation jobs:")
+        for name in ("queued", "running", "done", "failed"):
+            click.echo(f"{name:>10}: {counts.get(name, 0)}")
 
 
 @jobs_group.command("run")

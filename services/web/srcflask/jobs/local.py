@@ -44,7 +44,7 @@ class LocalRunner:
         if self._thread is not None:
             self._thread.join(timeout)
 
-    def submit(self, ids: list[int]) -> None:
+    def submit(self, ids: list[int], kind=None) -> None:
         self.start()
         self._wake.set()
 
@@ -75,5 +75,5 @@ class ManualRunner:
     def start(self) -> None:
         pass
 
-    def submit(self, ids: list[int]) -> None:
+    def submit(self, ids: list[int], kind=None) -> None:
         self.submitted.extend(ids)

@@ -8,9 +8,23 @@ from flask import current_app
 from . import work
 
 
+def _run(kind: work.JobKind, job_id: int) -> int:
+    ids = work.claim(kind, [job_id], current_app.config["GENERATION_BATCH_SIZE"])
+    work.run_claimed(kind, ids)
+    return len(ids)
+
+
 @shared_task(name="srcflask.generate_machine_texts", acks_late=True, reject_on_worker_lost=True)
 def generate_machine_texts(machine_text_id: int) -> int:
-    """Run this job and any others waiting, as one batch; return how many ran here."""
-    ids = work.claim([machine_text_id], current_app.config["GENERATION_BATCH_SIZE"])
-    work.run_claimed(ids)
-    return len(ids)
+    """Run this machine text and any others waiting, as one batch; return how many ran."""
+    return _run(work.MACHINE_TEXTS, machine_text_id)
+
+
+@shared_task(name="srcflask.run_generation_job", acks_late=True, reject_on_worker_lost=True)
+def run_generation_job(job_id: int) -> int:
+    """Run this API generation job and any others waiting; return how many ran here."""
+    return _run(work.API_JOBS, job_id)
+
+
+def task_for(kind: work.JobKind):
+    return generate_machine_texts if kind is work.MACHINE_TEXTS else run_generation_job

@@ -1,10 +1,11 @@
 """Running generation jobs, whichever runner delivers them.
 
-The `machine_texts` row is the job: a runner claims queued rows with a
-conditional UPDATE (only one claimer can win), runs them as one engine batch
-with the production model, and writes each result only while it still holds
-the claim. So a job delivered twice is written once, and a job whose worker
-died is found by its stale heartbeat and queued again.
+A job is a database row (a machine text, or a generation job from the API).
+A runner claims queued rows with a conditional UPDATE (only one claimer can
+win), runs them as engine batches with the production model, and writes each
+result only while it still holds the claim. So a job delivered twice is
+written once, and a job whose worker died is found by its stale heartbeat and
+queued again.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import threading
 import time
 import uuid
 from collections.abc import Iterable
+from dataclasses import dataclass
 from datetime import timedelta
 
 from flask import Flask, current_app
@@ -24,7 +26,10 @@ from sqlalchemy import select, update
 from .. import registry
 from ..extensions import db
 from ..ml.engine import GenerationResult
-from ..models import MachineText, MachineTextStatus, Revision
+from ..ml.settings import GenerationSettings
+from ..models import MachineText, ModelVersion, Revision
+from ..models.api import GenerationJob
+from ..models.jobs import JobStatus
 from ..models.types import utcnow
 
 log = logging.getLogger(__name__)
@@ -46,58 +51,96 @@ def worker_id() -> str:
     return f"{socket.gethostname()}:{_process_pid}:{_process_token}"
 
 
-def _claimed_by_me():
-    return MachineText.claimed_by == worker_id()
+@dataclass(frozen=True)
+class JobKind:
+    """One table of jobs, and where its prompts and settings come from."""
+
+    name: str
+    model: type
+    noun: str  # how messages name one job's text
+
+    def inputs(
+        self, ids: list[int], version: ModelVersion
+    ) -> dict[int, tuple[str, GenerationSettings]]:
+        raise NotImplementedError
+
+
+class MachineTextJobs(JobKind):
+    def inputs(self, ids, version):
+        settings = registry.settings_for(version)
+        rows = db.session.execute(
+            select(MachineText.id, Revision.title, Revision.body)
+            .join(Revision, Revision.id == MachineText.revision_id)
+            .where(MachineText.id.in_(ids), MachineText.claimed_by == worker_id())
+        ).all()
+        return {row.id: (f"{row.title}\n\n{row.body}".strip(), settings) for row in rows}
+
+
+class ApiJobs(JobKind):
+    def inputs(self, ids, version):
+        rows = db.session.execute(
+            select(GenerationJob.id, GenerationJob.prompt, GenerationJob.settings).where(
+                GenerationJob.id.in_(ids), GenerationJob.claimed_by == worker_id()
+            )
+        ).all()
+        return {row.id: (row.prompt, GenerationSettings.from_dict(row.settings)) for row in rows}
+
+
+MACHINE_TEXTS = MachineTextJobs("machine_text", MachineText, "machine text")
+API_JOBS = ApiJobs("generation", GenerationJob, "text")
+KINDS = (MACHINE_TEXTS, API_JOBS)
+
+
+def _mine(kind: JobKind):
+    return kind.model.claimed_by == worker_id()
 
 
 # -- claiming ------------------------------------------------------------------------
 
 
-def claim(candidate_ids: Iterable[int], limit: int) -> list[int]:
+def claim(kind: JobKind, candidate_ids: Iterable[int], limit: int) -> list[int]:
     """Claim up to `limit` jobs: the given ids first, then the oldest queued ones."""
+    model = kind.model
     wanted = list(dict.fromkeys(candidate_ids))
     others = db.session.scalars(
-        select(MachineText.id)
-        .where(MachineText.status == MachineTextStatus.QUEUED)
-        .order_by(MachineText.queued_at, MachineText.id)
+        select(model.id)
+        .where(model.status == JobStatus.QUEUED)
+        .order_by(model.queued_at, model.id)
         .limit(limit * 2)
     ).all()
     claimed: list[int] = []
     now = utcnow()
-    for machine_text_id in [*wanted, *[i for i in others if i not in wanted]]:
+    for job_id in [*wanted, *[i for i in others if i not in wanted]]:
         if len(claimed) >= limit:
             break
         result = db.session.execute(
-            update(MachineText)
-            .where(
-                MachineText.id == machine_text_id, MachineText.status == MachineTextStatus.QUEUED
-            )
+            update(model)
+            .where(model.id == job_id, model.status == JobStatus.QUEUED)
             .values(
-                status=MachineTextStatus.RUNNING,
+                status=JobStatus.RUNNING,
                 claimed_by=worker_id(),
                 started_at=now,
                 heartbeat_at=now,
                 progress_tokens=0,
-                attempts=MachineText.attempts + 1,
+                attempts=model.attempts + 1,
                 finished_at=None,
                 error=None,
             )
             .execution_options(synchronize_session=False)
         )
         if result.rowcount == 1:
-            claimed.append(machine_text_id)
+            claimed.append(job_id)
     db.session.commit()
     return claimed
 
 
-def pending_ids(limit: int, older_than: float = 0) -> list[int]:
+def pending_ids(kind: JobKind, limit: int, older_than: float = 0) -> list[int]:
     """Queued job ids, oldest first; only those queued over `older_than` seconds ago."""
-    query = select(MachineText.id).where(MachineText.status == MachineTextStatus.QUEUED)
+    model = kind.model
+    query = select(model.id).where(model.status == JobStatus.QUEUED)
     if older_than:
-        query = query.where(MachineText.queued_at < utcnow() - timedelta(seconds=older_than))
-    return db.session.scalars(
-        query.order_by(MachineText.queued_at, MachineText.id).limit(limit)
-    ).all()
+        query = query.where(model.queued_at < utcnow() - timedelta(seconds=older_than))
+    return db.session.scalars(query.order_by(model.queued_at, model.id).limit(limit)).all()
 
 
 # -- recovery ------------------------------------------------------------------------
@@ -118,33 +161,34 @@ def _process_alive(claimed_by: str) -> bool | None:
     return True
 
 
-def recover_stale() -> list[int]:
+def recover_stale(kind: JobKind | None = None) -> list[int]:
     """Queue again the running jobs whose worker died; give up on ones that keep dying.
 
     A job is stale when its heartbeat is older than JOB_STALE_SECONDS, or at
     once when the process that claimed it on this host no longer exists.
+    Without `kind`, every kind of job is looked at.
     """
-    config = current_app.config
+    if kind is None:
+        return [i for k in KINDS for i in recover_stale(k)]
+    model, config = kind.model, current_app.config
     cutoff = utcnow() - timedelta(seconds=config["JOB_STALE_SECONDS"])
     running = db.session.execute(
-        select(
-            MachineText.id, MachineText.claimed_by, MachineText.heartbeat_at, MachineText.attempts
-        ).where(MachineText.status == MachineTextStatus.RUNNING)
+        select(model.id, model.claimed_by, model.heartbeat_at, model.attempts).where(
+            model.status == JobStatus.RUNNING
+        )
     ).all()
     requeued: list[int] = []
-    for machine_text_id, claimed_by, heartbeat_at, attempts in running:
+    for job_id, claimed_by, heartbeat_at, attempts in running:
         dead = _process_alive(claimed_by or "") is False
         if not dead and heartbeat_at is not None and heartbeat_at >= cutoff:
             continue
-        stale = update(MachineText).where(
-            MachineText.id == machine_text_id,
-            MachineText.status == MachineTextStatus.RUNNING,
-            MachineText.claimed_by == claimed_by,
+        stale = update(model).where(
+            model.id == job_id, model.status == JobStatus.RUNNING, model.claimed_by == claimed_by
         )
         if attempts >= config["JOB_MAX_ATTEMPTS"]:
             db.session.execute(
                 stale.values(
-                    status=MachineTextStatus.FAILED,
+                    status=JobStatus.FAILED,
                     finished_at=utcnow(),
                     claimed_by=None,
                     error=f"Gave up after {attempts} attempts: the worker stopped every time. "
@@ -153,13 +197,15 @@ def recover_stale() -> list[int]:
             )
             continue
         result = db.session.execute(
-            stale.values(status=MachineTextStatus.QUEUED, claimed_by=None, progress_tokens=0)
+            stale.values(status=JobStatus.QUEUED, claimed_by=None, progress_tokens=0)
         )
         if result.rowcount == 1:
-            requeued.append(machine_text_id)
+            requeued.append(job_id)
     db.session.commit()
     if requeued:
-        log.warning("Queued again %d job(s) whose worker stopped: %s", len(requeued), requeued)
+        log.warning(
+            "Queued again %d %s job(s) whose worker stopped: %s", len(requeued), kind.name, requeued
+        )
     return requeued
 
 
@@ -169,8 +215,8 @@ def recover_stale() -> list[int]:
 class _Heartbeat:
     """Refresh the claim's heartbeat from a side thread while a batch runs."""
 
-    def __init__(self, app: Flask, ids: list[int], me: str):
-        self.app, self.ids, self.me = app, ids, me
+    def __init__(self, app: Flask, kind: JobKind, ids: list[int], me: str):
+        self.app, self.kind, self.ids, self.me = app, kind, ids, me
         self.stop = threading.Event()
         self.thread = threading.Thread(target=self._beat, name="srcflask-heartbeat", daemon=True)
 
@@ -183,16 +229,17 @@ class _Heartbeat:
         self.thread.join(timeout=5)
 
     def _beat(self) -> None:
+        model = self.kind.model
         interval = self.app.config["JOB_HEARTBEAT_SECONDS"]
         while not self.stop.wait(interval):
             try:
                 with self.app.app_context():
                     db.session.execute(
-                        update(MachineText)
+                        update(model)
                         .where(
-                            MachineText.id.in_(self.ids),
-                            MachineText.claimed_by == self.me,
-                            MachineText.status == MachineTextStatus.RUNNING,
+                            model.id.in_(self.ids),
+                            model.claimed_by == self.me,
+                            model.status == JobStatus.RUNNING,
                         )
                         .values(heartbeat_at=utcnow())
                     )
@@ -204,8 +251,8 @@ class _Heartbeat:
 class _ProgressWriter:
     """Write tokens-so-far to the rows, at most every `interval` seconds."""
 
-    def __init__(self, ids: list[int], interval: float = 0.5):
-        self.ids, self.interval = ids, interval
+    def __init__(self, kind: JobKind, ids: list[int], interval: float = 0.5):
+        self.kind, self.ids, self.interval = kind, ids, interval
         self.last = 0.0
 
     def __call__(self, done: int, total: int) -> None:
@@ -213,39 +260,32 @@ class _ProgressWriter:
         if now - self.last < self.interval and done < total:
             return
         self.last = now
+        model = self.kind.model
         db.session.execute(
-            update(MachineText)
-            .where(MachineText.id.in_(self.ids), _claimed_by_me())
+            update(model)
+            .where(model.id.in_(self.ids), _mine(self.kind))
             .values(progress_tokens=done, heartbeat_at=utcnow())
         )
         db.session.commit()
 
 
-def fail(ids: list[int], message: str) -> None:
+def fail(kind: JobKind, ids: list[int], message: str) -> None:
+    model = kind.model
     db.session.execute(
-        update(MachineText)
-        .where(
-            MachineText.id.in_(ids),
-            _claimed_by_me(),
-            MachineText.status == MachineTextStatus.RUNNING,
-        )
-        .values(
-            status=MachineTextStatus.FAILED, error=message, finished_at=utcnow(), claimed_by=None
-        )
+        update(model)
+        .where(model.id.in_(ids), _mine(kind), model.status == JobStatus.RUNNING)
+        .values(status=JobStatus.FAILED, error=message, finished_at=utcnow(), claimed_by=None)
     )
     db.session.commit()
 
 
-def _write_result(machine_text_id: int, result: GenerationResult) -> bool:
+def _write_result(kind: JobKind, job_id: int, result: GenerationResult) -> bool:
+    model = kind.model
     written = db.session.execute(
-        update(MachineText)
-        .where(
-            MachineText.id == machine_text_id,
-            _claimed_by_me(),
-            MachineText.status == MachineTextStatus.RUNNING,
-        )
+        update(model)
+        .where(model.id == job_id, _mine(kind), model.status == JobStatus.RUNNING)
         .values(
-            status=MachineTextStatus.DONE,
+            status=JobStatus.DONE,
             text=result.text,
             prompt_tokens=result.prompt_tokens,
             generated_tokens=result.generated_tokens,
@@ -259,31 +299,36 @@ def _write_result(machine_text_id: int, result: GenerationResult) -> bool:
     return written.rowcount == 1
 
 
-def run_claimed(ids: list[int]) -> None:
-    """Generate the machine text of jobs this process has claimed, as one batch."""
+def run_claimed(kind: JobKind, ids: list[int]) -> None:
+    """Generate for jobs this process has claimed: one batch per set of settings."""
     if not ids:
         return
     version = registry.production_version()
     if version is None:
-        fail(ids, NO_PRODUCTION_MODEL)
+        fail(kind, ids, NO_PRODUCTION_MODEL)
         return
     try:
         generator = registry.generator_for(version)
-        settings = registry.settings_for(version)
+        inputs = kind.inputs(ids, version)
     except Exception as error:
-        log.exception("cannot load %s", version.label)
-        fail(ids, f"The model {version.label} could not be loaded: {error}")
+        log.exception("cannot prepare %s jobs with %s", kind.name, version.label)
+        db.session.rollback()
+        fail(kind, ids, f"The model {version.label} could not be loaded: {error}")
         return
-    rows = db.session.execute(
-        select(MachineText.id, Revision.title, Revision.body)
-        .join(Revision, Revision.id == MachineText.revision_id)
-        .where(MachineText.id.in_(ids), _claimed_by_me())
-    ).all()
-    prompts = {row.id: f"{row.title}\n\n{row.body}".strip() for row in rows}
-    ids = list(prompts)
+    groups: dict[GenerationSettings, list[int]] = {}
+    for job_id, (_, settings) in inputs.items():
+        groups.setdefault(settings, []).append(job_id)
+    app = current_app._get_current_object()
+    with _Heartbeat(app, kind, list(inputs), worker_id()):
+        for settings, group in groups.items():
+            _run_batch(kind, generator, version, settings, group, {i: inputs[i][0] for i in group})
+
+
+def _run_batch(kind, generator, version, settings, ids, prompts) -> None:
+    model = kind.model
     db.session.execute(
-        update(MachineText)
-        .where(MachineText.id.in_(ids), _claimed_by_me())
+        update(model)
+        .where(model.id.in_(ids), _mine(kind))
         .values(
             model_version_id=version.id,
             settings=settings.to_dict(),
@@ -292,24 +337,22 @@ def run_claimed(ids: list[int]) -> None:
         )
     )
     db.session.commit()
-    app = current_app._get_current_object()
-    with _Heartbeat(app, ids, worker_id()):
-        try:
-            results = generator.generate(
-                [prompts[i] for i in ids], settings, progress=_ProgressWriter(ids)
-            )
-        except Exception as error:
-            db.session.rollback()
-            if len(ids) > 1:
-                # One bad document must not fail the others: run each on its own.
-                log.warning("batch of %d failed (%s); running each alone", len(ids), error)
-                for machine_text_id in ids:
-                    _run_alone(generator, settings, machine_text_id, prompts[machine_text_id])
-                return
-            log.exception("generation failed for machine text %s", ids[0])
-            fail(ids, f"The model could not write this machine text: {error}")
+    try:
+        results = generator.generate(
+            [prompts[i] for i in ids], settings, progress=_ProgressWriter(kind, ids)
+        )
+    except Exception as error:
+        db.session.rollback()
+        if len(ids) > 1:
+            # One bad prompt must not fail the others: run each on its own.
+            log.warning("batch of %d failed (%s); running each alone", len(ids), error)
+            for job_id in ids:
+                _run_batch(kind, generator, version, settings, [job_id], {job_id: prompts[job_id]})
             return
-    written = [i for i, result in zip(ids, results, strict=True) if _write_result(i, result)]
+        log.exception("generation failed for %s job %s", kind.name, ids[0])
+        fail(kind, ids, f"The model could not write this {kind.noun}: {error}")
+        return
+    written = [i for i, result in zip(ids, results, strict=True) if _write_result(kind, i, result)]
     db.session.commit()
     if len(written) < len(ids):
         log.warning(
@@ -318,33 +361,18 @@ def run_claimed(ids: list[int]) -> None:
         )
 
 
-def _run_alone(generator, settings, machine_text_id: int, prompt: str) -> None:
-    db.session.execute(
-        update(MachineText).where(MachineText.id == machine_text_id).values(batch_size=1)
-    )
-    db.session.commit()
-    try:
-        [result] = generator.generate(
-            [prompt], settings, progress=_ProgressWriter([machine_text_id])
-        )
-    except Exception as error:
-        db.session.rollback()
-        log.exception("generation failed for machine text %s", machine_text_id)
-        fail([machine_text_id], f"The model could not write this machine text: {error}")
-        return
-    _write_result(machine_text_id, result)
-    db.session.commit()
-
-
-def run_pending(max_batches: int | None = None) -> int:
+def run_pending(max_batches: int | None = None, kinds=KINDS) -> int:
     """Claim and run queued jobs batch by batch until none are left; return how many ran."""
     batch_size = current_app.config["GENERATION_BATCH_SIZE"]
     done = batches = 0
     while max_batches is None or batches < max_batches:
-        ids = claim([], batch_size)
-        if not ids:
+        ran = 0
+        for kind in kinds:
+            ids = claim(kind, [], batch_size)
+            run_claimed(kind, ids)
+            ran += len(ids)
+        if not ran:
             break
-        run_claimed(ids)
-        done += len(ids)
+        done += ran
         batches += 1
     return done

@@ -147,7 +147,8 @@ class TextGenerator:
             )
         self.context_length = self._context_length()
         self.max_input_tokens = max_input_tokens
-        self._lock = threading.Lock()
+        # Re-entrant: a caller holding `reserved()` may then call generate().
+        self._lock = threading.RLock()
         log.info(
             "Loaded %s on %s in %.2fs (context %d tokens)",
             self.label,
@@ -155,6 +156,16 @@ class TextGenerator:
             self.load_seconds,
             self.context_length,
         )
+
+    @contextmanager
+    def reserved(self):
+        """Hold the model if it is free, without waiting: yields True, or False when busy."""
+        free = self._lock.acquire(blocking=False)
+        try:
+            yield free
+        finally:
+            if free:
+                self._lock.release()
 
     # -- the pipeline ------------------------------------------------------------
     def generate(

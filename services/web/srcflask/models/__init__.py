@@ -1,5 +1,6 @@
 """SQLAlchemy models, one module per aggregate."""
 
+from .api import ApiLimits, ApiToken, GenerationJob
 from .audit import AuditEvent, record_event
 from .documents import (
     Decision,
@@ -14,9 +15,12 @@ from .mlmodels import ModelAlias, ModelVersion
 from .users import LifecycleError, Role, User, UserStatus
 
 __all__ = [
+    "ApiLimits",
+    "ApiToken",
     "AuditEvent",
     "Decision",
     "Document",
+    "GenerationJob",
     "LifecycleError",
     "MachineText",
     "MachineTextStatus",

@@ -4,10 +4,8 @@ from __future__ import annotations
 
 import enum
 from datetime import datetime
-from typing import Any
 
 from sqlalchemy import (
-    JSON,
     Boolean,
     ForeignKey,
     Index,
@@ -19,7 +17,7 @@ from sqlalchemy import (
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from ..extensions import db
-from .mlmodels import ModelVersion
+from .jobs import JobMixin, JobStatus
 from .types import UTCDateTime, utcnow
 from .users import User, enum_column
 
@@ -27,15 +25,8 @@ TITLE_MAX = 200
 BODY_MAX = 20_000
 
 
-class MachineTextStatus(enum.StrEnum):
-    QUEUED = "queued"
-    RUNNING = "running"
-    DONE = "done"
-    FAILED = "failed"
-
-    @property
-    def finished(self) -> bool:
-        return self in (MachineTextStatus.DONE, MachineTextStatus.FAILED)
+# Machine texts are jobs: their status is the job status.
+MachineTextStatus = JobStatus
 
 
 class RevisionOrigin(enum.StrEnum):
@@ -107,7 +98,7 @@ class Revision(db.Model):
         return f"{self.title}\n\n{self.body}".strip()
 
 
-class MachineText(db.Model):
+class MachineText(JobMixin, db.Model):
     """The continuation a language model wrote for one revision (the original `autodocs`).
 
     The row is the source of truth for its generation job: its status moves
@@ -118,35 +109,14 @@ class MachineText(db.Model):
     __tablename__ = "machine_texts"
     __table_args__ = (Index("ix_machine_texts_status_queued", "status", "queued_at"),)
 
+    STATUS_CONSTRAINT = "machine_text_status"
+
     id: Mapped[int] = mapped_column(primary_key=True)
     revision_id: Mapped[int] = mapped_column(
         ForeignKey("revisions.id", ondelete="CASCADE"), unique=True
     )
-    status: Mapped[MachineTextStatus] = mapped_column(
-        enum_column(MachineTextStatus, "machine_text_status"), default=MachineTextStatus.QUEUED
-    )
-    text: Mapped[str | None] = mapped_column(Text)
-    model_version_id: Mapped[int | None] = mapped_column(
-        ForeignKey("model_versions.id", ondelete="RESTRICT"), index=True
-    )
-    settings: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
-    prompt_tokens: Mapped[int | None] = mapped_column(Integer)
-    generated_tokens: Mapped[int | None] = mapped_column(Integer)
-    truncated: Mapped[bool] = mapped_column(Boolean, default=False)
-    # Tokens written so far while running, out of max_new_tokens.
-    progress_tokens: Mapped[int] = mapped_column(Integer, default=0)
-    max_new_tokens: Mapped[int | None] = mapped_column(Integer)
-    batch_size: Mapped[int | None] = mapped_column(Integer)
-    queued_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
-    started_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
-    finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
-    heartbeat_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
-    claimed_by: Mapped[str | None] = mapped_column(String(120))
-    error: Mapped[str | None] = mapped_column(Text)
-    attempts: Mapped[int] = mapped_column(Integer, default=0)
 
     revision: Mapped[Revision] = relationship(back_populates="machine_text")
-    model_version: Mapped[ModelVersion | None] = relationship()
     review: Mapped[Review | None] = relationship(back_populates="machine_text", uselist=False)
 
 

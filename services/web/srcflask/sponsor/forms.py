@@ -26,10 +26,16 @@ def optional_id(value) -> int | None:
         return -1  # never an editor: refused with a message by the service
 
 
-def editor_choices(editors) -> list[SelectChoice]:
-    return [SelectChoice("", "Nobody yet")] + [
+def editor_choices(editors, current=None) -> list[SelectChoice]:
+    """Nobody, every approved editor, and the document's own editor if no longer approved."""
+    choices = [SelectChoice("", "Nobody yet")] + [
         SelectChoice(str(editor.id), f"{editor.name} ({editor.email})") for editor in editors
     ]
+    if current is not None and current not in editors:
+        choices.append(
+            SelectChoice(str(current.id), f"{current.name} ({current.email}, no longer approved)")
+        )
+    return choices
 
 
 class DocumentForm(FlaskForm):

@@ -53,7 +53,7 @@ def show_document(document_id: int):
 def edit_document(document_id: int):
     document = own_or_404(document_id)
     form = DocumentForm(obj=document if request.method == "GET" else None)
-    form.editor_id.choices = editor_choices(service.approved_editors())
+    form.editor_id.choices = editor_choices(service.approved_editors(), document.editor)
     if request.method == "GET":
         form.editor_id.data = document.editor_id
     if form.validate_on_submit():

@@ -1,0 +1,70 @@
+"""JSON API v1 under /api/v1, described by an OpenAPI document built from the same schemas.
+
+Programs authenticate with personal API tokens (`Authorization: Bearer ...`);
+the same access rules as the pages apply. Errors are always
+`{"error": {"code", "message", "fields"?}}` (srcflask.errors writes them).
+"""
+
+from __future__ import annotations
+
+from flask import Flask
+from flask_smorest import Api
+
+from .schemas import ErrorSchema
+
+API_PREFIX = "/api/v1"
+
+
+class SrcflaskApi(Api):
+    """flask-smorest, documenting srcflask's error envelope and leaving errors to srcflask."""
+
+    ERROR_SCHEMA = ErrorSchema
+    # Every status an operation can answer is listed on it; no catch-all "default".
+    DEFAULT_ERROR_RESPONSE_NAME = None
+
+    def _register_error_handlers(self):
+        # srcflask.errors answers every HTTP error, in JSON under /api.
+        pass
+
+
+def init_app(app: Flask) -> None:
+    from .. import DatabaseIdConverter
+    from . import documents, generation, me, models, pages, people
+
+    app.config.update(
+        API_TITLE="srcflask API",
+        API_VERSION="v1",
+        OPENAPI_VERSION="3.0.3",
+        OPENAPI_URL_PREFIX=API_PREFIX,
+        OPENAPI_JSON_PATH="openapi.json",
+        API_SPEC_OPTIONS={
+            "info": {
+                "description": (
+                    "Documents, their machine text and its review, for programs. "
+                    "Authenticate with a personal API token from /account/tokens: "
+                    "`Authorization: Bearer <token>`. A token acts as its owner, with the "
+                    "owner's current role and status."
+                ),
+            },
+            "servers": [{"url": "/"}],
+            "security": [{"bearerAuth": []}],
+            "components": {
+                "securitySchemes": {
+                    "bearerAuth": {
+                        "type": "http",
+                        "scheme": "bearer",
+                        "description": "A personal API token (sfk_...)",
+                    },
+                },
+            },
+        },
+    )
+    api = SrcflaskApi(app)
+    api.register_converter(
+        DatabaseIdConverter,
+        lambda converter: {"type": "integer", "minimum": 1, "maximum": DatabaseIdConverter.MAX},
+    )
+    for module in (me, documents, generation, models, people):
+        api.register_blueprint(module.blp)
+    app.register_blueprint(pages.bp)
+    app.extensions["srcflask.api"] = api

@@ -1,0 +1,241 @@
+"""Documents, revisions, machine text and reviews, with the same rules as the pages."""
+
+from __future__ import annotations
+
+from flask_login import current_user
+from flask_smorest import Blueprint
+from sqlalchemy import select
+from sqlalchemy.orm import joinedload
+
+from ..documents import service
+from ..extensions import db
+from ..models import Decision, Document, MachineText, Role
+from ..models.jobs import JobStatus
+from .common import errors, person, refuse, require_role
+from .schemas import (
+    DocumentCreateSchema,
+    DocumentPageSchema,
+    DocumentQuerySchema,
+    DocumentSchema,
+    DocumentUpdateSchema,
+    MachineTextSchema,
+    ReviewCreateSchema,
+    ReviewSchema,
+    RevisionListSchema,
+)
+
+blp = Blueprint(
+    "Documents",
+    __name__,
+    url_prefix="/api/v1",
+    description="Documents, their revisions, machine text and reviews",
+)
+
+DECISIONS = {"accept": Decision.ACCEPTED, "edit": Decision.EDITED, "reject": Decision.REJECTED}
+
+
+def readable_or_404(document_id: int) -> Document:
+    document = service.readable_document(current_user, document_id)
+    if document is None:
+        refuse(404, f"No document {document_id} that you can read.")
+    return document
+
+
+def owned_or_404(document_id: int) -> Document:
+    document = readable_or_404(document_id)
+    if document.owner_id != current_user.id:
+        refuse(
+            404 if current_user.role is Role.SPONSOR else 403,
+            "Only the sponsor who owns a document can change it.",
+        )
+    return document
+
+
+def summary(document: Document, revision_number: int, status, editor_name, owner_name) -> dict:
+    return {
+        "id": document.id,
+        "title": document.title,
+        "owner": {"id": document.owner_id, "name": owner_name},
+        "editor": None
+        if document.editor_id is None
+        else {"id": document.editor_id, "name": editor_name},
+        "revision": revision_number,
+        "machine_text_status": status.value if status else None,
+        "created_at": document.created_at,
+        "updated_at": document.updated_at,
+    }
+
+
+def machine_text_dict(machine_text: MachineText, revision_number: int) -> dict:
+    state = service.machine_text_state(machine_text.revision)
+    return {
+        **state,
+        "revision": revision_number,
+        "settings": machine_text.settings or {},
+        "queued_at": machine_text.queued_at,
+        "started_at": machine_text.started_at,
+        "finished_at": machine_text.finished_at,
+    }
+
+
+def full(document: Document) -> dict:
+    revision = service.latest_revision(document)
+    return {
+        **summary(
+            document,
+            revision.number,
+            revision.machine_text.status,
+            document.editor.name if document.editor else None,
+            document.owner.name,
+        ),
+        "body": document.body,
+        "machine_text": machine_text_dict(revision.machine_text, revision.number),
+    }
+
+
+def editor_choice(editor_id: int | None, document: Document | None = None):
+    try:
+        return service.check_editor(editor_id, keep=document)
+    except service.DocumentError as error:
+        refuse(422, str(error))
+
+
+@blp.route("/documents", methods=["GET"])
+@blp.arguments(DocumentQuerySchema, location="query")
+@blp.response(200, DocumentPageSchema)
+@errors(blp, 422)
+def list_documents(query):
+    """The documents you may read, newest first (one page)."""
+    status = JobStatus(query["status"]) if query.get("status") else None
+    page = service.document_rows(
+        current_user, page=query["page"], per_page=query["per_page"], status=status
+    )
+    return {
+        "items": [
+            summary(r.document, r.revision_number, r.status, r.editor_name, r.owner_name)
+            for r in page.items
+        ],
+        "page": page.page,
+        "per_page": page.per_page,
+        "total": page.total,
+        "pages": page.pages,
+    }
+
+
+@blp.route("/documents", methods=["POST"])
+@blp.arguments(DocumentCreateSchema)
+@blp.response(201, DocumentSchema)
+@errors(blp, 413, 422)
+def create_document(data):
+    """Write a new document (sponsors); its machine text is queued at once."""
+    require_role(Role.SPONSOR)
+    editor = editor_choice(data["editor_id"])
+    document = service.create_document(
+        current_user, data["title"], data["body"], editor.id if editor else None
+    )
+    return full(document)
+
+
+@blp.route("/documents/<int:document_id>", methods=["GET"])
+@blp.response(200, DocumentSchema)
+@errors(blp, 404)
+def get_document(document_id: int):
+    """One document with its latest machine text."""
+    return full(readable_or_404(document_id))
+
+
+@blp.route("/documents/<int:document_id>", methods=["PATCH"])
+@blp.arguments(DocumentUpdateSchema)
+@blp.response(200, DocumentSchema)
+@errors(blp, 404, 413, 422)
+def update_document(data, document_id: int):
+    """Change the title, body or editor (the owning sponsor); new text makes a new revision."""
+    document = owned_or_404(document_id)
+    editor_id = data.get("editor_id", document.editor_id)
+    editor = editor_choice(editor_id, document)
+    service.save_document(
+        document,
+        current_user,
+        data.get("title", document.title),
+        data.get("body", document.body),
+        editor.id if editor else None,
+    )
+    return full(document)
+
+
+@blp.route("/documents/<int:document_id>", methods=["DELETE"])
+@blp.response(204)
+@errors(blp, 404)
+def delete_document(document_id: int):
+    """Delete a document (the owning sponsor). Its rows are kept; it disappears from lists."""
+    service.delete_document(owned_or_404(document_id))
+
+
+@blp.route("/documents/<int:document_id>/revisions", methods=["GET"])
+@blp.response(200, RevisionListSchema)
+@errors(blp, 404)
+def list_revisions(document_id: int):
+    """Every revision of a document, newest first."""
+    revisions = service.revision_history(readable_or_404(document_id))
+    return {
+        "items": [
+            {
+                "number": r.number,
+                "title": r.title,
+                "body": r.body,
+                "author": person(r.author),
+                "origin": r.origin.value,
+                "created_at": r.created_at,
+                "machine_text_status": r.machine_text.status.value if r.machine_text else None,
+            }
+            for r in revisions
+        ]
+    }
+
+
+@blp.route("/documents/<int:document_id>/revisions/<int:number>/machine-text", methods=["GET"])
+@blp.response(200, MachineTextSchema)
+@errors(blp, 404)
+def get_machine_text(document_id: int, number: int):
+    """The machine text of one revision: status, text, model version, settings, timings."""
+    revision = service.revision_by_number(readable_or_404(document_id), number)
+    if revision is None or revision.machine_text is None:
+        refuse(404, f"Document {document_id} has no revision {number}.")
+    return machine_text_dict(revision.machine_text, revision.number)
+
+
+@blp.route("/machine-texts/<int:machine_text_id>/review", methods=["POST"])
+@blp.arguments(ReviewCreateSchema)
+@blp.response(201, ReviewSchema)
+@errors(blp, 404, 409, 413, 422)
+def review(data, machine_text_id: int):
+    """Accept, edit or reject a machine text (the document's assigned editor)."""
+    require_role(Role.EDITOR)
+    machine_text = db.session.scalar(
+        select(MachineText)
+        .options(joinedload(MachineText.revision))
+        .where(MachineText.id == machine_text_id)
+    )
+    document = (
+        service.assigned_document(current_user, machine_text.revision.document_id)
+        if machine_text
+        else None
+    )
+    if document is None:
+        refuse(404, f"No machine text {machine_text_id} assigned to you.")
+    if service.latest_revision(document).machine_text.id != machine_text.id:
+        refuse(409, "This machine text is not the document's latest; review the latest one.")
+    try:
+        done = service.review_machine_text(
+            document, current_user, DECISIONS[data["decision"]], data.get("text")
+        )
+    except service.DocumentError as error:
+        refuse(409, str(error))
+    return {
+        "id": done.id,
+        "machine_text_id": machine_text.id,
+        "decision": done.decision.value,
+        "text": done.text,
+        "revision": done.revision.number if done.revision else None,
+        "created_at": done.created_at,
+    }

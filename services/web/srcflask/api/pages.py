@@ -1,0 +1,121 @@
+"""The API's reference page at /api/v1/docs, rendered here from the OpenAPI document.
+
+No external assets and no scripts: the page is plain HTML from the same
+specification that /api/v1/openapi.json serves.
+"""
+
+from __future__ import annotations
+
+from flask import Blueprint, current_app, render_template
+
+from ..security import public
+
+bp = Blueprint("api_pages", __name__, url_prefix="/api/v1")
+
+METHOD_ORDER = ["get", "post", "patch", "put", "delete"]
+
+
+def schema_name(ref: dict | None) -> str | None:
+    if not ref:
+        return None
+    if "$ref" in ref:
+        return ref["$ref"].rsplit("/", 1)[-1]
+    if ref.get("type") == "array" and "items" in ref:
+        return f"list of {schema_name(ref['items'])}"
+    return ref.get("type")
+
+
+def describe_property(prop: dict) -> str:
+    if "$ref" in prop:
+        return schema_name(prop)
+    if "allOf" in prop:
+        return " / ".join(schema_name(p) or "" for p in prop["allOf"])
+    kind = prop.get("type", "any")
+    if kind == "array":
+        kind = f"list of {describe_property(prop.get('items', {}))}"
+    if prop.get("format"):
+        kind += f" ({prop['format']})"
+    if "enum" in prop:
+        kind += ": " + ", ".join(str(v) for v in prop["enum"] if v is not None)
+    limits = [
+        f"{word} {prop[key]}"
+        for key, word in (
+            ("minimum", "min"),
+            ("maximum", "max"),
+            ("minLength", "min length"),
+            ("maxLength", "max length"),
+        )
+        if key in prop
+    ]
+    if limits:
+        kind += f" [{', '.join(limits)}]"
+    if prop.get("nullable"):
+        kind += ", or null"
+    return kind
+
+
+def operations(spec: dict) -> list[dict]:
+    rows = []
+    for path, methods in spec.get("paths", {}).items():
+        for method in sorted(
+            methods, key=lambda m: METHOD_ORDER.index(m) if m in METHOD_ORDER else 99
+        ):
+            if method not in METHOD_ORDER:
+                continue
+            operation = methods[method]
+            body = operation.get("requestBody", {}).get("content", {}).get("application/json")
+            rows.append(
+                {
+                    "method": method.upper(),
+                    "path": path,
+                    "summary": operation.get("summary", ""),
+                    "description": operation.get("description", ""),
+                    "tag": (operation.get("tags") or ["other"])[0],
+                    "parameters": [
+                        {
+                            "name": p["name"],
+                            "in": p["in"],
+                            "required": p.get("required", False),
+                            "type": describe_property(p.get("schema", {})),
+                            "description": p.get("description", ""),
+                        }
+                        for p in [*methods.get("parameters", []), *operation.get("parameters", [])]
+                    ],
+                    "body": schema_name(body["schema"]) if body else None,
+                    "responses": [
+                        {"code": code, "description": response.get("description", "")}
+                        for code, response in sorted(operation.get("responses", {}).items())
+                    ],
+                }
+            )
+    return rows
+
+
+def schemas(spec: dict) -> list[dict]:
+    found = []
+    for name, schema in sorted(spec.get("components", {}).get("schemas", {}).items()):
+        required = set(schema.get("required", []))
+        found.append(
+            {
+                "name": name,
+                "fields": [
+                    {
+                        "name": field,
+                        "type": describe_property(prop),
+                        "required": field in required,
+                        "description": prop.get("description", ""),
+                    }
+                    for field, prop in schema.get("properties", {}).items()
+                ],
+            }
+        )
+    return found
+
+
+@bp.get("/docs")
+@public
+def docs():
+    spec = current_app.extensions["srcflask.api"].spec.to_dict()
+    return render_template(
+        "api/docs.html", spec=spec, operations=operations(spec), schemas=schemas(spec)
+    )

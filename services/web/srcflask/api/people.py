@@ -1,0 +1,128 @@
+"""Admin user management: list accounts, approve, reject, suspend, reinstate, change roles."""
+
+from __future__ import annotations
+
+from flask_login import current_user
+from flask_smorest import Blueprint
+from sqlalchemy import func, or_, select
+
+from ..accounts import change_role, decide
+from ..extensions import db
+from ..models import LifecycleError, Role, User, UserStatus
+from .common import client_ip, errors, refuse, require_role
+from .schemas import RoleChangeSchema, UserPageSchema, UserQuerySchema, UserSchema
+
+blp = Blueprint(
+    "Users", __name__, url_prefix="/api/v1", description="Accounts and their approval (admins)"
+)
+
+
+def user_dict(user: User) -> dict:
+    return {
+        "id": user.id,
+        "name": user.name,
+        "email": user.email,
+        "organization": user.organization,
+        "role": user.role.value,
+        "status": user.status.value,
+        "created_at": user.created_at,
+        "approved_at": user.approved_at,
+        "last_login_at": user.last_login_at,
+    }
+
+
+def user_or_404(user_id: int) -> User:
+    user = db.session.get(User, user_id)
+    if user is None:
+        refuse(404, f"No user {user_id}.")
+    return user
+
+
+@blp.route("/users", methods=["GET"])
+@blp.arguments(UserQuerySchema, location="query")
+@blp.response(200, UserPageSchema)
+@errors(blp, 422)
+def list_users(query):
+    """Accounts, newest first; filter by status, search names and emails (admins)."""
+    require_role(Role.ADMIN)
+    statement = select(User).order_by(User.created_at.desc(), User.id.desc())
+    if query.get("status"):
+        statement = statement.where(User.status == UserStatus(query["status"]))
+    if query.get("q"):
+        escaped = query["q"].lower().replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+        pattern = f"%{escaped}%"
+        statement = statement.where(
+            or_(User.name.ilike(pattern, escape="\\"), User.email.ilike(pattern, escape="\\"))
+        )
+    total = db.session.scalar(select(func.count()).select_from(statement.subquery()))
+    per_page = query["per_page"]
+    pages = max(1, -(-total // per_page))
+    page = min(query["page"], pages)
+    users = db.session.scalars(statement.limit(per_page).offset((page - 1) * per_page)).all()
+    return {
+        "items": [user_dict(u) for u in users],
+        "page": page,
+        "per_page": per_page,
+        "total": total,
+        "pages": pages,
+    }
+
+
+def _decide(action: str, user_id: int) -> dict:
+    require_role(Role.ADMIN)
+    user = user_or_404(user_id)
+    try:
+        decide(action, user, current_user, client_ip())
+    except LifecycleError as error:
+        refuse(409, str(error))
+    return user_dict(user)
+
+
+@blp.route("/users/<int:user_id>/approve", methods=["POST"])
+@blp.response(200, UserSchema)
+@errors(blp, 404, 409)
+def approve(user_id: int):
+    """Let a pending or rejected account in."""
+    return _decide("approve", user_id)
+
+
+@blp.route("/users/<int:user_id>/reject", methods=["POST"])
+@blp.response(200, UserSchema)
+@errors(blp, 404, 409)
+def reject(user_id: int):
+    """Refuse a pending account."""
+    return _decide("reject", user_id)
+
+
+@blp.route("/users/<int:user_id>/suspend", methods=["POST"])
+@blp.response(200, UserSchema)
+@errors(blp, 404, 409)
+def suspend(user_id: int):
+    """Shut an approved account out (its sessions and tokens stop working at once)."""
+    return _decide("suspend", user_id)
+
+
+@blp.route("/users/<int:user_id>/reinstate", methods=["POST"])
+@blp.response(200, UserSchema)
+@errors(blp, 404, 409)
+def reinstate(user_id: int):
+    """Let a suspended account back in."""
+    return _decide("reinstate", user_id)
+
+
+@blp.route("/users/<int:user_id>/role", methods=["POST"])
+@blp.arguments(RoleChangeSchema)
+@blp.response(200, UserSchema)
+@errors(blp, 404, 409, 422)
+def set_role(data, user_id: int):
+    """Give an account another role; granting admin needs `confirm_admin: true`."""
+    require_role(Role.ADMIN)
+    user = user_or_404(user_id)
+    role = Role(data["role"])
+    if role is Role.ADMIN and user.role is not Role.ADMIN and not data["confirm_admin"]:
+        refuse(409, "Granting admin needs confirm_admin: true.")
+    try:
+        change_role(user, role, current_user, client_ip())
+    except LifecycleError as error:
+        refuse(409, str(error))
+    return user_dict(user)

@@ -1,0 +1,336 @@
+"""Request and response schemas of API v1: one source for validation and the OpenAPI document.
+
+Request schemas refuse unknown fields (marshmallow's default), and every text
+field refuses NUL characters and unpaired surrogates, which no database can
+store.
+"""
+
+from __future__ import annotations
+
+import marshmallow as ma
+from marshmallow import ValidationError, fields, validate, validates_schema
+
+from ..ml.settings import STRATEGIES
+from ..models import Decision, Role, UserStatus
+from ..models.documents import BODY_MAX, TITLE_MAX
+from ..models.jobs import JobStatus
+from ..registry import ALIAS_PATTERN
+
+MAX_ID = 2**31 - 1
+
+
+def storable(value: str) -> None:
+    if "\x00" in value:
+        raise ValidationError("Text must not contain NUL characters.")
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError as error:
+        raise ValidationError("Text must be valid Unicode (no unpaired surrogates).") from error
+
+
+class Text(fields.String):
+    """A string that can be stored: no NUL characters, valid Unicode."""
+
+    def __init__(self, *args, **kwargs):
+        kwargs["validate"] = [storable, *_as_list(kwargs.get("validate"))]
+        super().__init__(*args, **kwargs)
+
+
+def _as_list(value) -> list:
+    if value is None:
+        return []
+    return list(value) if isinstance(value, list | tuple) else [value]
+
+
+class Id(fields.Integer):
+    """A database id: a whole number from 1 to 2**31 - 1."""
+
+    def __init__(self, *args, **kwargs):
+        kwargs.setdefault("strict", True)
+        kwargs["validate"] = [validate.Range(min=1, max=MAX_ID), *_as_list(kwargs.get("validate"))]
+        super().__init__(*args, **kwargs)
+
+
+def enum_values(enum_class) -> list[str]:
+    return [member.value for member in enum_class]
+
+
+# -- errors ------------------------------------------------------------------------
+
+
+class ErrorBodySchema(ma.Schema):
+    code = fields.String(required=True, metadata={"description": "Machine-readable error code"})
+    message = fields.String(required=True, metadata={"description": "What went wrong, in words"})
+    field_errors = fields.Dict(
+        data_key="fields",
+        keys=fields.String(),
+        values=fields.Raw(),
+        metadata={"description": "Per-field messages, for invalid input"},
+    )
+    retry_after = fields.Integer(metadata={"description": "Seconds to wait (429 only)"})
+
+
+class ErrorSchema(ma.Schema):
+    error = fields.Nested(ErrorBodySchema, required=True)
+
+
+# -- people ------------------------------------------------------------------------
+
+
+class PersonSchema(ma.Schema):
+    id = fields.Integer(required=True)
+    name = fields.String(required=True)
+
+
+class TokenInfoSchema(ma.Schema):
+    name = fields.String(required=True)
+    prefix = fields.String(required=True)
+    expires_at = fields.DateTime(required=True)
+
+
+class MeSchema(ma.Schema):
+    id = fields.Integer(required=True)
+    name = fields.String(required=True)
+    email = fields.String(required=True)
+    organization = fields.String(required=True)
+    role = fields.String(required=True, validate=validate.OneOf(enum_values(Role)))
+    status = fields.String(required=True, validate=validate.OneOf(enum_values(UserStatus)))
+    token = fields.Nested(TokenInfoSchema, allow_none=True, required=True)
+
+
+class UserSchema(ma.Schema):
+    id = fields.Integer(required=True)
+    name = fields.String(required=True)
+    email = fields.String(required=True)
+    organization = fields.String(required=True)
+    role = fields.String(required=True, validate=validate.OneOf(enum_values(Role)))
+    status = fields.String(required=True, validate=validate.OneOf(enum_values(UserStatus)))
+    created_at = fields.DateTime(required=True)
+    approved_at = fields.DateTime(required=True, allow_none=True)
+    last_login_at = fields.DateTime(required=True, allow_none=True)
+
+
+class PageSchema(ma.Schema):
+    page = fields.Integer(required=True)
+    per_page = fields.Integer(required=True)
+    total = fields.Integer(required=True)
+    pages = fields.Integer(required=True)
+
+
+class UserPageSchema(PageSchema):
+    items = fields.List(fields.Nested(UserSchema), required=True)
+
+
+class UserQuerySchema(ma.Schema):
+    status = fields.String(validate=validate.OneOf(enum_values(UserStatus)))
+    q = Text(validate=validate.Length(max=100), metadata={"description": "Name or email"})
+    page = fields.Integer(load_default=1, validate=validate.Range(min=1, max=100_000))
+    per_page = fields.Integer(load_default=25, validate=validate.Range(min=1, max=100))
+
+
+class RoleChangeSchema(ma.Schema):
+    role = fields.String(required=True, validate=validate.OneOf(enum_values(Role)))
+    confirm_admin = fields.Boolean(
+        load_default=False,
+        metadata={"description": "Must be true to grant the admin role"},
+    )
+
+
+# -- documents ---------------------------------------------------------------------
+
+
+class MachineTextProgressSchema(ma.Schema):
+    tokens = fields.Integer(required=True)
+    max_tokens = fields.Integer(required=True, allow_none=True)
+
+
+class MachineTextSchema(ma.Schema):
+    id = fields.Integer(required=True)
+    revision = fields.Integer(required=True)
+    status = fields.String(required=True, validate=validate.OneOf(enum_values(JobStatus)))
+    text = fields.String(required=True, allow_none=True)
+    model_version = fields.String(required=True, allow_none=True)
+    settings = fields.Dict(required=True)
+    error = fields.String(required=True, allow_none=True)
+    progress = fields.Nested(MachineTextProgressSchema, required=True)
+    queue_position = fields.Integer(required=True, allow_none=True)
+    attempts = fields.Integer(required=True)
+    prompt_tokens = fields.Integer(required=True, allow_none=True)
+    generated_tokens = fields.Integer(required=True, allow_none=True)
+    truncated = fields.Boolean(required=True)
+    queued_at = fields.DateTime(required=True)
+    started_at = fields.DateTime(required=True, allow_none=True)
+    finished_at = fields.DateTime(required=True, allow_none=True)
+    reviewed = fields.String(
+        required=True, allow_none=True, validate=validate.OneOf(enum_values(Decision))
+    )
+
+
+class DocumentSummarySchema(ma.Schema):
+    id = fields.Integer(required=True)
+    title = fields.String(required=True)
+    owner = fields.Nested(PersonSchema, required=True)
+    editor = fields.Nested(PersonSchema, required=True, allow_none=True)
+    revision = fields.Integer(required=True)
+    machine_text_status = fields.String(
+        required=True, allow_none=True, validate=validate.OneOf(enum_values(JobStatus))
+    )
+    created_at = fields.DateTime(required=True)
+    updated_at = fields.DateTime(required=True)
+
+
+class DocumentSchema(DocumentSummarySchema):
+    body = fields.String(required=True)
+    machine_text = fields.Nested(MachineTextSchema, required=True)
+
+
+class DocumentPageSchema(PageSchema):
+    items = fields.List(fields.Nested(DocumentSummarySchema), required=True)
+
+
+class DocumentQuerySchema(ma.Schema):
+    status = fields.String(
+        validate=validate.OneOf(enum_values(JobStatus)),
+        metadata={"description": "Only documents whose latest machine text has this status"},
+    )
+    page = fields.Integer(load_default=1, validate=validate.Range(min=1, max=100_000))
+    per_page = fields.Integer(load_default=25, validate=validate.Range(min=1, max=100))
+
+
+def _not_blank(value: str) -> None:
+    if not value.strip():
+        raise ValidationError("Must not be blank.")
+
+
+class DocumentCreateSchema(ma.Schema):
+    title = Text(required=True, validate=[validate.Length(min=1, max=TITLE_MAX), _not_blank])
+    body = Text(load_default="", validate=validate.Length(max=BODY_MAX))
+    editor_id = Id(load_default=None, allow_none=True)
+
+
+class DocumentUpdateSchema(ma.Schema):
+    title = Text(validate=[validate.Length(min=1, max=TITLE_MAX), _not_blank])
+    body = Text(validate=validate.Length(max=BODY_MAX))
+    editor_id = Id(allow_none=True)
+
+    @validates_schema
+    def not_empty(self, data, **kwargs):
+        if not data:
+            raise ValidationError("Give at least one of title, body or editor_id.")
+
+
+class RevisionSchema(ma.Schema):
+    number = fields.Integer(required=True)
+    title = fields.String(required=True)
+    body = fields.String(required=True)
+    author = fields.Nested(PersonSchema, required=True, allow_none=True)
+    origin = fields.String(required=True, validate=validate.OneOf(["save", "accepted", "edited"]))
+    created_at = fields.DateTime(required=True)
+    machine_text_status = fields.String(
+        required=True, allow_none=True, validate=validate.OneOf(enum_values(JobStatus))
+    )
+
+
+class RevisionListSchema(ma.Schema):
+    items = fields.List(fields.Nested(RevisionSchema), required=True)
+
+
+class ReviewCreateSchema(ma.Schema):
+    decision = fields.String(required=True, validate=validate.OneOf(["accept", "edit", "reject"]))
+    text = Text(
+        load_default=None,
+        allow_none=True,
+        validate=validate.Length(max=BODY_MAX),
+        metadata={"description": "The edited text (decision `edit` only)"},
+    )
+
+
+class ReviewSchema(ma.Schema):
+    id = fields.Integer(required=True)
+    machine_text_id = fields.Integer(required=True)
+    decision = fields.String(required=True, validate=validate.OneOf(enum_values(Decision)))
+    text = fields.String(required=True, allow_none=True)
+    revision = fields.Integer(
+        required=True, allow_none=True, metadata={"description": "The revision the text became"}
+    )
+    created_at = fields.DateTime(required=True)
+
+
+# -- generation --------------------------------------------------------------------
+
+
+class SettingsSchema(ma.Schema):
+    """Generation settings; ranges are checked again against the admins' limits."""
+
+    strategy = fields.String(validate=validate.OneOf(STRATEGIES))
+    max_new_tokens = fields.Integer(strict=True, validate=validate.Range(min=1, max=1024))
+    num_beams = fields.Integer(strict=True, validate=validate.Range(min=1, max=16))
+    no_repeat_ngram_size = fields.Integer(strict=True, validate=validate.Range(min=0, max=16))
+    early_stopping = fields.Boolean(truthy={True}, falsy={False})
+    temperature = fields.Float(validate=validate.Range(min=0.01, max=5.0), allow_nan=False)
+    top_p = fields.Float(validate=validate.Range(min=0.01, max=1.0), allow_nan=False)
+    top_k = fields.Integer(strict=True, validate=validate.Range(min=0, max=1000))
+    seed = fields.Integer(
+        strict=True, allow_none=True, validate=validate.Range(min=0, max=2**32 - 1)
+    )
+    repetition_penalty = fields.Float(validate=validate.Range(min=1.0, max=3.0), allow_nan=False)
+
+
+class GenerateSchema(ma.Schema):
+    prompt = Text(
+        required=True,
+        validate=[validate.Length(min=1), _not_blank],
+        metadata={"description": "The text to continue"},
+    )
+    settings = fields.Nested(SettingsSchema, load_default=dict)
+
+
+class JobSchema(ma.Schema):
+    id = fields.Integer(required=True)
+    status = fields.String(required=True, validate=validate.OneOf(enum_values(JobStatus)))
+    prompt = fields.String(required=True)
+    text = fields.String(required=True, allow_none=True)
+    model_version = fields.String(required=True, allow_none=True)
+    settings = fields.Dict(required=True)
+    error = fields.String(required=True, allow_none=True)
+    prompt_tokens = fields.Integer(required=True, allow_none=True)
+    generated_tokens = fields.Integer(required=True, allow_none=True)
+    truncated = fields.Boolean(required=True)
+    queued_at = fields.DateTime(required=True)
+    started_at = fields.DateTime(required=True, allow_none=True)
+    finished_at = fields.DateTime(required=True, allow_none=True)
+
+
+# -- models ------------------------------------------------------------------------
+
+
+class ModelVersionSchema(ma.Schema):
+    name = fields.String(required=True)
+    version = fields.Integer(required=True)
+    label = fields.String(required=True)
+    aliases = fields.List(fields.String(), required=True)
+    architecture = fields.String(required=True)
+    parameter_count = fields.Integer(required=True)
+    size_bytes = fields.Integer(required=True)
+    sha256 = fields.String(required=True)
+    source = fields.String(required=True)
+    prompt_format = fields.String(required=True, validate=validate.OneOf(["raw", "chat"]))
+    context_length = fields.Integer(required=True, allow_none=True)
+    metrics = fields.Dict(required=True)
+    created_at = fields.DateTime(required=True)
+
+
+class ModelListSchema(ma.Schema):
+    items = fields.List(fields.Nested(ModelVersionSchema), required=True)
+    production = fields.String(required=True, allow_none=True)
+
+
+class AliasSchema(ma.Schema):
+    version = Id(required=True)
+    alias = Text(
+        required=True,
+        validate=validate.Regexp(
+            ALIAS_PATTERN,
+            error=("Start with a lower-case letter; use a-z, 0-9, '_' and '-' (at most 50)."),
+        ),
+    )
