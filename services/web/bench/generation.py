@@ -62,43 +62,36 @@ def count_new_tokens(rows, pad_id: int, eos_ids: set[int]) -> int:
     return total
 
 
-def plan_original(folder: Path, prompt_ids: list[list[int]], kwargs: dict) -> int:
+def generate_alone(model, tokenizer, ids: list[int], kwargs: dict) -> int:
+    """Plain `generate()` for one prompt; return how many tokens it wrote."""
     import torch
+
+    with torch.inference_mode():
+        out = model.generate(
+            torch.tensor([ids]),
+            attention_mask=torch.ones(1, len(ids), dtype=torch.long),
+            pad_token_id=tokenizer.pad_token_id or tokenizer.eos_token_id,
+            **kwargs,
+        )
+    return count_new_tokens(
+        out[:, len(ids) :].tolist(), tokenizer.pad_token_id, {tokenizer.eos_token_id}
+    )
+
+
+def plan_original(folder: Path, prompt_ids: list[list[int]], kwargs: dict) -> int:
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     tokens = 0
     for ids in prompt_ids:
+        # What the replaced system did on every save: load everything again.
         tokenizer = AutoTokenizer.from_pretrained(folder)
         model = AutoModelForCausalLM.from_pretrained(folder).eval()
-        with torch.inference_mode():
-            out = model.generate(
-                torch.tensor([ids]),
-                attention_mask=torch.ones(1, len(ids), dtype=torch.long),
-                pad_token_id=tokenizer.pad_token_id or tokenizer.eos_token_id,
-                **kwargs,
-            )
-        tokens += count_new_tokens(
-            out[:, len(ids) :].tolist(), tokenizer.pad_token_id, {tokenizer.eos_token_id}
-        )
+        tokens += generate_alone(model, tokenizer, ids, kwargs)
     return tokens
 
 
 def plan_plain(model, tokenizer, prompt_ids: list[list[int]], kwargs: dict) -> int:
-    import torch
-
-    tokens = 0
-    for ids in prompt_ids:
-        with torch.inference_mode():
-            out = model.generate(
-                torch.tensor([ids]),
-                attention_mask=torch.ones(1, len(ids), dtype=torch.long),
-                pad_token_id=tokenizer.pad_token_id or tokenizer.eos_token_id,
-                **kwargs,
-            )
-        tokens += count_new_tokens(
-            out[:, len(ids) :].tolist(), tokenizer.pad_token_id, {tokenizer.eos_token_id}
-        )
-    return tokens
+    return sum(generate_alone(model, tokenizer, ids, kwargs) for ids in prompt_ids)
 
 
 def plan_engine(generator, prompts: list[str], settings) -> int:

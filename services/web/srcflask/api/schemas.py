@@ -144,23 +144,28 @@ class MachineTextProgressSchema(ma.Schema):
     max_tokens = fields.Integer(required=True, allow_none=True)
 
 
-class MachineTextSchema(ma.Schema):
+class JobResultSchema(ma.Schema):
+    """What every generation job reports: machine texts and API generations alike."""
+
     id = fields.Integer(required=True)
-    revision = fields.Integer(required=True)
     status = fields.String(required=True, validate=validate.OneOf(enum_values(JobStatus)))
     text = fields.String(required=True, allow_none=True)
     model_version = fields.String(required=True, allow_none=True)
     settings = fields.Dict(required=True)
     error = fields.String(required=True, allow_none=True)
-    progress = fields.Nested(MachineTextProgressSchema, required=True)
-    queue_position = fields.Integer(required=True, allow_none=True)
-    attempts = fields.Integer(required=True)
     prompt_tokens = fields.Integer(required=True, allow_none=True)
     generated_tokens = fields.Integer(required=True, allow_none=True)
     truncated = fields.Boolean(required=True)
     queued_at = fields.DateTime(required=True)
     started_at = fields.DateTime(required=True, allow_none=True)
     finished_at = fields.DateTime(required=True, allow_none=True)
+
+
+class MachineTextSchema(JobResultSchema):
+    revision = fields.Integer(required=True)
+    progress = fields.Nested(MachineTextProgressSchema, required=True)
+    queue_position = fields.Integer(required=True, allow_none=True)
+    attempts = fields.Integer(required=True)
     reviewed = fields.String(
         required=True, allow_none=True, validate=validate.OneOf(enum_values(Decision))
     )
@@ -285,20 +290,8 @@ class GenerateSchema(ma.Schema):
     settings = fields.Nested(SettingsSchema, load_default=dict)
 
 
-class JobSchema(ma.Schema):
-    id = fields.Integer(required=True)
-    status = fields.String(required=True, validate=validate.OneOf(enum_values(JobStatus)))
+class JobSchema(JobResultSchema):
     prompt = fields.String(required=True)
-    text = fields.String(required=True, allow_none=True)
-    model_version = fields.String(required=True, allow_none=True)
-    settings = fields.Dict(required=True)
-    error = fields.String(required=True, allow_none=True)
-    prompt_tokens = fields.Integer(required=True, allow_none=True)
-    generated_tokens = fields.Integer(required=True, allow_none=True)
-    truncated = fields.Boolean(required=True)
-    queued_at = fields.DateTime(required=True)
-    started_at = fields.DateTime(required=True, allow_none=True)
-    finished_at = fields.DateTime(required=True, allow_none=True)
 
 
 # -- models ------------------------------------------------------------------------

@@ -161,17 +161,20 @@ def document_rows(
 # -- revisions and machine text ---------------------------------------------------
 
 
-def latest_revision(document: Document) -> Revision:
-    return db.session.scalar(
+def _revision_query(document: Document):
+    """Revisions of `document`, each loaded with its machine text, model and author."""
+    return (
         select(Revision)
         .options(
             joinedload(Revision.machine_text).joinedload(MachineText.model_version),
             joinedload(Revision.author),
         )
         .where(Revision.document_id == document.id)
-        .order_by(Revision.number.desc())
-        .limit(1)
     )
+
+
+def latest_revision(document: Document) -> Revision:
+    return db.session.scalar(_revision_query(document).order_by(Revision.number.desc()).limit(1))
 
 
 def revision_history(document: Document) -> list[Revision]:
@@ -187,14 +190,7 @@ def revision_history(document: Document) -> list[Revision]:
 
 
 def revision_by_number(document: Document, number: int) -> Revision | None:
-    return db.session.scalar(
-        select(Revision)
-        .options(
-            joinedload(Revision.machine_text).joinedload(MachineText.model_version),
-            joinedload(Revision.author),
-        )
-        .where(Revision.document_id == document.id, Revision.number == number)
-    )
+    return db.session.scalar(_revision_query(document).where(Revision.number == number))
 
 
 def _add_revision(
