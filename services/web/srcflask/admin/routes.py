@@ -2,14 +2,14 @@ from __future__ import annotations
 
 from flask import abort, current_app, flash, redirect, render_template, request, url_for
 from flask_login import current_user
-from sqlalchemy import or_, select
+from sqlalchemy import select
 from sqlalchemy.orm import joinedload
 
 from ..accounts import change_role, decide
 from ..documents.routes import render_document_list
 from ..extensions import db
 from ..models import AuditEvent, LifecycleError, Role, User, UserStatus
-from ..models.users import status_counts
+from ..models.users import status_counts, user_search
 from ..security import safe_next_url
 from . import bp
 from .forms import RoleForm
@@ -35,11 +35,6 @@ def page_number() -> int:
     return min(max(request.args.get("page", 1, type=int), 1), 100_000)
 
 
-def like_pattern(text: str) -> str:
-    escaped = text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
-    return f"%{escaped}%"
-
-
 @bp.get("/")
 def home():
     recent = db.session.scalars(select(AuditEvent).order_by(AuditEvent.id.desc()).limit(8)).all()
@@ -52,14 +47,9 @@ def users():
     if status != "all" and status not in UserStatus._value2member_map_:
         abort(400, description=f"Unknown status {status!r}.")
     search = request.args.get("q", "").strip()[:100]
-    query = select(User).options(joinedload(User.approved_by)).order_by(User.created_at.desc())
-    if status != "all":
-        query = query.where(User.status == UserStatus(status))
-    if search:
-        pattern = like_pattern(search.lower())
-        query = query.where(
-            or_(User.name.ilike(pattern, escape="\\"), User.email.ilike(pattern, escape="\\"))
-        )
+    query = user_search(None if status == "all" else UserStatus(status), search).options(
+        joinedload(User.approved_by)
+    )
     page = db.paginate(
         query, page=page_number(), per_page=current_app.config["PAGE_SIZE"], error_out=False
     )

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from flask_login import current_user
 from flask_smorest import Blueprint
-from sqlalchemy import func, or_, select
 
 from ..accounts import change_role, decide
 from ..extensions import db
 from ..models import LifecycleError, Role, User, UserStatus
+from ..models.users import user_search
+from ..pagination import paginate
 from .common import client_ip, errors, refuse, require_role
 from .schemas import RoleChangeSchema, UserPageSchema, UserQuerySchema, UserSchema
 
@@ -45,26 +46,14 @@ def user_or_404(user_id: int) -> User:
 def list_users(query):
     """Accounts, newest first; filter by status, search names and emails (admins)."""
     require_role(Role.ADMIN)
-    statement = select(User).order_by(User.created_at.desc(), User.id.desc())
-    if query.get("status"):
-        statement = statement.where(User.status == UserStatus(query["status"]))
-    if query.get("q"):
-        escaped = query["q"].lower().replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
-        pattern = f"%{escaped}%"
-        statement = statement.where(
-            or_(User.name.ilike(pattern, escape="\\"), User.email.ilike(pattern, escape="\\"))
-        )
-    total = db.session.scalar(select(func.count()).select_from(statement.subquery()))
-    per_page = query["per_page"]
-    pages = max(1, -(-total // per_page))
-    page = min(query["page"], pages)
-    users = db.session.scalars(statement.limit(per_page).offset((page - 1) * per_page)).all()
+    status = UserStatus(query["status"]) if query.get("status") else None
+    page = paginate(user_search(status, query.get("q", "")), query["page"], query["per_page"])
     return {
-        "items": [user_dict(u) for u in users],
-        "page": page,
-        "per_page": per_page,
-        "total": total,
-        "pages": pages,
+        "items": [user_dict(u) for u in page.items],
+        "page": page.page,
+        "per_page": page.per_page,
+        "total": page.total,
+        "pages": page.pages,
     }
 
 

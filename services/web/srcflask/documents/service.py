@@ -9,7 +9,6 @@ request never waits for the model, and a failed hand-over loses nothing
 from __future__ import annotations
 
 import logging
-import math
 from dataclasses import dataclass
 from typing import Any
 
@@ -31,6 +30,7 @@ from ..models import (
     UserStatus,
 )
 from ..models.types import utcnow
+from ..pagination import Page, paginate
 
 log = logging.getLogger(__name__)
 
@@ -88,34 +88,6 @@ class DocumentRow:
     owner_name: str
 
 
-@dataclass
-class Page:
-    items: list[Any]
-    page: int
-    per_page: int
-    total: int
-
-    @property
-    def pages(self) -> int:
-        return max(1, math.ceil(self.total / self.per_page))
-
-    @property
-    def has_prev(self) -> bool:
-        return self.page > 1
-
-    @property
-    def has_next(self) -> bool:
-        return self.page < self.pages
-
-    @property
-    def prev_num(self) -> int:
-        return self.page - 1
-
-    @property
-    def next_num(self) -> int:
-        return self.page + 1
-
-
 def latest_revisions():
     """A subquery: each document's newest revision number."""
     return (
@@ -150,12 +122,9 @@ def document_rows(
     user: User, page: int = 1, per_page: int = 25, status: MachineTextStatus | None = None
 ) -> Page:
     """The documents `user` may read, newest first, with the state of their machine text."""
-    query = document_rows_query(user, status)
-    total = db.session.scalar(select(func.count()).select_from(query.order_by(None).subquery()))
-    page = max(1, min(page, max(1, math.ceil(total / per_page))))
-    rows = db.session.execute(query.limit(per_page).offset((page - 1) * per_page)).all()
-    items = [DocumentRow(d, n, s, e, o) for d, n, s, e, o in rows]
-    return Page(items, page, per_page, total)
+    result = paginate(document_rows_query(user, status), page, per_page, scalars=False)
+    result.items = [DocumentRow(*row) for row in result.items]
+    return result
 
 
 # -- revisions and machine text ---------------------------------------------------

@@ -29,6 +29,7 @@ from ..ml.engine import GenerationResult
 from ..ml.settings import GenerationSettings
 from ..models import MachineText, ModelVersion, Revision
 from ..models.api import GenerationJob
+from ..models.documents import document_prompt
 from ..models.jobs import JobStatus
 from ..models.types import utcnow
 
@@ -73,7 +74,7 @@ class MachineTextJobs(JobKind):
             .join(Revision, Revision.id == MachineText.revision_id)
             .where(MachineText.id.in_(ids), MachineText.claimed_by == worker_id())
         ).all()
-        return {row.id: (f"{row.title}\n\n{row.body}".strip(), settings) for row in rows}
+        return {row.id: (document_prompt(row.title, row.body), settings) for row in rows}
 
 
 class ApiJobs(JobKind):

@@ -29,6 +29,11 @@ BODY_MAX = 20_000
 MachineTextStatus = JobStatus
 
 
+def document_prompt(title: str, body: str) -> str:
+    """What the model continues for a revision: the title, then the body."""
+    return f"{title}\n\n{body}".strip()
+
+
 class RevisionOrigin(enum.StrEnum):
     SAVE = "save"  # the sponsor saved the document
     ACCEPTED = "accepted"  # an editor accepted the machine text as it was
@@ -91,11 +96,6 @@ class Revision(db.Model):
     machine_text: Mapped[MachineText | None] = relationship(
         back_populates="revision", uselist=False, cascade="all, delete-orphan"
     )
-
-    @property
-    def prompt(self) -> str:
-        """What the model continues: the title, then the body."""
-        return f"{self.title}\n\n{self.body}".strip()
 
 
 class MachineText(JobMixin, db.Model):

@@ -8,7 +8,7 @@ import secrets
 from datetime import datetime
 
 from flask_login import UserMixin
-from sqlalchemy import Enum, ForeignKey, Integer, String, func, select
+from sqlalchemy import Enum, ForeignKey, Integer, String, func, or_, select
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 from werkzeug.security import check_password_hash, generate_password_hash
 
@@ -190,6 +190,21 @@ def authenticate(email: str, password: str) -> User | None:
         check_password_hash(_dummy_hash(), password)
         return None
     return user if user.check_password(password) else None
+
+
+def user_search(status: UserStatus | None = None, text: str = ""):
+    """Accounts newest first, in one status if given, whose name or email contains `text`."""
+    from ..pagination import like_pattern
+
+    query = select(User).order_by(User.created_at.desc(), User.id.desc())
+    if status is not None:
+        query = query.where(User.status == status)
+    if text:
+        pattern = like_pattern(text.lower())
+        query = query.where(
+            or_(User.name.ilike(pattern, escape="\\"), User.email.ilike(pattern, escape="\\"))
+        )
+    return query
 
 
 def status_counts() -> dict[UserStatus, int]:
