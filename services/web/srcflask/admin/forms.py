@@ -14,7 +14,7 @@ from wtforms import (
 )
 from wtforms.validators import DataRequired, Length, NumberRange, Regexp
 
-from ..ml.engine import DEFAULT_SYSTEM_PROMPT
+from ..ml.engine import DEFAULT_SYSTEM_PROMPT, PROMPT_FORMATS
 from ..models import Role
 from ..registry import ALIAS_PATTERN
 
@@ -61,12 +61,12 @@ class PromptFormatForm(FlaskForm):
     prompt_format = SelectField(
         "Prompt format",
         choices=[
-            SelectChoice("chat", "Chat: the document in the chat template, after a system line"),
-            SelectChoice("raw", "Raw: continue the document's text as it is"),
+            SelectChoice(name, f"{name.capitalize()}: {meaning}")
+            for name, meaning in PROMPT_FORMATS.items()
         ],
     )
     system_prompt = TextAreaField(
-        "System line (chat format only)",
+        "System line (chat and continue formats)",
         validators=[Length(max=2000)],
         description="Leave empty for the default: " + DEFAULT_SYSTEM_PROMPT,
     )

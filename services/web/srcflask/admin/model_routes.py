@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from flask import flash, redirect, render_template, request, url_for
+from flask import abort, flash, redirect, render_template, request, send_file, url_for
 from flask_login import current_user
 
 from .. import registry
 from ..extensions import db
-from ..ml.engine import DEFAULT_SYSTEM_PROMPT, ModelLoadError, PromptError
+from ..ml.engine import DEFAULT_SYSTEM_PROMPT, PROMPT_FORMATS, ModelLoadError, PromptError
+from ..ml.quality import BenchmarkError
 from ..ml.settings import PRESETS, SettingsError
 from ..models import ModelVersion
 from . import bp
@@ -16,6 +17,10 @@ from .forms import AliasForm, PromptFormatForm, TryPromptForm
 
 def models_page(status: int = 200, **context):
     versions = registry.all_versions()
+    try:
+        quality_documents = len(registry.quality_documents())
+    except (OSError, BenchmarkError):
+        quality_documents = "the"
     context.setdefault("try_form", None)
     context.setdefault("try_version_id", None)
     context.setdefault("try_result", None)
@@ -25,6 +30,9 @@ def models_page(status: int = 200, **context):
         production=registry.production_version(),
         blank_try_form=TryPromptForm(formdata=None),
         default_system_prompt=DEFAULT_SYSTEM_PROMPT,
+        prompt_formats=PROMPT_FORMATS,
+        evaluations=registry.latest_evaluations(),
+        quality_documents=quality_documents,
         **context,
     ), status
 
@@ -32,6 +40,22 @@ def models_page(status: int = 200, **context):
 @bp.get("/models")
 def models():
     return models_page()
+
+
+@bp.get("/models/<int:version_id>/license")
+def model_license(version_id: int):
+    """The license terms kept beside a version's weights (third-party HTML, sandboxed)."""
+    version = db.get_or_404(ModelVersion, version_id)
+    path = registry.license_path(version)
+    if path is None:
+        abort(404)
+    mimetype = "text/html" if path.suffix in (".html", ".htm") else "text/plain"
+    response = send_file(path, mimetype=mimetype)
+    # Someone else's page: no scripts, no forms, no requests back to srcflask.
+    response.headers["Content-Security-Policy"] = (
+        "sandbox; default-src 'none'; style-src 'unsafe-inline'; img-src data:"
+    )
+    return response
 
 
 @bp.post("/models/<int:version_id>/alias")

@@ -80,16 +80,18 @@ def machine_text_dict(machine_text: MachineText, revision_number: int) -> dict:
 
 def full(document: Document) -> dict:
     revision = service.latest_revision(document)
+    machine_text = revision.machine_text
     return {
         **summary(
             document,
             revision.number,
-            revision.machine_text.status,
+            machine_text.status if machine_text else None,
             document.editor.name if document.editor else None,
             document.owner.name,
         ),
         "body": document.body,
-        "machine_text": machine_text_dict(revision.machine_text, revision.number),
+        # None when the body is empty: there is nothing to continue.
+        "machine_text": machine_text_dict(machine_text, revision.number) if machine_text else None,
     }
 
 
@@ -199,8 +201,10 @@ def list_revisions(document_id: int):
 def get_machine_text(document_id: int, number: int):
     """The machine text of one revision: status, text, model version, settings, timings."""
     revision = service.revision_by_number(readable_or_404(document_id), number)
-    if revision is None or revision.machine_text is None:
+    if revision is None:
         refuse(404, f"Document {document_id} has no revision {number}.")
+    if revision.machine_text is None:
+        refuse(404, f"Revision {number} has no machine text: {service.NOTHING_TO_CONTINUE}")
     return machine_text_dict(revision.machine_text, revision.number)
 
 
@@ -223,7 +227,7 @@ def review(data, machine_text_id: int):
     )
     if document is None:
         refuse(404, f"No machine text {machine_text_id} assigned to you.")
-    if service.latest_revision(document).machine_text.id != machine_text.id:
+    if service.latest_revision(document).machine_text_id != machine_text.id:
         refuse(409, "This machine text is not the document's latest; review the latest one.")
     try:
         done = service.review_machine_text(

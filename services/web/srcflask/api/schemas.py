@@ -10,6 +10,7 @@ from __future__ import annotations
 import marshmallow as ma
 from marshmallow import ValidationError, fields, validate, validates_schema
 
+from ..ml.engine import PROMPT_FORMATS
 from ..ml.settings import STRATEGIES
 from ..models import Decision, Role, UserStatus
 from ..models.documents import BODY_MAX, TITLE_MAX
@@ -186,7 +187,12 @@ class DocumentSummarySchema(ma.Schema):
 
 class DocumentSchema(DocumentSummarySchema):
     body = fields.String(required=True)
-    machine_text = fields.Nested(MachineTextSchema, required=True)
+    machine_text = fields.Nested(
+        MachineTextSchema,
+        required=True,
+        allow_none=True,
+        metadata={"description": "null when the body is empty: there is nothing to continue"},
+    )
 
 
 class DocumentPageSchema(PageSchema):
@@ -307,7 +313,7 @@ class ModelVersionSchema(ma.Schema):
     size_bytes = fields.Integer(required=True)
     sha256 = fields.String(required=True)
     source = fields.String(required=True)
-    prompt_format = fields.String(required=True, validate=validate.OneOf(["raw", "chat"]))
+    prompt_format = fields.String(required=True, validate=validate.OneOf(PROMPT_FORMATS))
     context_length = fields.Integer(required=True, allow_none=True)
     metrics = fields.Dict(required=True)
     created_at = fields.DateTime(required=True)

@@ -9,10 +9,12 @@ import click
 from flask.cli import AppGroup
 
 from .. import registry
-from ..ml.default_model import DefaultModelError
-from ..ml.engine import ModelLoadError, PromptError
+from ..ml import catalog
+from ..ml.catalog import CatalogError
+from ..ml.engine import PROMPT_FORMATS, ModelLoadError, PromptError
 from ..ml.importer import ImportFailed
-from ..ml.settings import PRESETS, SettingsError
+from ..ml.quality import BenchmarkError, QualityReport, format_table
+from ..ml.settings import DEFAULT_PRESET, PRESETS, SettingsError
 from ..models.mlmodels import PRODUCTION
 
 models_group = AppGroup("models", help="Import, list, alias and try language models.")
@@ -57,7 +59,8 @@ def fail_cleanly(function):
         except (
             registry.RegistryError,
             ImportFailed,
-            DefaultModelError,
+            CatalogError,
+            BenchmarkError,
             ModelLoadError,
             PromptError,
             SettingsError,
@@ -78,24 +81,59 @@ def describe_line(version) -> str:
     )
 
 
+@models_group.command("catalog")
+def catalog_command() -> None:
+    """List the models `models pull` can fetch, with their licenses."""
+    for entry in catalog.CATALOG.values():
+        default = " (default)" if entry.name == catalog.DEFAULT_MODEL else ""
+        click.echo(f"{entry.name}{default}: {entry.title}")
+        click.echo(f"    license: {entry.license} <{entry.license_url}>")
+        click.echo(f"    source:  {entry.source}")
+        click.echo(f"    format:  {entry.prompt_format}; GGUF sha256 {entry.gguf_sha256}")
+
+
+@models_group.command("pull")
+@click.argument("name")
+@fail_cleanly
+def pull_command(name: str) -> None:
+    """Fetch the catalog model NAME (see `models catalog`) and import it."""
+    pull_and_report(name)
+
+
 @models_group.command("pull-default")
 @click.option(
     "--if-missing", is_flag=True, help="Do nothing when a production model is already in the store."
 )
 @fail_cleanly
 def pull_default_command(if_missing: bool) -> None:
-    """Fetch the default model (SmolLM2-135M-Instruct) and import it."""
+    """Fetch the catalog's default model and import it."""
     current = registry.production_version()
     if if_missing and current is not None and registry.artifact_path(current).is_dir():
         click.echo(f"Production model: {current.label} (ready)")
+        if current.name != catalog.DEFAULT_MODEL:
+            click.echo(
+                f"The catalog's default is now {catalog.DEFAULT_MODEL}; production stays "
+                f"{current.label}. To move it: `flask --app srcflask models pull "
+                f"{catalog.DEFAULT_MODEL}`, then `models alias {catalog.DEFAULT_MODEL} 1 "
+                "production` (or the Models page)."
+            )
         return
+    pull_and_report(catalog.DEFAULT_MODEL)
+
+
+def pull_and_report(name: str) -> None:
     printer = ProgressPrinter()
-    outcome, made_production = registry.pull_default(report=printer)
+    outcome, made_production = registry.pull(name, report=printer)
     printer.close()
     verb = "Imported" if outcome.created else "Already imported:"
     click.echo(f"{verb} {outcome.version.label} ({outcome.version.sha256[:12]})")
+    click.echo(f"License: {outcome.version.license} <{outcome.version.license_url}>")
     if made_production:
         click.echo(f"{outcome.version.label} is now the production model.")
+    else:
+        current = registry.production_version()
+        if current is not None and current.id != outcome.version.id:
+            click.echo(f"Production stays {current.label}.")
 
 
 @models_group.command("import")
@@ -105,9 +143,11 @@ def pull_default_command(if_missing: bool) -> None:
 @click.option("--tag", "tags", multiple=True, help="A tag (repeat for several).")
 @click.option(
     "--prompt-format",
-    type=click.Choice(["raw", "chat"]),
-    help="raw: continue the document as is; chat: the chat template with a system "
-    "line. Default: chat when the tokenizer has a chat template.",
+    type=click.Choice(list(PROMPT_FORMATS)),
+    help="raw: continue the document as is; chat: the chat template with a system line; "
+    "continue: chat, with the assistant's turn begun with the document's last sentence. "
+    "Default: the catalog's format for catalog models, else chat when the tokenizer has a "
+    "chat template.",
 )
 @click.option("--system-prompt", help="The system line for the chat format.")
 @click.option("--alias", "alias", help="Also point this alias at the new version.")
@@ -188,6 +228,8 @@ def show_command(spec: str) -> None:
         ("metrics", json.dumps(version.metrics)),
         ("imported by", version.imported_by_label),
         ("imported at", version.created_at.isoformat(timespec="seconds")),
+        ("license", f"{version.license} <{version.license_url}>" if version.license else "-"),
+        ("terms file", str(registry.license_path(version) or "-")),
         ("description", version.description or "-"),
         ("tags", ", ".join(version.tags) or "-"),
     ]
@@ -201,7 +243,7 @@ def show_command(spec: str) -> None:
 @click.option(
     "--preset",
     type=click.Choice(sorted(PRESETS)),
-    default="original",
+    default=DEFAULT_PRESET,
     show_default=True,
     help="Generation settings preset.",
 )
@@ -216,7 +258,9 @@ def generate_command(prompt: str, spec: str | None, preset: str, max_new_tokens,
             "No production model: run `flask --app srcflask models "
             "pull-default` or `models alias NAME VERSION production`."
         )
-    overrides = {k: v for k, v in (("max_new_tokens", max_new_tokens), ("seed", seed)) if v}
+    overrides = {
+        k: v for k, v in (("max_new_tokens", max_new_tokens), ("seed", seed)) if v is not None
+    }
     settings = PRESETS[preset].replace(**overrides)
     started = time.perf_counter()
     generator = registry.generator_for(version)
@@ -229,4 +273,59 @@ def generate_command(prompt: str, spec: str | None, preset: str, max_new_tokens,
         f"{result.prompt_tokens} tokens{' (truncated)' if result.truncated else ''}, "
         f"model loaded in {loaded:.2f}s, finished by {result.finish_reason}",
         err=True,
+    )
+
+
+@models_group.command("evaluate")
+@click.argument("spec", required=False)
+@click.option(
+    "--format",
+    "formats",
+    multiple=True,
+    type=click.Choice([*PROMPT_FORMATS, "all"]),
+    help="Prompt format(s) to measure (repeat, or all); default: the version's own.",
+)
+@click.option("--preset", type=click.Choice(sorted(PRESETS)), default=DEFAULT_PRESET)
+@click.option("--max-new-tokens", type=int, help="Override the preset's max_new_tokens.")
+@click.option("--limit", type=click.IntRange(min=1), help="Only the first N documents.")
+@fail_cleanly
+def evaluate_command(spec, formats, preset, max_new_tokens, limit) -> None:
+    """Run the quality benchmark on NAME[:VERSION|ALIAS] (default: production) and keep it."""
+    version = registry.find_version(spec) if spec else registry.production_version()
+    if version is None:
+        raise click.ClickException("No production model: name a version to evaluate.")
+    if "all" in formats:
+        templated = registry.generator_for(version).tokenizer.chat_template
+        formats = [f for f in PROMPT_FORMATS if f == "raw" or templated]
+    evaluations = []
+    for fmt in formats or [version.prompt_format]:
+        click.echo(f"- {version.label}, {fmt} format, {preset}")
+        with click.progressbar(length=1, label="  documents", show_pos=True) as bar:
+
+            def progress(done: int, total: int, bar=bar) -> None:
+                bar.length = total
+                bar.update(done - bar.pos)
+
+            evaluations.append(
+                registry.evaluate_version(
+                    version,
+                    prompt_format=fmt,
+                    preset=preset,
+                    max_new_tokens=max_new_tokens,
+                    limit=limit,
+                    progress=progress,
+                )
+            )
+    click.echo(format_table([evaluation_as_report(e) for e in evaluations]))
+    click.echo("Stored on the version: the Models page shows every version side by side.")
+
+
+def evaluation_as_report(evaluation) -> QualityReport:
+    return QualityReport(
+        model=evaluation.version.label,
+        prompt_format=evaluation.prompt_format,
+        preset=evaluation.preset,
+        settings=evaluation.settings,
+        dataset_sha256=evaluation.dataset_sha256,
+        summary=evaluation.summary,
     )

@@ -17,6 +17,7 @@ from sqlalchemy.orm import aliased, joinedload, selectinload
 
 from .. import jobs
 from ..extensions import db
+from ..ml.engine import has_text_to_continue
 from ..models import (
     Decision,
     Document,
@@ -37,6 +38,12 @@ log = logging.getLogger(__name__)
 
 class DocumentError(ValueError):
     """A request about a document that cannot be done now; the message says why."""
+
+
+NOTHING_TO_CONTINUE = (
+    "There is nothing to continue yet: the body is empty. Write the beginning of the "
+    "document and save it, and the machine text follows."
+)
 
 
 # -- who may see what ------------------------------------------------------------
@@ -173,14 +180,17 @@ def _add_revision(
         author=author,
         origin=origin,
     )
-    revision.machine_text = MachineText(status=MachineTextStatus.QUEUED, queued_at=utcnow())
+    # An empty body has nothing to continue: the model would only continue the title.
+    if has_text_to_continue(document.body):
+        revision.machine_text = MachineText(status=MachineTextStatus.QUEUED, queued_at=utcnow())
     db.session.add(revision)
     return revision
 
 
 def _commit_and_queue(revision: Revision) -> None:
     db.session.commit()
-    jobs.submit([revision.machine_text.id])
+    if revision.machine_text is not None:
+        jobs.submit([revision.machine_text.id])
 
 
 def approved_editors() -> list[User]:
@@ -250,8 +260,10 @@ def delete_document(document: Document) -> None:
     db.session.commit()
 
 
-def retry_machine_text(machine_text: MachineText) -> None:
+def retry_machine_text(machine_text: MachineText | None) -> None:
     """Queue a failed machine text again."""
+    if machine_text is None:
+        raise DocumentError(NOTHING_TO_CONTINUE)
     if machine_text.status is not MachineTextStatus.FAILED:
         raise DocumentError("Only a failed machine text can be retried.")
     machine_text.status = MachineTextStatus.QUEUED
@@ -274,7 +286,9 @@ def review_machine_text(
     """
     revision = latest_revision(document)
     machine_text = revision.machine_text
-    if machine_text is None or machine_text.status is not MachineTextStatus.DONE:
+    if machine_text is None:
+        raise DocumentError(NOTHING_TO_CONTINUE)
+    if machine_text.status is not MachineTextStatus.DONE:
         raise DocumentError("The machine text is not ready to review yet.")
     if machine_text.review is not None:
         raise DocumentError("This machine text has already been reviewed.")
@@ -343,6 +357,7 @@ def machine_text_state(revision: Revision) -> dict[str, Any]:
             "model_version": None,
             "error": None,
             "revision": revision.number,
+            "nothing_to_continue": not has_text_to_continue(revision.body),
         }
     status = machine_text.status
     return {

@@ -25,11 +25,10 @@ from sqlalchemy import select, update
 
 from .. import registry
 from ..extensions import db
-from ..ml.engine import GenerationResult
+from ..ml.engine import GenerationResult, document_prompt
 from ..ml.settings import GenerationSettings
 from ..models import MachineText, ModelVersion, Revision
 from ..models.api import GenerationJob
-from ..models.documents import document_prompt
 from ..models.jobs import JobStatus
 from ..models.types import utcnow
 

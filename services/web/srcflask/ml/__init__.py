@@ -3,7 +3,8 @@
 - `settings`: validated generation settings and presets
 - `engine`: `TextGenerator`, a model loaded once that generates for batches of prompts
 - `artifacts`, `store`, `importer`: model folders, checksums, GGUF conversion, the store
-- `default_model`: where the default model comes from
+- `catalog`: the known models srcflask fetches from PyPI wheels, and the default
+- `continuation`, `quality`: telling continuations from replies, clean-up, the benchmark
 """
 
 from .engine import GenerationResult, PromptError, PromptFormat, TextGenerator

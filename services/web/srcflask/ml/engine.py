@@ -8,7 +8,9 @@ Nothing here imports Flask, so a web process, a worker or a notebook can use it.
 
 from __future__ import annotations
 
+import copy
 import logging
+import math
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -18,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from .artifacts import check_loadable_folder
+from .continuation import BROKEN_CHARACTER, clean_output, split_sentences
 from .settings import GenerationSettings, SettingsError
 
 log = logging.getLogger(__name__)
@@ -30,6 +33,15 @@ DEFAULT_SYSTEM_PROMPT = (
     "Write only the continuation."
 )
 _SENTINEL = "\u2063SRCFLASK-DOCUMENT\u2063"
+# How documents are put to a model (a property of each model version):
+PROMPT_FORMATS = {
+    "raw": "the document as it is, for the model to continue (base models)",
+    "chat": "the chat template: a system line, then the document as the user's message",
+    "continue": "the chat template, with the assistant's turn already begun with the "
+    "document's last sentence, so the model carries on writing instead of replying",
+}
+# The most of the document's end that the `continue` format repeats in the assistant's turn.
+CONTINUE_TAIL_CHARS = 300
 
 
 class PromptError(ValueError):
@@ -48,13 +60,24 @@ class PromptFormat:
     system_prompt: str | None = None
 
     def __post_init__(self) -> None:
-        if self.kind not in ("raw", "chat"):
-            raise ValueError(f"prompt format must be 'raw' or 'chat', not {self.kind!r}")
+        if self.kind not in PROMPT_FORMATS:
+            raise ValueError(
+                f"prompt format must be one of {', '.join(PROMPT_FORMATS)}, not {self.kind!r}"
+            )
+
+    @property
+    def templated(self) -> bool:
+        """Whether documents go through the tokenizer's chat template."""
+        return self.kind != "raw"
 
 
 @dataclass(frozen=True)
 class GenerationResult:
-    """The continuation written for one prompt (without the prompt itself)."""
+    """The continuation written for one prompt (without the prompt itself).
+
+    `text` is the machine text after clean-up (`continuation.clean_output`);
+    `raw_text` is what the model wrote, decoded.
+    """
 
     text: str
     prompt_tokens: int
@@ -66,6 +89,7 @@ class GenerationResult:
     model_version: str
     settings: dict[str, Any] = field(default_factory=dict)
     token_ids: tuple[int, ...] = ()
+    raw_text: str = ""
 
     @property
     def tokens_per_second(self) -> float:
@@ -141,7 +165,7 @@ class TextGenerator:
         self.tokenizer.padding_side = "left"
         if self.tokenizer.pad_token_id is None:
             self.tokenizer.pad_token = self.tokenizer.eos_token
-        if self.prompt_format.kind == "chat" and not self.tokenizer.chat_template:
+        if self.prompt_format.templated and not self.tokenizer.chat_template:
             raise ModelLoadError(
                 f"{self.label} has no chat template; use the raw prompt format for it"
             )
@@ -156,6 +180,16 @@ class TextGenerator:
             self.load_seconds,
             self.context_length,
         )
+
+    def with_prompt_format(self, prompt_format: PromptFormat) -> TextGenerator:
+        """The same loaded model, putting documents to it in another format."""
+        if prompt_format.templated and not self.tokenizer.chat_template:
+            raise ModelLoadError(
+                f"{self.label} has no chat template; use the raw prompt format for it"
+            )
+        other = copy.copy(self)  # shares the model, tokenizer and lock
+        other.prompt_format = prompt_format
+        return other
 
     @contextmanager
     def reserved(self):
@@ -223,7 +257,7 @@ class TextGenerator:
         return output[:, padded["input_ids"].shape[1] :].cpu()
 
     def postprocess(self, batch: PreparedBatch, output, seconds: float) -> list[GenerationResult]:
-        """Turn generated token ids into results (continuation only, special tokens dropped)."""
+        """Turn generated token ids into machine text (continuation only, cleaned up)."""
         stop_ids = set(self._eos_token_ids()) | {self.tokenizer.pad_token_id}
         results = []
         for row, prompt_ids, truncated in zip(
@@ -235,7 +269,12 @@ class TextGenerator:
                     finish = "eos"
                     break
                 new_ids.append(token)
-            text = self.tokenizer.decode(new_ids, skip_special_tokens=True)
+            raw_text = self.decode(new_ids)
+            text = clean_output(
+                raw_text,
+                cut_by_length=finish == "length",
+                strip_replies=self.prompt_format.templated,
+            )
             results.append(
                 GenerationResult(
                     text=text,
@@ -248,9 +287,59 @@ class TextGenerator:
                     model_version=self.label,
                     settings=batch.settings.to_dict(),
                     token_ids=tuple(new_ids),
+                    raw_text=raw_text,
                 )
             )
         return results
+
+    def decode(self, token_ids: Sequence[int]) -> str:
+        """Decode generated tokens, leaving out a character whose bytes were cut off."""
+        ids = list(token_ids)
+        text = self.tokenizer.decode(ids, skip_special_tokens=True)
+        # A multi-byte character split across tokens decodes to U+FFFD until its last
+        # byte arrives: when the cap cut it, drop its first bytes (at most three tokens).
+        for _ in range(3):
+            if not (ids and text.endswith(BROKEN_CHARACTER)):
+                break
+            ids.pop()
+            text = self.tokenizer.decode(ids, skip_special_tokens=True)
+        return text
+
+    def score(self, context: str, continuation: str) -> tuple[float, int]:
+        """Bits the model needs to write `continuation` after `context`, and over how many chars.
+
+        The context is formatted as for generation (raw, chat or continue); the
+        continuation follows it, after a paragraph break in the raw format.
+        Bits divided by characters is bits per character, which compares across
+        tokenizers. When the two do not fit in the model's context, the
+        oldest tokens go, and only the continuation's characters still there count.
+        """
+        import torch
+
+        prefix, document, suffix = self.format_prompt(context)
+        if not self.prompt_format.templated:
+            suffix += "\n\n"
+        head = prefix + document + suffix
+        encoded = self.tokenizer(
+            head + continuation,
+            add_special_tokens=not self.prompt_format.templated,
+            return_offsets_mapping=True,
+        )
+        ids, offsets = encoded["input_ids"], encoded["offset_mapping"]
+        # Tokens that end inside the continuation are its tokens (one straddling the
+        # boundary counts as the continuation's).
+        first = next(i for i, (_, end) in enumerate(offsets) if end > len(head))
+        dropped = max(0, len(ids) - self.context_length)
+        ids, offsets = ids[dropped:], offsets[dropped:]
+        first = max(1, first - dropped)
+        chars = len(head) + len(continuation) - max(len(head), offsets[first][0])
+        with self._lock, torch.inference_mode():
+            input_ids = torch.tensor([ids], device=self.device)
+            logits = self.model(input_ids).logits[0, first - 1 : -1].float()
+            log_probs = torch.log_softmax(logits, dim=-1)
+            targets = input_ids[0, first:]
+            nats = -log_probs.gather(1, targets.unsqueeze(1)).sum().item()
+        return nats / math.log(2), chars
 
     # -- helpers -----------------------------------------------------------------
     @staticmethod
@@ -278,7 +367,7 @@ class TextGenerator:
 
     def format_prompt(self, document: str) -> tuple[str, str, str]:
         """Split the model input around the document: (prefix, document, suffix)."""
-        if self.prompt_format.kind == "raw":
+        if not self.prompt_format.templated:
             return "", document, ""
         messages = [
             {
@@ -291,11 +380,13 @@ class TextGenerator:
             messages, tokenize=False, add_generation_prompt=True
         )
         prefix, _, suffix = templated.partition(_SENTINEL)
+        if self.prompt_format.kind == "continue":
+            suffix += document_tail(document)
         return prefix, document, suffix
 
     def _encode(self, prompt: str, budget: int) -> tuple[list[int], bool]:
         prefix, document, suffix = self.format_prompt(prompt)
-        if self.prompt_format.kind == "raw":
+        if not self.prompt_format.templated:
             ids = self.tokenizer(document)["input_ids"]
             head = []
             if (
@@ -338,6 +429,24 @@ class TextGenerator:
         return {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}[
             dtype
         ]
+
+
+def document_prompt(title: str, body: str) -> str:
+    """What the model continues for a document: the title, then the body."""
+    return f"{title}\n\n{body}".strip()
+
+
+def has_text_to_continue(body: str) -> bool:
+    """Whether a body holds anything to continue (an empty one is never sent to the model)."""
+    return bool(body and body.strip())
+
+
+def document_tail(document: str) -> str:
+    """The document's last sentence (at most CONTINUE_TAIL_CHARS), to begin the assistant's turn."""
+    last_paragraph = document.rstrip().rsplit("\n\n", 1)[-1]
+    sentences = split_sentences(last_paragraph)
+    tail = sentences[-1].strip() if sentences else ""
+    return tail[-CONTINUE_TAIL_CHARS:].lstrip()
 
 
 @contextmanager

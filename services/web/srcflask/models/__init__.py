@@ -11,7 +11,7 @@ from .documents import (
     Revision,
     RevisionOrigin,
 )
-from .mlmodels import ModelAlias, ModelVersion
+from .mlmodels import ModelAlias, ModelEvaluation, ModelVersion
 from .users import LifecycleError, Role, User, UserStatus
 
 __all__ = [
@@ -25,6 +25,7 @@ __all__ = [
     "MachineText",
     "MachineTextStatus",
     "ModelAlias",
+    "ModelEvaluation",
     "ModelVersion",
     "Review",
     "Revision",

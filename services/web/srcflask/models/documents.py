@@ -29,11 +29,6 @@ BODY_MAX = 20_000
 MachineTextStatus = JobStatus
 
 
-def document_prompt(title: str, body: str) -> str:
-    """What the model continues for a revision: the title, then the body."""
-    return f"{title}\n\n{body}".strip()
-
-
 class RevisionOrigin(enum.StrEnum):
     SAVE = "save"  # the sponsor saved the document
     ACCEPTED = "accepted"  # an editor accepted the machine text as it was
@@ -96,6 +91,10 @@ class Revision(db.Model):
     machine_text: Mapped[MachineText | None] = relationship(
         back_populates="revision", uselist=False, cascade="all, delete-orphan"
     )
+
+    @property
+    def machine_text_id(self) -> int | None:
+        return self.machine_text.id if self.machine_text else None
 
 
 class MachineText(JobMixin, db.Model):

@@ -19,11 +19,12 @@ from sqlalchemy import (
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from ..extensions import db
+from ..ml.engine import PROMPT_FORMATS as ENGINE_PROMPT_FORMATS
 from .types import UTCDateTime, utcnow
 from .users import User
 
 PRODUCTION = "production"
-PROMPT_FORMATS = ("raw", "chat")
+PROMPT_FORMATS = tuple(ENGINE_PROMPT_FORMATS)
 
 
 class ModelVersion(db.Model):
@@ -53,6 +54,10 @@ class ModelVersion(db.Model):
     metrics: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     description: Mapped[str] = mapped_column(Text, default="")
     tags: Mapped[list[str]] = mapped_column(JSON, default=list)
+    # The license the weights come under, and its terms file inside the artifact folder.
+    license: Mapped[str | None] = mapped_column(String(100))
+    license_url: Mapped[str | None] = mapped_column(String(300))
+    license_file: Mapped[str | None] = mapped_column(String(200))
     imported_by_id: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))
     imported_by_label: Mapped[str] = mapped_column(String(300))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
@@ -60,6 +65,11 @@ class ModelVersion(db.Model):
     imported_by: Mapped[User | None] = relationship()
     aliases: Mapped[list[ModelAlias]] = relationship(
         back_populates="version", cascade="all, delete-orphan", order_by="ModelAlias.alias"
+    )
+    evaluations: Mapped[list[ModelEvaluation]] = relationship(
+        back_populates="version",
+        cascade="all, delete-orphan",
+        order_by="ModelEvaluation.created_at.desc()",
     )
 
     @property
@@ -101,3 +111,33 @@ class ModelAlias(db.Model):
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow, onupdate=utcnow)
 
     version: Mapped[ModelVersion] = relationship(back_populates="aliases")
+
+
+class ModelEvaluation(db.Model):
+    """One run of the quality benchmark on a version, in one prompt format and preset.
+
+    `summary` holds the figures (`srcflask.ml.quality.summarise`); `samples`
+    the machine text written for each benchmark document and its verdict.
+    """
+
+    __tablename__ = "model_evaluations"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    version_id: Mapped[int] = mapped_column(
+        ForeignKey("model_versions.id", ondelete="CASCADE"), index=True
+    )
+    prompt_format: Mapped[str] = mapped_column(String(16))
+    preset: Mapped[str] = mapped_column(String(50))
+    settings: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    dataset_sha256: Mapped[str] = mapped_column(String(64))
+    summary: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    samples: Mapped[list[dict[str, Any]]] = mapped_column(JSON, default=list)
+    measured_on: Mapped[str] = mapped_column(String(200), default="")
+    created_by_label: Mapped[str] = mapped_column(String(300))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+
+    version: Mapped[ModelVersion] = relationship(back_populates="evaluations")
+
+    @property
+    def max_new_tokens(self) -> int | None:
+        return (self.settings or {}).get("max_new_tokens")

@@ -1,0 +1,254 @@
+"""The quality benchmark: does a model version's machine text continue real documents?
+
+Each benchmark document has a human-written true continuation (its next
+paragraph). For a loaded generator (a model version in one prompt format)
+and a preset, `evaluate()` writes machine text for every document, one at a
+time as a save would, and reports:
+
+- continuation rate: the share of machine texts that continue the document
+  rather than reply to it (`continuation.judge`), after clean-up, and the
+  same share before clean-up (`raw_continuation_rate`);
+- bits per character of the true continuation under the model, summed over
+  all documents (`TextGenerator.score`): lower is better, and it compares
+  across tokenizers;
+- clean-ending rate: the share of machine texts that end at a sentence end;
+- distinct-4-gram rate: distinct word 4-grams over all of them, per text,
+  averaged (1.0: nothing repeated);
+- broken characters: U+FFFD characters left in any machine text (must be 0);
+- median seconds per document, and the mean number of tokens written.
+
+Nothing here imports Flask: `bench/quality.py` runs it on model folders and
+`flask models evaluate` on registry versions.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import statistics
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .continuation import BROKEN_CHARACTER, distinct_ngram_rate, ends_cleanly, judge
+from .engine import TextGenerator, document_prompt
+from .settings import GenerationSettings
+
+REQUIRED_KEYS = ("id", "title", "body", "continuation")
+
+# Called as progress(documents_done, documents_total).
+DocumentProgress = Callable[[int, int], None]
+
+
+class BenchmarkError(ValueError):
+    """A benchmark file that cannot be used; the message names the line."""
+
+
+@dataclass(frozen=True)
+class BenchDocument:
+    """A document a sponsor would write, and the paragraph its author wrote next."""
+
+    id: str
+    title: str
+    body: str
+    continuation: str
+    kind: str = ""
+
+    @property
+    def prompt(self) -> str:
+        """What the model is given, exactly as for a saved document."""
+        return document_prompt(self.title, self.body)
+
+
+@dataclass
+class DocumentOutcome:
+    id: str
+    kind: str
+    text: str
+    raw_text: str
+    continues: bool
+    reasons: list[str]
+    raw_continues: bool
+    clean_ending: bool
+    distinct_4gram_rate: float | None
+    broken_characters: int
+    finish_reason: str
+    prompt_tokens: int
+    generated_tokens: int
+    seconds: float
+    continuation_bits: float
+    continuation_chars: int
+
+
+@dataclass
+class QualityReport:
+    """The figures for one model version, prompt format and preset, and every document's text."""
+
+    model: str
+    prompt_format: str
+    preset: str
+    settings: dict[str, Any]
+    dataset_sha256: str
+    summary: dict[str, Any]
+    documents: list[DocumentOutcome] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def load_documents(path: str | Path) -> list[BenchDocument]:
+    """Read a benchmark file: one JSON object a line with id, title, body and continuation."""
+    documents, seen = [], set()
+    for number, line in enumerate(Path(path).read_text(encoding="utf-8").splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError as error:
+            raise BenchmarkError(f"{path}:{number}: not JSON ({error.msg})") from error
+        missing = [key for key in REQUIRED_KEYS if not str(row.get(key, "")).strip()]
+        if missing:
+            raise BenchmarkError(f"{path}:{number}: missing {', '.join(missing)}")
+        if row["id"] in seen:
+            raise BenchmarkError(f"{path}:{number}: id {row['id']!r} appears twice")
+        seen.add(row["id"])
+        documents.append(
+            BenchDocument(
+                id=row["id"],
+                title=row["title"],
+                body=row["body"],
+                continuation=row["continuation"],
+                kind=row.get("kind", ""),
+            )
+        )
+    if not documents:
+        raise BenchmarkError(f"{path} holds no documents")
+    return documents
+
+
+def dataset_sha256(documents: Sequence[BenchDocument]) -> str:
+    """A checksum of the documents, so figures are only compared on the same set."""
+    digest = hashlib.sha256()
+    for document in documents:
+        digest.update(json.dumps(asdict(document), sort_keys=True).encode())
+    return digest.hexdigest()
+
+
+def evaluate(
+    generator: TextGenerator,
+    documents: Sequence[BenchDocument],
+    settings: GenerationSettings,
+    *,
+    preset: str = "",
+    progress: DocumentProgress | None = None,
+) -> QualityReport:
+    """Write machine text for every document, one at a time, and measure it."""
+    outcomes = []
+    for done, document in enumerate(documents):
+        if progress:
+            progress(done, len(documents))
+        outcomes.append(_run_one(generator, document, settings))
+    if progress:
+        progress(len(documents), len(documents))
+    return QualityReport(
+        model=generator.label,
+        prompt_format=generator.prompt_format.kind,
+        preset=preset,
+        settings=settings.to_dict(),
+        dataset_sha256=dataset_sha256(documents),
+        summary=summarise(outcomes),
+        documents=outcomes,
+    )
+
+
+def _run_one(
+    generator: TextGenerator, document: BenchDocument, settings: GenerationSettings
+) -> DocumentOutcome:
+    started = time.perf_counter()
+    [result] = generator.generate([document.prompt], settings)
+    seconds = time.perf_counter() - started
+    verdict, raw_verdict = judge(result.text), judge(result.raw_text)
+    bits, chars = generator.score(document.prompt, document.continuation)
+    return DocumentOutcome(
+        id=document.id,
+        kind=document.kind,
+        text=result.text,
+        raw_text=result.raw_text,
+        continues=verdict.continues,
+        reasons=list(verdict.reasons),
+        raw_continues=raw_verdict.continues,
+        clean_ending=ends_cleanly(result.text),
+        distinct_4gram_rate=distinct_ngram_rate(result.text),
+        broken_characters=result.text.count(BROKEN_CHARACTER),
+        finish_reason=result.finish_reason,
+        prompt_tokens=result.prompt_tokens,
+        generated_tokens=result.generated_tokens,
+        seconds=round(seconds, 3),
+        continuation_bits=round(bits, 3),
+        continuation_chars=chars,
+    )
+
+
+def summarise(outcomes: Sequence[DocumentOutcome]) -> dict[str, Any]:
+    """The benchmark's figures over all documents."""
+    count = len(outcomes)
+    distinct = [o.distinct_4gram_rate for o in outcomes if o.distinct_4gram_rate is not None]
+    chars = sum(o.continuation_chars for o in outcomes)
+    return {
+        "documents": count,
+        "continuation_rate": _share(o.continues for o in outcomes),
+        "raw_continuation_rate": _share(o.raw_continues for o in outcomes),
+        "bits_per_char": round(sum(o.continuation_bits for o in outcomes) / chars, 4)
+        if chars
+        else None,
+        "clean_ending_rate": _share(o.clean_ending for o in outcomes),
+        "distinct_4gram_rate": round(statistics.fmean(distinct), 4) if distinct else None,
+        "broken_characters": sum(o.broken_characters for o in outcomes),
+        "median_seconds": round(statistics.median(o.seconds for o in outcomes), 3)
+        if outcomes
+        else None,
+        "mean_generated_tokens": round(statistics.fmean(o.generated_tokens for o in outcomes), 1)
+        if outcomes
+        else None,
+        "mean_prompt_tokens": round(statistics.fmean(o.prompt_tokens for o in outcomes), 1)
+        if outcomes
+        else None,
+    }
+
+
+def _share(flags) -> float | None:
+    values = list(flags)
+    return round(sum(values) / len(values), 4) if values else None
+
+
+# Columns of the printed table: (heading, summary key, format).
+TABLE_COLUMNS = (
+    ("continues", "continuation_rate", "{:.0%}"),
+    ("before clean-up", "raw_continuation_rate", "{:.0%}"),
+    ("bits/char", "bits_per_char", "{:.3f}"),
+    ("clean endings", "clean_ending_rate", "{:.0%}"),
+    ("distinct 4-grams", "distinct_4gram_rate", "{:.3f}"),
+    ("broken chars", "broken_characters", "{}"),
+    ("median s/doc", "median_seconds", "{:.1f}"),
+    ("tokens/doc", "mean_generated_tokens", "{:.0f}"),
+)
+
+
+def format_table(reports: Sequence[QualityReport]) -> str:
+    """A Markdown table of the reports' figures, one row per run."""
+    headings = ["model", "format", "preset", "max new", *(c[0] for c in TABLE_COLUMNS)]
+    lines = ["| " + " | ".join(headings) + " |", "|" + "---|" * len(headings)]
+    for report in reports:
+        cells = [
+            report.model,
+            report.prompt_format,
+            report.preset or "-",
+            str(report.settings.get("max_new_tokens", "")),
+        ]
+        for _, key, fmt in TABLE_COLUMNS:
+            value = report.summary.get(key)
+            cells.append("-" if value is None else fmt.format(value))
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
