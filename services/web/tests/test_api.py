@@ -302,6 +302,21 @@ def test_invalid_documents_get_422_naming_the_field(client, tokens, body, field,
     assert message in " ".join(error_of(response)["fields"][field])
 
 
+def test_a_document_without_a_body_has_no_machine_text_to_wait_for(client, tokens, run_jobs):
+    created = client.post("/api/v1/documents", json={"title": "Later"}, headers=tokens["sponsor"])
+
+    assert created.status_code == 201
+    assert created.json["machine_text"] is None
+    assert created.json["machine_text_status"] is None
+    assert run_jobs() == 0
+    missing = client.get(
+        f"/api/v1/documents/{created.json['id']}/revisions/1/machine-text",
+        headers=tokens["sponsor"],
+    )
+    assert missing.status_code == 404
+    assert "nothing to continue yet" in error_of(missing)["message"]
+
+
 def test_an_editor_who_is_not_approved_is_refused(client, tokens, make_user):
     pending = make_user(role=Role.EDITOR, status=UserStatus.PENDING)
     response = client.post(

@@ -17,6 +17,9 @@ from pathlib import Path
 
 import pytest
 
+from srcflask.ml.continuation import ends_cleanly, judge
+from srcflask.ml.quality import load_documents
+
 pytestmark = [pytest.mark.slow, pytest.mark.browser]
 
 CHROMIUM = "/usr/bin/chromium"
@@ -33,8 +36,13 @@ WEB = Path(__file__).resolve().parent.parent
 SHOTS = Path(__file__).resolve().parent / "artifacts" / "browser"
 ADMIN_EMAIL, ADMIN_PASSWORD = "root@example.org", "a long admin passphrase"
 PASSWORD = "violet rivers run deep"
-DOCUMENT_TITLE = "Meeting notes"
-DOCUMENT_BODY = "Meeting notes: the product launch has been moved to next spring because"
+# A realistic document from the quality benchmark: minutes that stop at "Three options are on
+# the table:", so the machine text must carry on with the options.
+_BENCH_DOCUMENT = next(
+    d for d in load_documents(WEB / "bench" / "documents.jsonl") if d.id == "garden-board-minutes"
+)
+DOCUMENT_TITLE = "Garden board minutes"
+DOCUMENT_BODY = _BENCH_DOCUMENT.body
 
 
 def free_port() -> int:
@@ -189,7 +197,11 @@ def test_sign_up_approve_write_generate_review_in_chromium(server, browser):
     page.locator('[data-when="done"]').wait_for(state="visible", timeout=120_000)
     assert page.evaluate("window.__noReload") is True
     machine_text = page.inner_text('[data-field="text"]').strip()
-    assert len(machine_text.split()) >= 3, machine_text
+    assert len(machine_text.split()) >= 8, machine_text
+    # It continues the minutes instead of answering them, and ends at a sentence end.
+    assert judge(machine_text).continues, (judge(machine_text), machine_text)
+    assert ends_cleanly(machine_text), machine_text
+    (SHOTS / "07-machine-text.txt").write_text(machine_text)
     sponsor.shot("07-sponsor-machine-text-ready")
 
     # 5. The editor reviews it beside the document, edits the pre-filled text, saves.

@@ -42,6 +42,15 @@ REPLIES = [
     ("Add the onions and stir for five minutes. I hope this helps!", "hopes-it-helps"),
     ("The crash happens on rotation. If you'd like me to add logs, say so.", "offers-more"),
     ("The board met again.<|im_end|>", "template-leak"),
+    # What SmolLM2-135M-Instruct wrote for benchmark documents in the chat format.
+    ("Please go ahead and share it with me, and I'll help you refine it.", "asks-for-document"),
+    (
+        "You're a writing assistant, and I'm happy to help you refine your writing.",
+        "speaks-as-assistant",
+    ),
+    ("You're an AI assistant for text re-writing. Rewrite the input text.", "speaks-as-assistant"),
+    ("I'm here to help you with your writing, whether a novel or a poem.", "offers-help"),
+    ("The recipe is classic. I can help you polish the next step too.", "offers-to-edit"),
     ("", "empty"),
     ("   \n ", "empty"),
 ]

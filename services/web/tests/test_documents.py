@@ -143,13 +143,36 @@ def test_only_approved_editors_can_be_assigned(app, sponsor_client, make_user):
     assert pending_editor.email not in page and another_sponsor.email not in page
 
 
-def test_an_empty_body_still_gets_machine_text_from_the_title(
-    app, sponsor_client, production_model, run_jobs
+@pytest.mark.parametrize("body", ["", "  \n\t  "])
+def test_an_empty_body_is_not_sent_to_the_model(
+    app, sponsor_client, production_model, run_jobs, body
 ):
-    document_id = doc_id_from(create(sponsor_client, title="How do I mow my lawn?", body=""))
-    run_jobs()
-    [done] = machine_texts(app, document_id)
-    assert done.status is MachineTextStatus.DONE and done.prompt_tokens > 0
+    response = create(sponsor_client, title="How do I mow my lawn?", body=body)
+    document_id = doc_id_from(response)
+
+    assert machine_texts(app, document_id) == []
+    assert run_jobs() == 0
+    page = sponsor_client.get(response.location, follow_redirects=True).get_data(as_text=True)
+    assert "nothing for the model to continue yet" in page  # the flash after saving
+    assert "There is nothing to continue yet: the body is empty." in page
+    state = sponsor_client.get(f"/documents/{document_id}/machine-text").get_json()
+    assert state["status"] is None and state["nothing_to_continue"] is True
+    # Nothing to retry: a clear message, not an error page.
+    retried = sponsor_client.post(
+        f"/documents/{document_id}/machine-text/retry", follow_redirects=True
+    )
+    assert retried.status_code == 200
+    assert "nothing to continue yet" in retried.get_data(as_text=True)
+
+
+def test_writing_a_body_later_queues_the_machine_text(app, sponsor_client, production_model):
+    document_id = doc_id_from(create(sponsor_client, title="Minutes", body=""))
+    sponsor_client.post(
+        f"/sponsor/documents/{document_id}/edit",
+        data={"title": "Minutes", "body": "The board met on Tuesday.", "editor_id": ""},
+    )
+    [queued] = machine_texts(app, document_id)
+    assert queued.status is MachineTextStatus.QUEUED
 
 
 # -- editing --------------------------------------------------------------------

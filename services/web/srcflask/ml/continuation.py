@@ -44,22 +44,25 @@ _OPENING_RULES: dict[str, str] = {
     "thanks-for-sharing": r"(thank you|thanks) for (sharing|providing|sending|writing)\b",
     "talks-about-document": r"(this|the|your) (document|text|draft|passage|excerpt|piece|writing)"
     r" (is|seems|appears|looks|reads|describes|discusses|outlines|provides|contains|has)\b",
-    "offers-help": r"(i'?d|i would|i'?ll|i will|i can|i'?m|i am|let me) (be )?(happy|glad|ready)? ?"
-    r"(to )?(help|assist|continue|rewrite|revise|summari[sz]e|improve)\b",
+    "offers-help": r"(i'?d|i would|i'?ll|i will|i can|i'?m|i am|let me) (be )?(happy|glad|ready|"
+    r"here)? ?(to )?(help|assist|continue|rewrite|revise|summari[sz]e|improve)\b",
     "names-the-task": r"(continuation|continued text|revised version|rewritten version|"
     r"next paragraph)\s*:",
 }
 
 _ANYWHERE_RULES: dict[str, str] = {
-    "speaks-as-assistant": r"\bas (an ai|a (writing|language|virtual|helpful) (assistant|model))\b",
+    "speaks-as-assistant": r"\b(as|you'?re|you are|i'?m|i am) (an ai|a (writing|language|virtual|"
+    r"helpful) (assistant|model))\b|\byou'?re an ai\b",
     "describes-its-edits": r"\bi(?:'ve| have)? (made|tweaked|revised|rewrote|edited|adjusted|"
     r"corrected|polished|improved) (a few|some|several|minor|the following|your)\b",
     "hopes-it-helps": r"\bi hope (this|that) helps\b|\bhappy writing\b",
     "offers-more": r"\bif you(?:'d| would) like me to\b|\bwould you like me to\b|"
     r"\bfeel free to (ask|let me know)\b|\blet me know if you need (any )?(more|further) "
     r"(help|changes|edits)\b",
-    "asks-for-document": r"\bwhat'?s your (document|text)\b|\bplease (share|provide|paste) "
-    r"(your|the) (document|text)\b",
+    "asks-for-document": r"\bwhat'?s your (document|text)\b|\bplease (go ahead and )?(share|"
+    r"provide|paste|send) (it|your|the) ?(document|text|draft)?\b|\bshare it with me\b",
+    "offers-to-edit": r"\b(help|assist) you (to )?(refine|improve|polish|edit|rewrite|revise)\b|"
+    r"\b(help|assist) you with your (writing|creative writing|document|text|draft)\b",
     "template-leak": r"<\|[a-z_]+\|>|<(start|end)_of_turn>|^\s*(assistant|user|system)\s*$",
 }
 

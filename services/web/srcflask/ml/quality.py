@@ -15,7 +15,8 @@ time as a save would, and reports:
 - distinct-4-gram rate: distinct word 4-grams over all of them, per text,
   averaged (1.0: nothing repeated);
 - broken characters: U+FFFD characters left in any machine text (must be 0);
-- median seconds per document, and the mean number of tokens written.
+- median seconds per document, the mean number of tokens written, and the
+  mean number of words left after clean-up.
 
 Nothing here imports Flask: `bench/quality.py` runs it on model folders and
 `flask models evaluate` on registry versions.
@@ -212,6 +213,10 @@ def summarise(outcomes: Sequence[DocumentOutcome]) -> dict[str, Any]:
         "mean_generated_tokens": round(statistics.fmean(o.generated_tokens for o in outcomes), 1)
         if outcomes
         else None,
+        # What survives clean-up: the words an editor gets to read.
+        "mean_words": round(statistics.fmean(len(o.text.split()) for o in outcomes), 1)
+        if outcomes
+        else None,
         "mean_prompt_tokens": round(statistics.fmean(o.prompt_tokens for o in outcomes), 1)
         if outcomes
         else None,
@@ -233,6 +238,7 @@ TABLE_COLUMNS = (
     ("broken chars", "broken_characters", "{}"),
     ("median s/doc", "median_seconds", "{:.1f}"),
     ("tokens/doc", "mean_generated_tokens", "{:.0f}"),
+    ("words kept", "mean_words", "{:.0f}"),
 )
 
 
