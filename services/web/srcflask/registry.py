@@ -333,6 +333,29 @@ def pull_default(
     return pull(catalog.DEFAULT_MODEL, actor=actor, report=report)
 
 
+def catalog_advice(current: ModelVersion) -> list[str]:
+    """What the catalog now recommends that an installation's production model does not do.
+
+    Upgrades never change the production model or its prompt format on their
+    own; they say what changed and how to follow it.
+    """
+    advice = []
+    entry = catalog.CATALOG.get(current.name)
+    if entry is not None and current.prompt_format != entry.prompt_format:
+        advice.append(
+            f"{current.label} writes with the {current.prompt_format} prompt format; the quality "
+            f"benchmark recommends {entry.prompt_format} for it (change it on the Models page)."
+        )
+    if current.name != catalog.DEFAULT_MODEL:
+        advice.append(
+            f"The catalog's default is now {catalog.DEFAULT_MODEL}; production stays "
+            f"{current.label}. To compare: `flask --app srcflask models pull "
+            f"{catalog.DEFAULT_MODEL}` and `models evaluate`; to switch, make it production "
+            "on the Models page."
+        )
+    return advice
+
+
 def license_path(version: ModelVersion) -> Path | None:
     """The terms file kept beside a version's weights, if it has one on disk."""
     if not version.license_file:

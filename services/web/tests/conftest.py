@@ -244,7 +244,7 @@ def tiny_models(tmp_path_factory) -> dict[str, Path]:
     return {
         "gpt2": tinymodels.build_model("gpt2", root / "gpt2"),
         "llama": tinymodels.build_model("llama", root / "llama"),
-        # Room for a chat template with the default system line and 60 new tokens.
+        # Room for a chat template with the default system line and 100 new tokens.
         "llama-chat": tinymodels.build_model(
             "llama", root / "llama-chat", chat=True, seed=3, context=512
         ),

@@ -50,6 +50,11 @@ REPLIES = [
     ),
     ("You're an AI assistant for text re-writing. Rewrite the input text.", "speaks-as-assistant"),
     ("I'm here to help you with your writing, whether a novel or a poem.", "offers-help"),
+    (
+        "Your cover letter is well-written and professional, but I would suggest a few tweaks.",
+        "judges-the-writing",
+    ),
+    ("The document concludes with a continuation of the document.", "talks-about-document"),
     ("The recipe is classic. I can help you polish the next step too.", "offers-to-edit"),
     ("", "empty"),
     ("   \n ", "empty"),
@@ -73,6 +78,8 @@ CONTINUATIONS = [
     "OK Computer was playing in the back room when the power went out.",
     "The train climbed on through the snow. I hope the pass is open tomorrow.",
     "Let me explain how the barcode scanner reconnects after it loses the network.",
+    "Your order is important to us, and the replacement sofa leaves the warehouse on Monday.",
+    "The report is due on Friday; Priya will circulate a draft on Wednesday.",
 ]
 
 

@@ -91,7 +91,7 @@ def test_save_returns_at_once_and_the_machine_text_arrives_later(
     [done] = machine_texts(app, document_id)
     assert done.status is MachineTextStatus.DONE
     assert done.text and done.generated_tokens > 0
-    assert done.settings["num_beams"] == 5 and done.max_new_tokens == 60
+    assert done.settings["num_beams"] == 5 and done.max_new_tokens == 100
     assert done.attempts == 1 and done.started_at and done.finished_at
     state = sponsor_client.get(f"/documents/{document_id}/machine-text").json
     assert state["status"] == "done"

@@ -13,6 +13,7 @@ from sqlalchemy.orm import joinedload
 from srcflask.extensions import db
 from srcflask.jobs import work
 from srcflask.ml.engine import TextGenerator
+from srcflask.ml.settings import DEFAULT_MAX_NEW_TOKENS
 from srcflask.models import MachineText, MachineTextStatus, User
 from srcflask.models.types import utcnow
 
@@ -191,7 +192,7 @@ def test_progress_is_written_while_the_model_runs(app, queue, production_model, 
     queue(2)
     with app.app_context():
         work.run_pending()
-    assert seen == [60, 60]
+    assert seen == [DEFAULT_MAX_NEW_TOKENS, DEFAULT_MAX_NEW_TOKENS]
 
 
 def test_the_heartbeat_beats_during_a_long_batch(app_factory, queue, monkeypatch):

@@ -171,7 +171,7 @@ def test_the_default_preset_is_the_original_systems_beam_search():
     settings = GenerationSettings()
     assert settings == PRESETS["original"]
     assert settings.generate_kwargs() == {
-        "max_new_tokens": 60,
+        "max_new_tokens": 100,
         "no_repeat_ngram_size": 4,
         "repetition_penalty": 1.0,
         "do_sample": False,

@@ -170,3 +170,16 @@ def test_models_evaluate_refuses_a_bad_benchmark_file_cleanly(app_factory, tiny_
     assert result.exit_code == 1
     assert "bad.jsonl:1: missing id, title, body, continuation" in result.output
     assert "Traceback" not in result.output
+
+
+def test_a_character_cut_off_by_the_token_cap_is_left_out(tiny_models):
+    generator = TextGenerator(tiny_models["gpt2"])
+    ids = generator.tokenizer("The café")["input_ids"]
+    whole = generator.tokenizer.decode(ids)
+    # Byte-level tokens: somewhere a prefix of the ids ends inside "é".
+    cuts = [n for n in range(1, len(ids)) if generator.tokenizer.decode(ids[:n]).endswith("\ufffd")]
+    assert cuts, "the tokenizer split no character across tokens"
+    for n in cuts:
+        text = generator.decode(ids[:n])
+        assert "\ufffd" not in text and whole.startswith(text)
+    assert generator.decode(ids) == whole

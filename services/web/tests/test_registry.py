@@ -378,3 +378,26 @@ def test_pull_default_if_missing_skips_when_production_exists(app, runner, tiny_
         result = runner.invoke(args=["models", "pull-default", "--if-missing"])
     pull.assert_not_called()
     assert "Production model: mine:1 (ready)" in result.output
+
+
+def test_an_upgrade_keeps_the_production_model_and_says_what_the_catalog_recommends(
+    app, runner, tiny_models
+):
+    # An installation made before the catalog: the earlier default in the chat format.
+    with app.app_context():
+        earlier = registry.import_model(
+            str(tiny_models["gguf"]), "smollm2-135m-instruct", actor=None, prompt_format="chat"
+        ).version
+        registry.set_alias(earlier, "production", actor=None)
+
+    result = runner.invoke(args=["models", "pull-default", "--if-missing"])
+
+    assert result.exit_code == 0, result.output
+    assert "Production model: smollm2-135m-instruct:1 (ready)" in result.output
+    assert "the quality benchmark recommends raw for it" in result.output
+    if catalog.DEFAULT_MODEL != "smollm2-135m-instruct":
+        assert f"The catalog's default is now {catalog.DEFAULT_MODEL}" in result.output
+    with app.app_context():
+        production = registry.production_version()
+        assert production.label == "smollm2-135m-instruct:1"
+        assert production.prompt_format == "chat"

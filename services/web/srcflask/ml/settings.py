@@ -1,7 +1,7 @@
 """Generation settings: one validated value object, with named presets.
 
 The default preset is the original system's beam search (5 beams, no repeated
-4-grams, early stopping), limited to 60 new tokens.
+4-grams, early stopping), with room for DEFAULT_MAX_NEW_TOKENS new tokens.
 """
 
 from __future__ import annotations
@@ -12,6 +12,10 @@ from dataclasses import dataclass
 from typing import Any, ClassVar
 
 STRATEGIES = ("beam", "greedy", "sample")
+# A paragraph: the true next paragraphs of the quality benchmark's documents run to a median
+# of about 107 tokens, and at 100 tokens 97% of the default model's texts still end at a
+# sentence end after clean-up, with 60 words kept against 32 at 60 tokens (README).
+DEFAULT_MAX_NEW_TOKENS = 100
 
 
 class SettingsError(ValueError):
@@ -26,7 +30,7 @@ class SettingsError(ValueError):
 @dataclass(frozen=True)
 class GenerationSettings:
     strategy: str = "beam"
-    max_new_tokens: int = 60
+    max_new_tokens: int = DEFAULT_MAX_NEW_TOKENS
     num_beams: int = 5
     no_repeat_ngram_size: int = 4
     early_stopping: bool = True

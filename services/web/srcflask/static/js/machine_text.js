@@ -31,7 +31,7 @@
       const max = state.progress && state.progress.max_tokens;
       const done = (state.progress && state.progress.tokens) || 0;
       const bar = field("progress");
-      bar.max = max || 60;
+      bar.max = max || 100;
       bar.value = done;
       field("progress-text").textContent = max ? `${done} of ${max} tokens` : "starting";
     } else if (state.status === "done") {
