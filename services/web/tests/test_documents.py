@@ -98,7 +98,7 @@ def test_save_returns_at_once_and_the_machine_text_arrives_later(
     assert state["text"] == done.text
     assert state["model_version"] == production_model
     assert state["error"] is None
-    assert state["progress"] == {"tokens": done.generated_tokens, "max_tokens": 60}
+    assert state["progress"] == {"tokens": done.generated_tokens, "max_tokens": 100}
     page = sponsor_client.get(response.location).get_data(as_text=True)
     assert html.escape(done.text, quote=True)[:20] in page
     assert f"Written by {production_model}" in page
