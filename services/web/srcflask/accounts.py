@@ -4,13 +4,18 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+from flask import current_app
+from sqlalchemy import delete, select
 from sqlalchemy.exc import IntegrityError
 from werkzeug.security import generate_password_hash
 
 from .extensions import db
-from .models import LifecycleError, Role, User, UserStatus, record_event
+from .models import ApiToken, LifecycleError, LoginSession, Role, User, UserStatus, record_event
 from .models.types import utcnow
-from .models.users import find_user_by_email, normalise_email
+from .models.users import find_user_by_email, hash_session_key, normalise_email
+
+# Decisions that shut an account out also revoke its API tokens.
+ACTIONS_THAT_REVOKE_TOKENS = {"reject", "suspend"}
 
 # Admin decisions on an account's status, by the name used in URLs and the audit log.
 STATUS_ACTIONS: dict[str, Callable[[User, User], None]] = {
@@ -65,8 +70,59 @@ def register(
     return user
 
 
-def record_login(user: User) -> None:
+def start_session(user: User, ip_address: str | None, user_agent: str) -> str:
+    """Record a login: open a login session for `user` and return its key for the cookie.
+
+    The user's sessions that have expired are deleted on the way.
+    """
+    idle = current_app.config["PERMANENT_SESSION_LIFETIME"]
+    db.session.execute(
+        delete(LoginSession).where(
+            LoginSession.user_id == user.id, LoginSession.last_seen_at < utcnow() - idle
+        )
+    )
+    row, key = LoginSession.start(user, ip_address, user_agent)
+    db.session.add(row)
     user.last_login_at = utcnow()
+    db.session.commit()
+    user.session_key = key
+    return key
+
+
+def end_session(user: User) -> None:
+    """Log out: end the login session this request came with (copies of its cookie too)."""
+    if user.session_key:
+        db.session.execute(
+            delete(LoginSession).where(LoginSession.key_hash == hash_session_key(user.session_key))
+        )
+        db.session.commit()
+
+
+def sessions_of(user: User) -> list[LoginSession]:
+    return db.session.scalars(
+        select(LoginSession)
+        .where(LoginSession.user_id == user.id)
+        .order_by(LoginSession.last_seen_at.desc(), LoginSession.id.desc())
+    ).all()
+
+
+def end_every_session(user: User, ip_address: str | None) -> None:
+    """ "Log out everywhere": end every login session of `user`, this one included."""
+    user.end_sessions()
+    record_event("account.logout_everywhere", actor=user, target_user=user, ip_address=ip_address)
+    db.session.commit()
+
+
+def change_password(user: User, current: str, new: str, ip_address: str | None) -> None:
+    """Set a new password if `current` is right; every other session of the user ends.
+
+    Raises LifecycleError when the current password is wrong.
+    """
+    if not user.check_password(current):
+        raise LifecycleError("Your current password is wrong.")
+    user.set_password(new)
+    user.end_sessions(keep=user.session_key)
+    record_event("account.password_change", actor=user, target_user=user, ip_address=ip_address)
     db.session.commit()
 
 
@@ -86,7 +142,31 @@ def decide(action: str, user: User, admin: User, ip_address: str | None) -> None
         from_status=before.value,
         to_status=user.status.value,
     )
+    if action in ACTIONS_THAT_REVOKE_TOKENS:
+        revoke_tokens(user, admin, ip_address, reason=f"account.{action}")
     db.session.commit()
+
+
+def revoke_tokens(user: User, actor: User, ip_address: str | None, reason: str) -> None:
+    """Revoke every token of `user` that still works, one audit row each (not committed).
+
+    Reinstating an account does not bring its tokens back: the user makes new ones.
+    """
+    tokens = db.session.scalars(
+        select(ApiToken).where(ApiToken.user_id == user.id, ApiToken.revoked_at.is_(None))
+    ).all()
+    now = utcnow()
+    for token in tokens:
+        token.revoked_at = now
+        record_event(
+            "token.revoke",
+            actor=actor,
+            target_user=user,
+            ip_address=ip_address,
+            token=token.name,
+            prefix=token.prefix,
+            reason=reason,
+        )
 
 
 def change_role(user: User, role: Role, admin: User, ip_address: str | None) -> None:

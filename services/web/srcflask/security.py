@@ -16,11 +16,13 @@ from urllib.parse import urlsplit
 from flask import Flask, abort, current_app, g, jsonify, redirect, request, url_for
 from flask_login import current_user
 from sqlalchemy import select
+from sqlalchemy.orm import joinedload
 
 from .extensions import csrf, db, login_manager
-from .models import ApiToken, Role, User
+from .models import ApiToken, LoginSession, Role, User
 from .models.api import hash_token
 from .models.types import utcnow
+from .models.users import hash_session_key
 
 View = TypeVar("View", bound=Callable)
 
@@ -179,19 +181,36 @@ def has_bearer_token() -> bool:
 
 
 def load_user(session_id: str) -> User | None:
-    """Find the user of a login cookie, unless the cookie's sessions were ended.
+    """Find the user of a login cookie, if its login session is still open on the server.
 
-    An API request that carries a token is the token's: the cookie is ignored.
+    The cookie names the user, their session version and the key of one login
+    session (srcflask.models.LoginSession). Logging out deletes that session's
+    row, so a copy of the cookie stops working too; a session unused for longer
+    than PERMANENT_SESSION_LIFETIME has expired. An API request that carries a
+    token is the token's: the cookie is ignored.
     """
     if has_bearer_token():
         return None
-    user_id, _, version = session_id.partition(":")
-    if not user_id.isdigit() or not version.isdigit():
+    user_id, version, key = [*session_id.split(":"), "", ""][:3]
+    if not (user_id.isdigit() and version.isdigit() and key) or len(user_id) > 18:
         return None
-    user = db.session.get(User, int(user_id))
-    if user is None or user.session_version != int(version):
+    row = db.session.scalar(
+        select(LoginSession)
+        .options(joinedload(LoginSession.user))
+        .where(LoginSession.key_hash == hash_session_key(key))
+    )
+    if row is None or row.user_id != int(user_id) or row.user.session_version != int(version):
         return None
-    return user
+    now = utcnow()
+    if now - row.last_seen_at > current_app.config["PERMANENT_SESSION_LIFETIME"]:
+        db.session.delete(row)
+        db.session.commit()
+        return None
+    if now - row.last_seen_at > TOKEN_USE_RESOLUTION:
+        row.last_seen_at = now
+        db.session.commit()
+    row.user.session_key = key
+    return row.user
 
 
 def unauthorized():

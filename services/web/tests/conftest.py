@@ -18,7 +18,7 @@ from flask.testing import FlaskClient
 
 from srcflask import create_app
 from srcflask.extensions import db
-from srcflask.models import Role, UserStatus
+from srcflask.models import LoginSession, Role, User, UserStatus
 
 from .factories import DEFAULT_PASSWORD, UserFactory
 
@@ -214,6 +214,21 @@ def login_as(client: FlaskClient, account: Account) -> FlaskClient:
     """Log a client in through the real form; fail loudly if it does not work."""
     response = AuthActions(client).login(account)
     assert response.status_code == 303, response.get_data(as_text=True)
+    return client
+
+
+def plant_session(app: Flask, client: FlaskClient, user_id: int) -> FlaskClient:
+    """Log a client in without the form: open a login session and set its cookie."""
+    with app.app_context():
+        user = db.session.get(User, user_id)
+        row, key = LoginSession.start(user, "127.0.0.1", "test")
+        db.session.add(row)
+        db.session.commit()
+        user.session_key = key
+        cookie_id = user.get_id()
+    with client.session_transaction() as session:
+        session["_user_id"] = cookie_id
+        session["_fresh"] = True
     return client
 
 

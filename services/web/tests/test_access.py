@@ -15,6 +15,7 @@ import pytest
 from srcflask.extensions import db
 from srcflask.models import ApiToken, GenerationJob, Role, User, UserStatus
 
+from .conftest import plant_session
 from .factories import DocumentFactory, ModelVersionFactory
 
 VISITORS = [
@@ -235,6 +236,15 @@ MATRIX: dict[tuple[str, str], Row] = {
         },
     ),
     # Account pages
+    ("GET", "/account/"): Row("/account/", only(APPROVED, 200)),
+    ("POST", "/account/password"): Row(
+        "/account/password",
+        only(APPROVED, 422, post=True),
+        data={"current_password": "not it", "new_password": "x", "confirm_password": "y"},
+    ),
+    ("POST", "/account/sessions/end-all"): Row(
+        "/account/sessions/end-all", only(APPROVED, (303, "/auth/login"), post=True)
+    ),
     ("GET", "/account/tokens"): Row("/account/tokens", only(APPROVED, 200)),
     ("POST", "/account/tokens"): Row(
         "/account/tokens",
@@ -335,12 +345,6 @@ VISITOR_USERS = {
 }
 
 
-def log_in(client, user_id: int) -> None:
-    with client.session_transaction() as session:
-        session["_user_id"] = f"{user_id}:1"
-        session["_fresh"] = True
-
-
 @pytest.mark.parametrize("visitor", VISITORS)
 @pytest.mark.parametrize("route", sorted(MATRIX), ids=lambda r: f"{r[0]} {r[1]}")
 def test_access(app, make_user, route, visitor):
@@ -383,7 +387,7 @@ def test_access(app, make_user, route, visitor):
         if secret:
             headers["Authorization"] = f"Bearer {secret}"
     elif visitor_id is not None:
-        log_in(client, visitor_id)
+        plant_session(app, client, visitor_id)
 
     json_body = fill(row.json, values) if row.json is not None else None
     response = client.open(

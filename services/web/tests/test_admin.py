@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import html
+import threading
+import time
 
 import pytest
 from sqlalchemy import select
 from sqlalchemy.orm import joinedload
 
 from srcflask.extensions import db
-from srcflask.models import AuditEvent, LifecycleError, Role, User, UserStatus
+from srcflask.models import ApiToken, AuditEvent, LifecycleError, Role, User, UserStatus
 
 from .conftest import login_as
 
@@ -269,3 +271,61 @@ def test_admin_overview_shows_counts_and_recent_activity(app, admin_client, make
     admin_client.post(f"/admin/users/{target.id}/approve")
     page = admin_client.get("/admin/").get_data(as_text=True)
     assert "Recent activity" in page and "user.approve" in page and "Rita Recent" in page
+
+
+@pytest.mark.parametrize("action", ["suspend", "reject"])
+def test_suspension_and_rejection_revoke_api_tokens_for_good(app, admin_client, make_user, action):
+    status = UserStatus.APPROVED if action == "suspend" else UserStatus.PENDING
+    person = make_user(role=Role.SPONSOR, status=status)
+    with app.app_context():
+        token, secret = ApiToken.issue(db.session.get(User, person.id), "script", 30)
+        db.session.add(token)
+        db.session.commit()
+    bearer = {"Authorization": f"Bearer {secret}"}
+
+    admin_client.post(f"/admin/users/{person.id}/{action}")
+    let_back_in = "reinstate" if action == "suspend" else "approve"
+    admin_client.post(f"/admin/users/{person.id}/{let_back_in}")
+
+    assert get_user(app, person.id).status is UserStatus.APPROVED
+    response = app.test_client().get("/api/v1/me", headers=bearer)
+    assert response.status_code == 401
+    with app.app_context():
+        assert db.session.scalar(select(ApiToken)).state == "revoked"
+        revoked = db.session.scalar(select(AuditEvent).where(AuditEvent.action == "token.revoke"))
+        assert revoked.target_user_id == person.id
+        assert revoked.details["reason"] == f"account.{action}"
+
+
+def test_two_admins_removing_each_other_at_once_leave_one(app, admin, make_user):
+    """The last-admin check and the change are one atomic step, on SQLite and Postgres."""
+    other = make_user(role=Role.ADMIN, name="Otto Other")
+    first_checked = threading.Event()
+    outcomes: dict[str, str] = {}
+
+    def suspend(actor_id: int, target_id: int, name: str, pause: float) -> None:
+        with app.app_context():
+            actor, target = db.session.get(User, actor_id), db.session.get(User, target_id)
+            try:
+                target.suspend(actor)
+                first_checked.set()
+                time.sleep(pause)  # the other admin acts while this change is not committed
+                db.session.commit()
+                outcomes[name] = "suspended"
+            except LifecycleError as error:
+                db.session.rollback()
+                outcomes[name] = str(error)
+            finally:
+                first_checked.set()
+                db.session.remove()
+
+    first = threading.Thread(target=suspend, args=(admin.id, other.id, "first", 0.5))
+    first.start()
+    first_checked.wait(10)
+    suspend(other.id, admin.id, "second", 0)
+    first.join(10)
+
+    assert outcomes["first"] == "suspended"
+    assert "last active admin" in outcomes["second"]
+    statuses = {get_user(app, admin.id).status, get_user(app, other.id).status}
+    assert statuses == {UserStatus.APPROVED, UserStatus.SUSPENDED}

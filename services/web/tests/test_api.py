@@ -136,18 +136,19 @@ def test_expired_and_unknown_tokens_get_401(client, sponsor, issue):
         assert error_of(response)["code"] == "unauthorized"
 
 
-def test_suspension_cuts_a_token_off_and_reinstatement_restores_it(
+def test_suspension_revokes_a_token_and_reinstatement_does_not_revive_it(
     client, admin_client, sponsor, issue
 ):
     secret = issue(sponsor)
     admin_client.post(f"/admin/users/{sponsor.id}/suspend")
 
     cut = client.get("/api/v1/me", headers=bearer(secret))
-    assert cut.status_code == 403
-    assert error_of(cut)["message"] == "Your account is suspended."
+    assert cut.status_code == 401
+    assert "revoked" in error_of(cut)["message"]
 
     admin_client.post(f"/admin/users/{sponsor.id}/reinstate")
-    assert client.get("/api/v1/me", headers=bearer(secret)).status_code == 200
+    assert client.get("/api/v1/me", headers=bearer(secret)).status_code == 401
+    assert client.get("/api/v1/me", headers=bearer(issue(sponsor))).status_code == 200
 
 
 def test_a_demoted_users_token_loses_those_rights(client, admin_client, sponsor, issue):

@@ -1,10 +1,13 @@
-"""The form that creates an API token."""
+"""The account page's forms: a new password, and a new API token."""
 
 from __future__ import annotations
 
+from flask_login import current_user
 from flask_wtf import FlaskForm
-from wtforms import IntegerField, StringField
-from wtforms.validators import DataRequired, Length, NumberRange
+from wtforms import IntegerField, PasswordField, StringField
+from wtforms.validators import DataRequired, EqualTo, Length, NumberRange, ValidationError
+
+from ..auth.passwords import MAX_LENGTH, password_problem
 
 MAX_DAYS = 365
 
@@ -30,3 +33,24 @@ class TokenForm(FlaskForm):
             ),
         ],
     )
+
+
+class PasswordForm(FlaskForm):
+    current_password = PasswordField(
+        "Current password", validators=[DataRequired(), Length(max=MAX_LENGTH)]
+    )
+    new_password = PasswordField("New password", validators=[DataRequired()])
+    confirm_password = PasswordField(
+        "Confirm the new password",
+        validators=[
+            DataRequired(),
+            EqualTo("new_password", message="The new passwords do not match."),
+        ],
+    )
+
+    def validate_new_password(self, field: PasswordField) -> None:
+        problem = password_problem(
+            field.data or "", email=current_user.email, name=current_user.name
+        )
+        if problem:
+            raise ValidationError(problem)

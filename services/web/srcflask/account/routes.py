@@ -1,14 +1,59 @@
 from __future__ import annotations
 
-from flask import abort, flash, redirect, render_template, request, url_for
-from flask_login import current_user
+from flask import abort, flash, redirect, render_template, request, session, url_for
+from flask_login import current_user, logout_user
 from sqlalchemy import select
 
+from .. import accounts
 from ..extensions import db
-from ..models import ApiToken, record_event
+from ..models import ApiToken, LifecycleError, record_event
 from ..models.types import utcnow
+from ..models.users import hash_session_key
 from . import bp
-from .forms import TokenForm
+from .forms import PasswordForm, TokenForm
+
+
+def account_page(password_form: PasswordForm | None = None, status: int = 200):
+    current_key = hash_session_key(current_user.session_key or "")
+    return render_template(
+        "account/home.html",
+        password_form=password_form or PasswordForm(formdata=None),
+        sessions=accounts.sessions_of(current_user),
+        current_key=current_key,
+    ), status
+
+
+@bp.get("/")
+def home():
+    return account_page()
+
+
+@bp.post("/password")
+def change_password():
+    form = PasswordForm()
+    if form.validate_on_submit():
+        try:
+            accounts.change_password(
+                current_user,
+                form.current_password.data,
+                form.new_password.data,
+                request.remote_addr,
+            )
+        except LifecycleError as error:
+            form.current_password.errors = [str(error)]
+            return account_page(form, 422)
+        flash("Your password is changed. Every other session of yours has ended.", "success")
+        return redirect(url_for("account.home"), 303)
+    return account_page(form, 422)
+
+
+@bp.post("/sessions/end-all")
+def end_all_sessions():
+    accounts.end_every_session(current_user, request.remote_addr)
+    logout_user()
+    session.clear()
+    flash("You are logged out everywhere, on this device too. Log in again to go on.", "info")
+    return redirect(url_for("auth.login"), 303)
 
 
 def my_tokens() -> list[ApiToken]:

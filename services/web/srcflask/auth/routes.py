@@ -3,7 +3,7 @@ from __future__ import annotations
 from flask import current_app, flash, redirect, render_template, request, session, url_for
 from flask_login import current_user, login_user, logout_user
 
-from ..accounts import record_login, register
+from ..accounts import end_session, register, start_session
 from ..extensions import limiter
 from ..models.users import authenticate, normalise_email
 from ..security import any_status, home_endpoint, public, safe_next_url
@@ -71,8 +71,8 @@ def login():
         if user is not None:
             # A fresh session at login: nothing planted before it survives (session fixation).
             session.clear()
+            start_session(user, request.remote_addr, request.user_agent.string)
             login_user(user)
-            record_login(user)
             target = safe_next_url(request.args.get("next")) or url_for(home_endpoint(user))
             return redirect(target, 303)
         form.form_errors.append(LOGIN_FAILED)
@@ -85,6 +85,8 @@ def login():
 @bp.post("/logout")
 @public
 def logout():
+    if current_user.is_authenticated:
+        end_session(current_user)
     logout_user()
     session.clear()
     flash("You have logged out.", "info")

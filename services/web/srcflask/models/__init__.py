@@ -12,7 +12,7 @@ from .documents import (
     RevisionOrigin,
 )
 from .mlmodels import ModelAlias, ModelEvaluation, ModelVersion
-from .users import LifecycleError, Role, User, UserStatus
+from .users import LifecycleError, LoginSession, Role, User, UserStatus
 
 __all__ = [
     "ApiLimits",
@@ -22,6 +22,7 @@ __all__ = [
     "Document",
     "GenerationJob",
     "LifecycleError",
+    "LoginSession",
     "MachineText",
     "MachineTextStatus",
     "ModelAlias",

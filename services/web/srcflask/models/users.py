@@ -4,11 +4,23 @@ from __future__ import annotations
 
 import enum
 import functools
+import hashlib
 import secrets
 from datetime import datetime
 
 from flask_login import UserMixin
-from sqlalchemy import Enum, ForeignKey, Integer, String, func, or_, select
+from sqlalchemy import (
+    Enum,
+    ForeignKey,
+    Integer,
+    String,
+    delete,
+    false,
+    func,
+    or_,
+    select,
+    update,
+)
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 from werkzeug.security import check_password_hash, generate_password_hash
 
@@ -91,8 +103,12 @@ class User(UserMixin, db.Model):
         return f"<User {self.id} {self.email} {self.role} {self.status}>"
 
     # -- Flask-Login -------------------------------------------------------------
+    # The key of the login session this object was loaded for (set at login and by the
+    # user loader); it goes into the cookie so that logout can end just that session.
+    session_key = None
+
     def get_id(self) -> str:
-        return f"{self.id}:{self.session_version}"
+        return f"{self.id}:{self.session_version}:{self.session_key or ''}"
 
     @property
     def is_active(self) -> bool:
@@ -114,9 +130,15 @@ class User(UserMixin, db.Model):
     def check_password(self, password: str) -> bool:
         return check_password_hash(self.password_hash, password)
 
-    def end_sessions(self) -> None:
-        """Invalidate every login cookie issued to this user so far."""
-        self.session_version = (self.session_version or 1) + 1
+    def end_sessions(self, keep: str | None = None) -> None:
+        """End every login session of this user, except the one whose key is `keep`."""
+        query = delete(LoginSession).where(LoginSession.user_id == self.id)
+        if keep:
+            query = query.where(LoginSession.key_hash != hash_session_key(keep))
+        else:
+            # Also part of every cookie: a bump outlives any row that was missed.
+            self.session_version = (self.session_version or 1) + 1
+        db.session.execute(query)
 
     # -- approval lifecycle ------------------------------------------------------
     def approve(self, admin: User) -> None:
@@ -171,10 +193,19 @@ class User(UserMixin, db.Model):
 
 
 def active_admin_count(lock: bool = False) -> int:
-    """Count approved admins; with `lock`, hold their rows until the transaction ends."""
+    """Count approved admins; with `lock`, no one else can change them until this commits.
+
+    Two admins removing each other at once must not leave the system with none,
+    so the count and the change that follows must be one atomic step. Postgres
+    locks the admins' rows (SELECT ... FOR UPDATE). SQLite has no row locks and
+    ignores FOR UPDATE: a write statement takes its database-wide write lock
+    instead, and the count is read after it, inside the same transaction, so a
+    second admin waits here until the first change is committed, then counts again.
+    """
     query = select(User.id).where(User.role == Role.ADMIN, User.status == UserStatus.APPROVED)
     if lock:
-        # Two admins removing each other at once must not leave the system with none.
+        if db.session.get_bind().dialect.name == "sqlite":
+            db.session.execute(update(User).where(false()).values(id=User.id))
         query = query.with_for_update()
     return len(db.session.scalars(query).all())
 
@@ -213,3 +244,38 @@ def status_counts() -> dict[UserStatus, int]:
     counts = {status: 0 for status in UserStatus}
     counts.update({status: count for status, count in rows})
     return counts
+
+
+def hash_session_key(key: str) -> str:
+    return hashlib.sha256(key.encode()).hexdigest()
+
+
+class LoginSession(db.Model):
+    """One logged-in browser. The cookie holds a random key; only its hash is stored.
+
+    Deleting the row ends that browser's session, whatever copies of the cookie exist.
+    """
+
+    __tablename__ = "login_sessions"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    key_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    last_seen_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    ip_address: Mapped[str | None] = mapped_column(String(64))
+    user_agent: Mapped[str] = mapped_column(String(200), default="")
+
+    user: Mapped[User] = relationship()
+
+    @classmethod
+    def start(cls, user: User, ip_address: str | None, user_agent: str) -> tuple[LoginSession, str]:
+        """Open a session for `user`; return it with the key for the cookie (never stored)."""
+        key = secrets.token_urlsafe(32)
+        row = cls(
+            user=user,
+            key_hash=hash_session_key(key),
+            ip_address=ip_address,
+            user_agent=user_agent[:200],
+        )
+        return row, key
