@@ -116,8 +116,10 @@ def register_jobs(app: Flask) -> None:
 
 
 def register_security(app: Flask) -> None:
-    from . import security
+    from . import inputs, security
 
+    # Bodies are checked first: no view, nor the access checks, reads a hostile one.
+    inputs.init_app(app)
     security.init_app(app)
 
 

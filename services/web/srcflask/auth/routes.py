@@ -5,6 +5,7 @@ from flask_login import current_user, login_user, logout_user
 
 from ..accounts import end_session, register, start_session
 from ..extensions import limiter
+from ..inputs import submitted_text
 from ..models.users import authenticate, normalise_email
 from ..security import any_status, home_endpoint, public, safe_next_url
 from . import bp
@@ -18,8 +19,8 @@ LOGIN_FAILED = "Wrong email or password."
 
 
 def account_key() -> str:
-    """Rate-limit key for the account named in the submitted form."""
-    return "account:" + normalise_email(request.form.get("email", ""))
+    """Rate-limit key for the account named in the request, sent as a form or as JSON."""
+    return "account:" + normalise_email(submitted_text("email"))
 
 
 def login_failed(response) -> bool:

@@ -30,7 +30,7 @@ from ..models import (
     User,
     UserStatus,
 )
-from ..models.types import utcnow
+from ..models.types import MAX_ID, lock_row, utcnow
 from ..pagination import Page, paginate
 
 log = logging.getLogger(__name__)
@@ -187,6 +187,17 @@ def _add_revision(
     return revision
 
 
+def _lock(document: Document) -> None:
+    """Make changes to `document` one at a time, each from what the last one committed.
+
+    Two tabs saving (or two editors reviewing) at once would otherwise both read
+    revision N and both write N + 1. The second waits here for the first to
+    commit, then reads everything again.
+    """
+    lock_row(Document, document.id)
+    db.session.expire_all()
+
+
 def _commit_and_queue(revision: Revision) -> None:
     db.session.commit()
     if revision.machine_text is not None:
@@ -211,7 +222,7 @@ def check_editor(editor_id: int | None, keep: Document | None = None) -> User | 
         return None
     if keep is not None and keep.editor_id == editor_id:
         return keep.editor
-    editor = db.session.get(User, editor_id)
+    editor = db.session.get(User, editor_id) if 1 <= editor_id <= MAX_ID else None
     if editor is None or editor.role is not Role.EDITOR or not editor.is_approved:
         raise DocumentError("Choose an approved editor, or nobody yet.")
     return editor
@@ -234,6 +245,7 @@ def save_document(
     document: Document, author: User, title: str, body: str, editor_id: int | None
 ) -> Revision | None:
     """Save an edit; a new revision (and machine text) only when the text changed."""
+    _lock(document)
     editor = check_editor(editor_id, keep=document)
     document.editor = editor
     if (title, body) == (document.title, document.body):
@@ -284,6 +296,7 @@ def review_machine_text(
     Accepting (as is, or edited) appends the text to the document as a new
     revision authored by the editor, whose own machine text is then queued.
     """
+    _lock(document)
     revision = latest_revision(document)
     machine_text = revision.machine_text
     if machine_text is None:
