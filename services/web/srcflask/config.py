@@ -76,8 +76,12 @@ class BaseConfig:
     RATELIMIT_HEADERS_ENABLED = True
     RATELIMIT_STRATEGY = "fixed-window"
     RATELIMIT_KEY_PREFIX = "srcflask"
+    # Login attempts from one address, whatever the account.
     RATELIMIT_LOGIN_PER_IP = "20 per minute;200 per day"
-    RATELIMIT_LOGIN_PER_ACCOUNT = "5 per minute;50 per day"
+    # Wrong passwords for one account from one address...
+    RATELIMIT_LOGIN_PER_ACCOUNT_AND_IP = "5 per minute;50 per day"
+    # ...and for one account from every address together (guessing from many addresses).
+    RATELIMIT_LOGIN_PER_ACCOUNT = "20 per hour;100 per day"
     RATELIMIT_SIGNUP_PER_IP = "10 per hour"
     RATELIMIT_SIGNUP_PER_ACCOUNT = "3 per hour"
 
@@ -124,6 +128,7 @@ class BaseConfig:
             "RATELIMIT_STORAGE_URI",
             "RATELIMIT_LOGIN_PER_IP",
             "RATELIMIT_LOGIN_PER_ACCOUNT",
+            "RATELIMIT_LOGIN_PER_ACCOUNT_AND_IP",
             "RATELIMIT_SIGNUP_PER_IP",
             "RATELIMIT_SIGNUP_PER_ACCOUNT",
             "PROXY_FIX_HOPS",

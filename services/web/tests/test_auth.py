@@ -290,3 +290,66 @@ def test_signups_per_ip_reach_429(limited_app):
     assert "Too many attempts" in client.post(
         "/auth/signup", data=signup_form(email="late@example.org")
     ).get_data(as_text=True)
+
+
+def from_address(app, address: str):
+    client = app.test_client()
+    client.environ_base["REMOTE_ADDR"] = address
+    return client
+
+
+def test_login_attempts_sent_as_json_count_per_account(limited_app, make_user):
+    app = limited_app(login_per_ip="100 per minute")
+    first, second = make_user(), make_user()
+    client = app.test_client()
+    wrong = "wrong password!"
+
+    codes = [
+        client.post("/auth/login", json={"email": first.email, "password": wrong}).status_code
+        for _ in range(6)
+    ]
+
+    assert codes == [401] * 5 + [429]
+    other = client.post("/auth/login", json={"email": second.email, "password": wrong})
+    assert other.status_code == 401  # another account's bucket is its own
+
+
+def test_a_strangers_failures_do_not_lock_the_owner_out(limited_app, make_user):
+    app = limited_app()  # the shipped limits
+    owner = make_user(role=Role.ADMIN)
+    stranger = from_address(app, "203.0.113.66")
+    wrong = {"email": owner.email, "password": "wrong password!"}
+
+    codes = [stranger.post("/auth/login", data=wrong).status_code for _ in range(7)]
+
+    assert codes[:5] == [401] * 5 and set(codes[5:]) == {429}
+    owner_browser = from_address(app, "198.51.100.7")
+    signed_in = owner_browser.post(
+        "/auth/login", data={"email": owner.email, "password": owner.password}
+    )
+    assert signed_in.status_code == 303
+    with app.app_context():
+        locked = db.session.scalars(
+            select(AuditEvent).where(AuditEvent.action == "auth.login_locked")
+        ).all()
+    # One row for the lockout, however many attempts it turned away.
+    assert len(locked) == 1
+    assert (locked[0].target_user_id, locked[0].ip_address) == (owner.id, "203.0.113.66")
+
+
+def test_failures_from_many_addresses_reach_the_ceiling_per_account(limited_app, make_user):
+    app = limited_app(login_per_account="8 per hour")
+    owner = make_user()
+    wrong = {"email": owner.email, "password": "wrong password!"}
+
+    codes = [
+        from_address(app, f"203.0.113.{n}").post("/auth/login", data=wrong).status_code
+        for n in range(9)
+    ]
+
+    assert codes == [401] * 8 + [429]
+    with app.app_context():
+        locked = db.session.scalar(
+            select(AuditEvent).where(AuditEvent.action == "auth.login_locked")
+        )
+    assert locked.details["scope"] == "account"

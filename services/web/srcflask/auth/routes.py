@@ -1,12 +1,14 @@
 from __future__ import annotations
 
 from flask import current_app, flash, redirect, render_template, request, session, url_for
+from flask_limiter.util import get_remote_address
 from flask_login import current_user, login_user, logout_user
 
 from ..accounts import end_session, register, start_session
-from ..extensions import limiter
+from ..extensions import db, limiter
 from ..inputs import submitted_text
-from ..models.users import authenticate, normalise_email
+from ..models import record_event
+from ..models.users import authenticate, find_user_by_email, normalise_email
 from ..security import any_status, home_endpoint, public, safe_next_url
 from . import bp
 from .forms import LoginForm, SignupForm
@@ -23,8 +25,39 @@ def account_key() -> str:
     return "account:" + normalise_email(submitted_text("email"))
 
 
+def account_and_address_key() -> str:
+    """Rate-limit key for attempts on one account from one address."""
+    return f"{account_key()}|{get_remote_address()}"
+
+
 def login_failed(response) -> bool:
     return response.status_code != 303
+
+
+def audit_lockout(scope: str):
+    """An on-breach callback writing a login lockout to the audit log, once per lockout."""
+
+    def on_breach(request_limit) -> None:
+        limit = request_limit.limit
+        # The first refused attempt writes the row; the rest of the window adds none.
+        once = type(limit)(1, limit.multiples)
+        if not request_limit.limiter.hit(once, "login-lockout", request_limit.key):
+            return
+        email = normalise_email(submitted_text("email"))
+        user = find_user_by_email(email) if email else None
+        record_event(
+            "auth.login_locked",
+            actor=None,
+            actor_label="anonymous",
+            target_user=user,
+            target_label=None if user else email[:254],
+            ip_address=request.remote_addr,
+            scope=scope,
+            limit=str(limit),
+        )
+        db.session.commit()
+
+    return on_breach
 
 
 @bp.route("/signup", methods=["GET", "POST"])
@@ -56,11 +89,22 @@ def signup():
 @bp.route("/login", methods=["GET", "POST"])
 @public
 @limiter.limit(lambda: current_app.config["RATELIMIT_LOGIN_PER_IP"], methods=["POST"])
+# Wrong passwords for one account from one address: a stranger's failures lock out the
+# stranger, not the owner logging in from elsewhere...
+@limiter.limit(
+    lambda: current_app.config["RATELIMIT_LOGIN_PER_ACCOUNT_AND_IP"],
+    key_func=account_and_address_key,
+    methods=["POST"],
+    deduct_when=login_failed,
+    on_breach=audit_lockout("account_and_address"),
+)
+# ...and a higher ceiling for the account from everywhere, against guessing from many.
 @limiter.limit(
     lambda: current_app.config["RATELIMIT_LOGIN_PER_ACCOUNT"],
     key_func=account_key,
     methods=["POST"],
     deduct_when=login_failed,
+    on_breach=audit_lockout("account"),
 )
 def login():
     if current_user.is_authenticated:
