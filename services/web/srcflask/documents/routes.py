@@ -11,10 +11,18 @@ from flask import (
     url_for,
 )
 from flask_login import current_user
+from markupsafe import Markup
 
 from ..models import MachineTextStatus, Role
 from . import bp, service
-from .diff import diff_texts, summary
+from .diff import DiffCache, diff_texts, summary
+
+DIFFS = "srcflask.revision_diffs"
+
+
+@bp.record_once
+def keep_rendered_diffs(state) -> None:
+    state.app.extensions[DIFFS] = DiffCache()
 
 
 def readable_or_404(document_id: int):
@@ -103,14 +111,28 @@ def revision(document_id: int, number: int):
     if current is None:
         abort(404)
     previous = service.revision_by_number(document, number - 1) if number > 1 else None
-    body_diff = diff_texts(previous.body if previous else "", current.body)
+    body_diff, counts = rendered_diff(previous, current)
     return render_template(
         "documents/revision.html",
         document=document,
         revision=current,
         previous=previous,
         body_diff=body_diff,
-        counts=summary(body_diff),
+        counts=counts,
         title_changed=previous is not None and previous.title != current.title,
         back_url=document_page_url(document),
     )
+
+
+def rendered_diff(previous, current) -> tuple[Markup, dict[str, int]]:
+    """The body diff of two revisions as HTML, with its counts; made once per pair."""
+    cache: DiffCache = current_app.extensions[DIFFS]
+    key = (previous.id if previous else None, current.id)
+    found = cache.get(key)
+    if found is None:
+        lines = diff_texts(previous.body if previous else "", current.body)
+        html = render_template("documents/_diff.html", body_diff=lines) if lines else ""
+        # An autoescaped template wrote it: every character of the bodies in it is escaped.
+        found = (Markup(html), summary(lines))  # noqa: S704
+        cache.put(key, found, len(html))
+    return found
