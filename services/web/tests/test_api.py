@@ -19,7 +19,7 @@ from srcflask.models import (
     User,
     UserStatus,
 )
-from srcflask.models.api import ApiLimits, hash_token
+from srcflask.models.api import MAX_ACTIVE_TOKENS, ApiLimits, hash_token
 from srcflask.models.types import utcnow
 
 from .factories import DocumentFactory
@@ -476,7 +476,39 @@ def test_generate_keeps_within_the_limits_admins_set(app, client, tokens, body, 
         assert message in " ".join(found), error
 
 
-def test_generate_is_rate_limited_per_token(app_factory, make_user, issue, production_model):
+def test_generate_budget_is_per_person_whatever_the_token(
+    app_factory, make_user, issue, production_model
+):
+    app = app_factory(RATELIMIT_ENABLED=True)
+    set_limits(app, requests_per_minute=2)
+    person = make_user()
+    client = app.test_client()
+    body = {"prompt": "Hi", "settings": {"strategy": "greedy", "max_new_tokens": 2}}
+    codes = [
+        client.post("/api/v1/generate", json=body, headers=bearer(issue(person))).status_code
+        for _ in range(3)
+    ]
+    assert codes[2] == 429  # a fresh token does not bring a fresh budget
+
+
+def test_active_tokens_per_person_are_capped(app, sponsor_client, sponsor, issue):
+    for _ in range(MAX_ACTIVE_TOKENS - 1):
+        issue(sponsor)
+    expired = issue(sponsor, days=1, expires_at=utcnow() - timedelta(days=1))
+    assert expired
+    form = {"name": "one more", "expires_in_days": "30"}
+    assert sponsor_client.post("/account/tokens", data=form).status_code == 200
+
+    refused = sponsor_client.post("/account/tokens", data=form)
+
+    assert refused.status_code == 422
+    assert f"{MAX_ACTIVE_TOKENS} active tokens" in refused.get_data(as_text=True)
+    with app.app_context():
+        active = [t for t in db.session.scalars(select(ApiToken)).all() if t.usable]
+    assert len(active) == MAX_ACTIVE_TOKENS
+
+
+def test_generate_is_rate_limited_per_person(app_factory, make_user, issue, production_model):
     app = app_factory(RATELIMIT_ENABLED=True)
     set_limits(app, requests_per_minute=2)
     first, second = make_user(), make_user()

@@ -7,6 +7,7 @@ from sqlalchemy import select
 from .. import accounts
 from ..extensions import db
 from ..models import ApiToken, LifecycleError, record_event
+from ..models.api import MAX_ACTIVE_TOKENS
 from ..models.types import utcnow
 from ..models.users import hash_session_key
 from . import bp
@@ -70,25 +71,38 @@ def tokens():
     secret = None
     status = 200
     if form.validate_on_submit():
-        token, secret = ApiToken.issue(current_user, form.name.data, form.expires_in_days.data)
-        db.session.add(token)
-        db.session.flush()
-        record_event(
-            "token.create",
-            actor=current_user,
-            target_user=current_user,
-            ip_address=request.remote_addr,
-            token=token.name,
-            prefix=token.prefix,
-            expires_at=token.expires_at.isoformat(timespec="seconds"),
-        )
-        db.session.commit()
-        form = TokenForm(formdata=None)
+        if ApiToken.active_count(current_user) >= MAX_ACTIVE_TOKENS:
+            form.form_errors.append(
+                f"You have {MAX_ACTIVE_TOKENS} active tokens, the most one person may hold. "
+                "Revoke one you no longer use, then create this one."
+            )
+            status = 422
+        else:
+            secret = create_token(form.name.data, form.expires_in_days.data)
+            form = TokenForm(formdata=None)
     elif request.method == "POST":
         status = 422
     return render_template(
         "account/tokens.html", form=form, tokens=my_tokens(), secret=secret
     ), status
+
+
+def create_token(name: str, days: int) -> str:
+    """Issue a token for the current user, audited; return its secret."""
+    token, secret = ApiToken.issue(current_user, name, days)
+    db.session.add(token)
+    db.session.flush()
+    record_event(
+        "token.create",
+        actor=current_user,
+        target_user=current_user,
+        ip_address=request.remote_addr,
+        token=token.name,
+        prefix=token.prefix,
+        expires_at=token.expires_at.isoformat(timespec="seconds"),
+    )
+    db.session.commit()
+    return secret
 
 
 @bp.post("/tokens/<int:token_id>/revoke")

@@ -31,9 +31,11 @@ def requests_per_minute() -> str:
 
 
 def caller_key() -> str:
-    """Rate-limit key: the token, or the user of a browser session."""
-    token = api_token()
-    return f"token:{token.id}" if token else f"user:{current_user.id}"
+    """Rate-limit key: the person, whichever of their tokens (or their browser) asks.
+
+    Keyed on the owner, so minting another token does not bring another budget.
+    """
+    return f"user:{current_user.id}"
 
 
 def checked_settings(requested: dict, limits: ApiLimits) -> GenerationSettings:

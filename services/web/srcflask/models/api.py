@@ -6,7 +6,7 @@ import hashlib
 import secrets
 from datetime import datetime, timedelta
 
-from sqlalchemy import Boolean, ForeignKey, Integer, String, Text
+from sqlalchemy import Boolean, ForeignKey, Integer, String, Text, func, select
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from ..extensions import db
@@ -15,6 +15,8 @@ from .types import UTCDateTime, utcnow
 from .users import User
 
 TOKEN_PREFIX = "sfk_"  # noqa: S105 (a marker, not a secret)
+# Active (unrevoked, unexpired) tokens one person may hold at once.
+MAX_ACTIVE_TOKENS = 20
 
 
 def hash_token(secret: str) -> str:
@@ -52,6 +54,14 @@ class ApiToken(db.Model):
             expires_at=utcnow() + timedelta(days=days),
         )
         return token, secret
+
+    @classmethod
+    def active_count(cls, user: User) -> int:
+        return db.session.scalar(
+            select(func.count())
+            .select_from(cls)
+            .where(cls.user_id == user.id, cls.revoked_at.is_(None), cls.expires_at > utcnow())
+        )
 
     @property
     def state(self) -> str:
