@@ -6,6 +6,7 @@ upper case with a GUNICORN_ prefix (GUNICORN_WORKERS=4, ...).
 
 import multiprocessing
 import os
+import sys
 
 
 def _env(name: str, default):
@@ -30,3 +31,19 @@ accesslog = "-"
 errorlog = "-"
 loglevel = _env("loglevel", "info")
 access_log_format = '%({x-forwarded-for}i)s %(l)s %(u)s %(t)s "%(r)s" %(s)s %(b)s %(L)ss'
+
+
+# srcflask's settings check this: in-memory rate limits cannot be shared by workers.
+os.environ["SRCFLASK_WEB_WORKERS"] = str(workers)
+
+
+def on_starting(server):
+    """Check srcflask's settings once, in the master, and stop with the reason if they fail."""
+    from srcflask.config import ConfigError, load_config
+
+    instance = os.environ.get("SRCFLASK_INSTANCE_PATH") or os.path.join(os.getcwd(), "instance")
+    try:
+        load_config(None, instance)
+    except ConfigError as error:
+        print(f"srcflask cannot start: {error}", file=sys.stderr)
+        sys.exit(1)

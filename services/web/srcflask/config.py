@@ -72,7 +72,10 @@ class BaseConfig:
     WTF_CSRF_TIME_LIMIT = 8 * 3600
 
     RATELIMIT_ENABLED = True
+    # memory:// counts in each process alone; production uses Redis (REDIS_URL, or a
+    # Redis CELERY_BROKER_URL) unless this is set.
     RATELIMIT_STORAGE_URI = "memory://"
+    REDIS_URL: str | None = None
     RATELIMIT_HEADERS_ENABLED = True
     RATELIMIT_STRATEGY = "fixed-window"
     RATELIMIT_KEY_PREFIX = "srcflask"
@@ -126,6 +129,7 @@ class BaseConfig:
             "RATELIMIT_ENABLED",
             "RATELIMIT_KEY_PREFIX",
             "RATELIMIT_STORAGE_URI",
+            "REDIS_URL",
             "RATELIMIT_LOGIN_PER_IP",
             "RATELIMIT_LOGIN_PER_ACCOUNT",
             "RATELIMIT_LOGIN_PER_ACCOUNT_AND_IP",
@@ -226,6 +230,8 @@ def load_config(env_name: str | None, instance_path: str) -> dict:
     settings["SQLALCHEMY_DATABASE_URI"] = normalise_database_url(
         settings["SQLALCHEMY_DATABASE_URI"]
     )
+    settings["RATELIMIT_STORAGE_URI"] = rate_limit_storage(env_name, settings)
+    check_rate_limit_storage(settings, env_int("SRCFLASK_WEB_WORKERS", 1))
     if env_name == "production":
         check_secret_key(settings["SECRET_KEY"])
         if "change-me" in settings["SQLALCHEMY_DATABASE_URI"]:
@@ -236,6 +242,34 @@ def load_config(env_name: str | None, instance_path: str) -> dict:
     elif not settings["SECRET_KEY"]:
         settings["SECRET_KEY"] = instance_secret_key(instance_path)
     return settings
+
+
+def rate_limit_storage(env_name: str, settings: dict) -> str:
+    """Where rate-limit counts live: RATELIMIT_STORAGE_URI if set, in production else Redis."""
+    if env_str("RATELIMIT_STORAGE_URI") is not None or env_name != "production":
+        return settings["RATELIMIT_STORAGE_URI"]
+    broker = settings["CELERY_BROKER_URL"] or ""
+    redis_url = settings["REDIS_URL"] or (
+        broker if broker.startswith(("redis://", "rediss://")) else None
+    )
+    return redis_url or settings["RATELIMIT_STORAGE_URI"]
+
+
+def check_rate_limit_storage(settings: dict, workers: int) -> None:
+    """Refuse in-memory rate limits shared by nobody when several web workers run.
+
+    Each gunicorn worker would keep its own counts, so five login attempts a
+    minute would become five per worker. gunicorn.conf.py sets SRCFLASK_WEB_WORKERS.
+    """
+    if not settings["RATELIMIT_ENABLED"] or workers <= 1:
+        return
+    if settings["RATELIMIT_STORAGE_URI"].startswith("memory://"):
+        raise ConfigError(
+            f"RATELIMIT_STORAGE_URI is memory://, but {workers} web workers run: each would "
+            f"count on its own, allowing {workers} times the limits (login attempts included). "
+            "Set REDIS_URL or RATELIMIT_STORAGE_URI to a Redis URL (redis://host:6379/1), "
+            "or run one worker (GUNICORN_WORKERS=1)."
+        )
 
 
 def normalise_database_url(url: str) -> str:

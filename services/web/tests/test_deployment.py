@@ -192,3 +192,79 @@ def test_readyz_reports_a_broker_that_does_not_answer(app_factory):
     response = app.test_client().get("/readyz")
     assert response.status_code == 503
     assert response.json["checks"]["broker"].startswith("the job broker does not answer")
+
+
+# -- rate limits shared by every web worker ---------------------------------------------
+
+PRODUCTION_ENV = {
+    "SRCFLASK_ENV": "production",
+    "SECRET_KEY": "k" * 48,
+    "DATABASE_URL": "postgresql://srcflask:secret@db:5432/srcflask",
+}
+
+
+def production_settings(monkeypatch, tmp_path, **env) -> dict:
+    from srcflask.config import load_config
+
+    for name in ("RATELIMIT_STORAGE_URI", "REDIS_URL", "CELERY_BROKER_URL"):
+        monkeypatch.delenv(name, raising=False)
+    for name, value in (PRODUCTION_ENV | env).items():
+        monkeypatch.setenv(name, value)
+    return load_config(None, str(tmp_path))
+
+
+def test_production_counts_rate_limits_in_redis_when_one_is_configured(monkeypatch, tmp_path):
+    broker = "redis://redis:6379/0"
+    assert (
+        production_settings(monkeypatch, tmp_path, CELERY_BROKER_URL=broker)[
+            "RATELIMIT_STORAGE_URI"
+        ]
+        == broker
+    )
+    chosen = production_settings(
+        monkeypatch, tmp_path, CELERY_BROKER_URL=broker, REDIS_URL="redis://cache:6379/2"
+    )
+    assert chosen["RATELIMIT_STORAGE_URI"] == "redis://cache:6379/2"
+
+
+def test_in_memory_rate_limits_with_several_workers_are_refused(monkeypatch, tmp_path):
+    from srcflask.config import ConfigError
+
+    with pytest.raises(ConfigError, match="3 web workers run"):
+        production_settings(
+            monkeypatch, tmp_path, RATELIMIT_STORAGE_URI="memory://", SRCFLASK_WEB_WORKERS="3"
+        )
+    one = production_settings(
+        monkeypatch, tmp_path, RATELIMIT_STORAGE_URI="memory://", SRCFLASK_WEB_WORKERS="1"
+    )
+    assert one["RATELIMIT_STORAGE_URI"] == "memory://"
+
+
+def test_gunicorn_with_several_workers_and_memory_limits_stops_saying_why(tmp_path):
+    env = {
+        key: value
+        for key, value in os.environ.items()
+        if not key.startswith(("RATELIMIT_", "REDIS_", "CELERY_", "GUNICORN_", "SRCFLASK_"))
+    }
+    env |= PRODUCTION_ENV | {
+        "RATELIMIT_STORAGE_URI": "memory://",
+        "GUNICORN_WORKERS": "2",
+        "GUNICORN_BIND": "127.0.0.1:0",
+        "SRCFLASK_INSTANCE_PATH": str(tmp_path),
+    }
+    result = subprocess.run(
+        [
+            str(Path(sys.executable).parent / "gunicorn"),
+            "--config",
+            str(WEB / "gunicorn.conf.py"),
+            "srcflask:create_app()",
+        ],
+        cwd=WEB,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode != 0
+    assert "srcflask cannot start: RATELIMIT_STORAGE_URI is memory://" in result.stderr
+    assert "Traceback" not in result.stderr
