@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import re
 import zipfile
 from pathlib import Path
@@ -169,6 +170,102 @@ def test_pickle_files_beside_safetensors_are_left_behind(app, tiny_models, tmp_p
     stored = Path(app.config["MODEL_STORE"]) / version.artifact
     assert not (stored / "pytorch_model.bin").exists()
     assert version.metrics["files_not_imported"] == ["pytorch_model.bin"]
+
+
+def copy_folder(source: Path, target: Path) -> Path:
+    target.mkdir()
+    for path in source.iterdir():
+        (target / path.name).write_bytes(path.read_bytes())
+    return target
+
+
+def nothing_imported(app) -> bool:
+    store = Path(app.config["MODEL_STORE"])
+    staged = list((store / ".staging").glob("*")) if (store / ".staging").exists() else []
+    return versions(app) == [] and staged == []
+
+
+@pytest.mark.parametrize("name", ["tokenizer.json", "model.safetensors", "README.md"])
+def test_import_refuses_a_symbolic_link_out_of_the_model_folder(
+    app, runner, tiny_models, tmp_path, name
+):
+    folder = copy_folder(tiny_models["gpt2"], tmp_path / "linked")
+    outside = tmp_path / "elsewhere" / name
+    outside.parent.mkdir()
+    if (folder / name).exists():
+        (folder / name).rename(outside)  # the real file, moved out of the folder
+    else:
+        outside.write_text("root:x:0:0:root:/root:/bin/bash\n")
+    (folder / name).symlink_to(outside)
+
+    result = runner.invoke(args=["models", "import", str(folder), "--name", "linked"])
+
+    assert result.exit_code == 1, result.output
+    assert "Traceback" not in result.output and result.exception.__class__ is SystemExit
+    assert f"Error: {name} is a symbolic link that leads out of the model folder" in result.output
+    assert str(outside) not in result.output
+    assert nothing_imported(app)
+
+
+def test_import_refuses_a_link_loop_and_a_broken_link(app, tiny_models, tmp_path):
+    folder = copy_folder(tiny_models["gpt2"], tmp_path / "loops")
+    (folder / "vocab.json").symlink_to(folder / "vocab.json")
+    with (
+        app.app_context(),
+        pytest.raises(UnsafeArtifactError, match=r"vocab\.json is a symbolic link that loops"),
+    ):
+        registry.import_model(str(folder), "loops", actor=None)
+    (folder / "vocab.json").unlink()
+    (folder / "vocab.json").symlink_to(folder / "gone.json")
+    with app.app_context(), pytest.raises(UnsafeArtifactError, match=r"vocab\.json is a broken"):
+        registry.import_model(str(folder), "loops", actor=None)
+    assert nothing_imported(app)
+
+
+def test_a_file_swapped_for_a_link_after_the_check_is_not_followed(
+    app, tiny_models, tmp_path, monkeypatch
+):
+    folder = copy_folder(tiny_models["gpt2"], tmp_path / "swapped")
+    secret = tmp_path / "secret.json"
+    secret.write_text('{"password": "hunter2"}')
+    checked = artifacts.folder_files
+
+    def check_then_swap(path):
+        files = checked(path)
+        (folder / "tokenizer.json").unlink()
+        (folder / "tokenizer.json").symlink_to(secret)
+        return files
+
+    monkeypatch.setattr(artifacts, "folder_files", check_then_swap)
+    with app.app_context(), pytest.raises(UnsafeArtifactError, match=r"tokenizer\.json could not"):
+        registry.import_model(str(folder), "swapped", actor=None)
+    assert nothing_imported(app)
+
+
+def test_a_symbolic_link_inside_the_model_folder_is_followed(app, tiny_models, tmp_path):
+    folder = copy_folder(tiny_models["gpt2"], tmp_path / "inside")
+    (folder / "weights").mkdir()
+    (folder / "model.safetensors").rename(folder / "weights" / "model.safetensors")
+    (folder / "model.safetensors").symlink_to(Path("weights") / "model.safetensors")
+
+    version = import_tiny(app, {"gpt2": folder}).version
+
+    stored = Path(app.config["MODEL_STORE"]) / version.artifact / "model.safetensors"
+    assert not stored.is_symlink() and version.sha256 == weights_sha256(tiny_models["gpt2"])
+
+
+@pytest.mark.parametrize("name", ["tokenizer_config.json", "model.safetensors", "notes.txt"])
+def test_import_refuses_a_fifo_in_the_model_folder(app, runner, tiny_models, tmp_path, name):
+    folder = copy_folder(tiny_models["gpt2"], tmp_path / "piped")
+    (folder / name).unlink(missing_ok=True)
+    os.mkfifo(folder / name)  # reading it would wait for a writer for ever
+
+    result = runner.invoke(args=["models", "import", str(folder), "--name", "piped"])
+
+    assert result.exit_code == 1, result.output
+    assert "Traceback" not in result.output
+    assert f"Error: {name} is not a regular file (a FIFO)" in result.output
+    assert nothing_imported(app)
 
 
 @pytest.mark.parametrize(

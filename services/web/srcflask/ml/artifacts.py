@@ -3,13 +3,20 @@
 Weights are only ever read from safetensors files. Pickle-based files
 (`*.bin`, `*.pt`, ...) can run code when loaded, so they are never copied into
 the store and a folder holding nothing else is refused.
+
+Only a model folder's own regular files are read. A symbolic link that leads
+out of the folder would make an import copy any file the server can read into
+the store, and a FIFO, socket or device would hang it or never end, so a
+folder holding either is refused.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import os
 import shutil
+import stat
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -76,22 +83,83 @@ def check_loadable_folder(folder: Path) -> None:
         raise UnsafeArtifactError(f"{folder} has no *.safetensors weights")
 
 
+_FILE_KINDS = {
+    stat.S_IFIFO: "a FIFO",
+    stat.S_IFSOCK: "a socket",
+    stat.S_IFCHR: "a character device",
+    stat.S_IFBLK: "a block device",
+}
+
+
+def folder_files(folder: Path) -> dict[str, Path]:
+    """The regular files at the top of a folder, by name, each at its real place inside it.
+
+    Sub-folders are never read and are left out. Refuses, naming the entry, a
+    symbolic link that leads out of the folder, loops or points at nothing,
+    and anything that is not a regular file.
+    """
+    root = Path(folder).resolve()
+    files: dict[str, Path] = {}
+    for entry in sorted(os.scandir(root), key=lambda entry: entry.name):
+        name, path = entry.name, Path(entry.path)
+        if entry.is_symlink():
+            try:
+                path = path.resolve(strict=True)
+            except FileNotFoundError:
+                raise UnsafeArtifactError(
+                    f"{name} is a broken symbolic link in the model folder"
+                ) from None
+            except (OSError, RuntimeError):  # a loop
+                raise UnsafeArtifactError(
+                    f"{name} is a symbolic link that loops back on itself"
+                ) from None
+            if root not in path.parents:
+                raise UnsafeArtifactError(
+                    f"{name} is a symbolic link that leads out of the model folder; only "
+                    "files inside the folder are imported (copy the file in instead)"
+                )
+        mode = path.stat().st_mode
+        if stat.S_ISDIR(mode):
+            continue
+        if not stat.S_ISREG(mode):
+            kind = _FILE_KINDS.get(stat.S_IFMT(mode), "a special file")
+            raise UnsafeArtifactError(
+                f"{name} is not a regular file ({kind}); a model folder holds only files"
+            )
+        files[name] = path
+    return files
+
+
 def copy_model_folder(
     source: Path, target: Path, progress: ByteProgress | None = None
 ) -> list[str]:
     """Copy the safe files of a model folder; return the names of files left behind."""
+    files = folder_files(source)
     check_loadable_folder(source)
     target.mkdir(parents=True, exist_ok=True)
-    kept = [p for p in sorted(source.iterdir()) if p.is_file() and _keep(p.name)]
-    skipped = sorted(p.name for p in source.iterdir() if p.is_file() and not _keep(p.name))
-    total = sum(p.stat().st_size for p in kept)
+    kept = {name: path for name, path in files.items() if _keep(name)}
+    total = sum(path.stat().st_size for path in kept.values())
     done = 0
-    for path in kept:
-        shutil.copyfile(path, target / path.name)
-        done += path.stat().st_size
+    for name, path in kept.items():
+        done += _copy_regular_file(name, path, target / name)
         if progress:
             progress(done, total)
-    return skipped
+    return sorted(name for name in files if not _keep(name))
+
+
+def _copy_regular_file(name: str, path: Path, target: Path) -> int:
+    """Copy one checked file; refuse it if it was swapped for a link or special file since."""
+    try:
+        # O_NONBLOCK: opening a FIFO put in its place must not wait for a writer.
+        handle = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+    except OSError as error:
+        raise UnsafeArtifactError(f"{name} could not be read: {error.strerror}") from None
+    with os.fdopen(handle, "rb") as source:
+        if not stat.S_ISREG(os.fstat(source.fileno()).st_mode):
+            raise UnsafeArtifactError(f"{name} is not a regular file any more")
+        with target.open("wb") as copy:
+            shutil.copyfileobj(source, copy, HASH_CHUNK)
+            return copy.tell()
 
 
 def _keep(name: str) -> bool:
@@ -199,6 +267,7 @@ def download_from_hub(repo_id: str, target: Path, revision: str | None = None) -
     patterns = [*KEPT_FILES, "*.safetensors", "tokenizer.model"]
     snapshot_download(repo_id, revision=revision, local_dir=target, allow_patterns=patterns)
     for path in target.iterdir():
-        if path.name.startswith(".") and path.is_dir():
+        if path.name.startswith(".") and path.is_dir() and not path.is_symlink():
             shutil.rmtree(path)  # the hub client's own cache folder
+    folder_files(target)
     check_loadable_folder(target)
