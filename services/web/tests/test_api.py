@@ -583,6 +583,26 @@ def test_models_are_listed_and_admins_move_aliases(
     assert bad.status_code == 422 and "alias" in error_of(bad)["fields"]
 
 
+def test_only_admins_see_where_a_model_was_imported_from(client, tokens, tiny_models, app):
+    with app.app_context():
+        registry.import_model(str(tiny_models["gpt2"]), "tiny", actor=None)
+
+    for role in ("sponsor", "editor"):
+        listed = client.get("/api/v1/models", headers=tokens[role])
+        assert listed.status_code == 200
+        [version] = listed.json["items"]
+        assert version["label"] == "tiny:1" and version["source"] is None, role
+        assert str(tiny_models["gpt2"]) not in listed.get_data(as_text=True), role
+    [version] = client.get("/api/v1/models", headers=tokens["admin"]).json["items"]
+    assert version["source"] == str(tiny_models["gpt2"])
+    moved = client.post(
+        "/api/v1/models/tiny/aliases", headers=tokens["admin"], json={"version": 1, "alias": "x"}
+    )
+    assert moved.json["source"] == str(tiny_models["gpt2"])
+    schema = client.get("/api/v1/openapi.json").json["components"]["schemas"]["ModelVersion"]
+    assert "admins only" in schema["properties"]["source"]["description"]
+
+
 def test_admins_manage_users_through_the_api(app, client, tokens, make_user, admin):
     applicant = make_user(name="Petra Pending", status=UserStatus.PENDING)
     pending = client.get("/api/v1/users?status=pending", headers=tokens["admin"]).json

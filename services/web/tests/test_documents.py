@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import html
+import logging
 import re
+import shutil
 
 import pytest
 from sqlalchemy import event, select
@@ -370,6 +372,55 @@ def test_an_engine_error_fails_only_the_document_that_caused_it(
     assert failed.status is MachineTextStatus.FAILED
     assert failed.error == "The model could not write this machine text: CUDA out of memory"
     assert [r.title for r in revisions(app, bad)] == ["The poison pill"]  # the save stands
+
+
+def pages_showing(app, client, document_id: int) -> dict[str, str]:
+    """Everything a reader of the document is shown about its machine text."""
+    return {
+        "document": client.get(f"/sponsor/documents/{document_id}").get_data(as_text=True),
+        "state": client.get(f"/documents/{document_id}/machine-text").get_data(as_text=True),
+        "revision": client.get(f"/documents/{document_id}/revisions/1").get_data(as_text=True),
+        "stored": machine_texts(app, document_id)[0].error,
+    }
+
+
+def test_a_model_missing_from_the_store_fails_without_showing_server_paths(
+    app, sponsor_client, production_model, run_jobs, caplog
+):
+    from srcflask import registry
+
+    with app.app_context():
+        folder = registry.artifact_path(registry.production_version())
+    shutil.rmtree(folder)
+    document_id = doc_id_from(create(sponsor_client))
+
+    with caplog.at_level(logging.ERROR):
+        run_jobs()
+
+    [failed] = machine_texts(app, document_id)
+    assert failed.status is MachineTextStatus.FAILED
+    assert failed.error.startswith(f"The model {production_model} could not be loaded: ")
+    for where, text in pages_showing(app, sponsor_client, document_id).items():
+        assert failed.error in html.unescape(text), where
+        assert app.config["MODEL_STORE"] not in text and "/v1-" not in text, where
+    assert str(folder) in caplog.text  # the log keeps every detail for admins
+
+
+def test_a_file_error_while_writing_names_no_file(
+    app, sponsor_client, production_model, run_jobs, monkeypatch
+):
+    def generate(self, prompts, settings=None, progress=None):
+        raise PermissionError(13, "Permission denied", "/srv/srcflask/models/x/offload.bin")
+
+    monkeypatch.setattr(TextGenerator, "generate", generate)
+    document_id = doc_id_from(create(sponsor_client))
+    run_jobs()
+
+    for where, text in pages_showing(app, sponsor_client, document_id).items():
+        assert "/srv/srcflask" not in text and "offload.bin" not in text, where
+    assert machine_texts(app, document_id)[0].error == (
+        "The model could not write this machine text: Permission denied"
+    )
 
 
 # -- display ---------------------------------------------------------------------

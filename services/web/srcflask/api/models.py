@@ -28,7 +28,8 @@ def version_dict(version: ModelVersion) -> dict:
         "parameter_count": version.parameter_count,
         "size_bytes": version.size_bytes,
         "sha256": version.sha256,
-        "source": version.source,
+        # Where a version came from can be a path on the server: for admins only.
+        "source": version.source if current_user.role is Role.ADMIN else None,
         "prompt_format": version.prompt_format,
         "context_length": version.context_length,
         "metrics": version.metrics or {},

@@ -312,7 +312,14 @@ class ModelVersionSchema(ma.Schema):
     parameter_count = fields.Integer(required=True)
     size_bytes = fields.Integer(required=True)
     sha256 = fields.String(required=True)
-    source = fields.String(required=True)
+    source = fields.String(
+        required=True,
+        allow_none=True,
+        metadata={
+            "description": "Where the version was imported from (catalog packages, or a path "
+            "on the server); admins only: null for everyone else"
+        },
+    )
     prompt_format = fields.String(required=True, validate=validate.OneOf(PROMPT_FORMATS))
     context_length = fields.Integer(required=True, allow_none=True)
     metrics = fields.Dict(required=True)

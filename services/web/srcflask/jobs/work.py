@@ -31,6 +31,7 @@ from ..models import MachineText, ModelVersion, Revision
 from ..models.api import GenerationJob
 from ..models.jobs import JobStatus
 from ..models.types import utcnow
+from .messages import failure_reason
 
 log = logging.getLogger(__name__)
 
@@ -313,7 +314,7 @@ def run_claimed(kind: JobKind, ids: list[int]) -> None:
     except Exception as error:
         log.exception("cannot prepare %s jobs with %s", kind.name, version.label)
         db.session.rollback()
-        fail(kind, ids, f"The model {version.label} could not be loaded: {error}")
+        fail(kind, ids, f"The model {version.label} could not be loaded: {failure_reason(error)}")
         return
     groups: dict[GenerationSettings, list[int]] = {}
     for job_id, (_, settings) in inputs.items():
@@ -350,7 +351,7 @@ def _run_batch(kind, generator, version, settings, ids, prompts) -> None:
                 _run_batch(kind, generator, version, settings, [job_id], {job_id: prompts[job_id]})
             return
         log.exception("generation failed for %s job %s", kind.name, ids[0])
-        fail(kind, ids, f"The model could not write this {kind.noun}: {error}")
+        fail(kind, ids, f"The model could not write this {kind.noun}: {failure_reason(error)}")
         return
     written = [i for i, result in zip(ids, results, strict=True) if _write_result(kind, i, result)]
     db.session.commit()
