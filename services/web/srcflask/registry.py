@@ -148,21 +148,26 @@ def _import_model(
     if prompt_format is not None and prompt_format not in PROMPT_FORMATS:
         raise RegistryError(f"prompt format must be one of {', '.join(PROMPT_FORMATS)}")
     kind = source_kind(source)
+    store = model_store()
     if kind == "gguf":
         # Converting takes a while: recognise a GGUF imported before by its own checksum.
         existing = db.session.scalar(
             select(ModelVersion).where(ModelVersion.source_sha256 == gguf_checksum(source))
         )
-        if existing is not None:
+        if existing is not None and store.exists(existing.artifact):
             return ImportOutcome(existing, created=False)
-    store = model_store()
     config = current_app.config
     with store.staging() as staged:
         prepared = prepare(source, staged, report)
+        if provenance.license_file is not None:
+            shutil.copyfile(provenance.license_file, staged / provenance.license_file.name)
         existing = db.session.scalar(
             select(ModelVersion).where(ModelVersion.sha256 == prepared.sha256)
         )
         if existing is not None:
+            if not store.exists(existing.artifact):  # the store lost it; the database did not
+                report(f"Restoring the files of {existing.label} in the model store", None, None)
+                store.commit(staged, existing.artifact)
             return ImportOutcome(existing, created=False)
         fmt = prompt_format or ("chat" if prepared.facts.has_chat_template else "raw")
         prompt = PromptFormat(fmt, system_prompt)
@@ -176,8 +181,6 @@ def _import_model(
         )
         if prepared.skipped_files:
             metrics["files_not_imported"] = prepared.skipped_files
-        if provenance.license_file is not None:
-            shutil.copyfile(provenance.license_file, staged / provenance.license_file.name)
         number = (
             db.session.scalar(
                 select(func.max(ModelVersion.version)).where(ModelVersion.name == name)
@@ -213,7 +216,11 @@ def _import_model(
             imported_by_label=actor.email if actor else "command line",
         )
         report("Saving to the model store", None, None)
-        store.commit(staged, artifact)
+        stored = store.commit(staged, artifact)
+        if stored == "kept":
+            report("The model store already holds these files, unchanged: keeping them", None, None)
+        elif stored == "replaced":
+            report("The model store held other files in their place: replaced them", None, None)
     db.session.add(version)
     record_event(
         "model.import",
@@ -227,7 +234,8 @@ def _import_model(
         db.session.commit()
     except Exception:
         db.session.rollback()
-        store.remove(artifact)
+        if stored != "kept":  # files kept were there before, perhaps another's
+            store.remove(artifact)
         raise
     return ImportOutcome(version, created=True)
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
 import zipfile
 from pathlib import Path
 from unittest import mock
@@ -321,6 +322,106 @@ def test_pull_default_leaves_an_existing_production_model(app, tiny_models, monk
         _, made_production = registry.pull_default()
         assert not made_production
         assert registry.production_version().name == "mine"
+
+
+def stored_files(folder: Path) -> dict[str, bytes]:
+    return {path.name: path.read_bytes() for path in sorted(folder.iterdir())}
+
+
+def reset_database(app) -> None:
+    """A new, empty database (a reset or restore); the model store stays as it was."""
+    with app.app_context():
+        db.session.remove()
+        db.drop_all()
+        db.create_all()
+
+
+def test_pull_default_registers_the_files_a_new_database_finds_in_the_store(
+    app, runner, tiny_models, monkeypatch, tmp_path
+):
+    fake_catalog(monkeypatch, tmp_path, tiny_models)
+    first = runner.invoke(args=["models", "pull-default"])
+    assert first.exit_code == 0, first.output
+    [before] = versions(app)
+    folder = Path(app.config["MODEL_STORE"]) / before.artifact
+    files = stored_files(folder)
+    reset_database(app)
+
+    result = runner.invoke(args=["models", "pull-default", "--if-missing"])
+
+    assert result.exit_code == 0, result.output
+    assert "Traceback" not in result.output
+    assert "already holds these files" in result.output
+    assert f"{before.label} is now the production model." in result.output
+    [after] = versions(app)
+    assert (after.artifact, after.sha256) == (before.artifact, before.sha256)
+    assert stored_files(folder) == files
+    with app.app_context():
+        assert registry.production_version().label == before.label
+        assert registry.license_path(registry.production_version()) is not None
+    assert not any((Path(app.config["MODEL_STORE"]) / ".staging").iterdir())
+
+
+def test_pull_default_replaces_files_in_the_store_that_do_not_match(
+    app, runner, tiny_models, monkeypatch, tmp_path
+):
+    fake_catalog(monkeypatch, tmp_path, tiny_models)
+    runner.invoke(args=["models", "pull-default"])
+    [before] = versions(app)
+    folder = Path(app.config["MODEL_STORE"]) / before.artifact
+    files = stored_files(folder)
+    (folder / "model.safetensors").write_bytes(b"half a download")
+    (folder / "stray.txt").write_text("left by someone")
+    reset_database(app)
+
+    result = runner.invoke(args=["models", "pull-default"])
+
+    assert result.exit_code == 0, result.output
+    assert "replaced them" in result.output
+    [after] = versions(app)
+    assert after.sha256 == before.sha256 == weights_sha256(folder)
+    assert stored_files(folder) == files
+
+
+def test_pull_default_restores_files_missing_from_the_store(
+    app, runner, tiny_models, monkeypatch, tmp_path
+):
+    fake_catalog(monkeypatch, tmp_path, tiny_models)
+    runner.invoke(args=["models", "pull-default"])
+    [version] = versions(app)
+    folder = Path(app.config["MODEL_STORE"]) / version.artifact
+    files = stored_files(folder)
+    shutil.rmtree(folder)  # a lost or recreated models volume, the database kept
+
+    result = runner.invoke(args=["models", "pull-default", "--if-missing"])
+
+    assert result.exit_code == 0, result.output
+    assert f"Already imported: {version.label}" in result.output
+    assert stored_files(folder) == files
+    assert [v.id for v in versions(app)] == [version.id]
+
+
+def test_models_commands_answer_expected_failures_without_a_traceback(
+    app_factory, tiny_models, monkeypatch, tmp_path
+):
+    fake_catalog(monkeypatch, tmp_path, tiny_models)
+    not_a_folder = tmp_path / "store-is-a-file"
+    not_a_folder.write_text("")
+    runner = app_factory(MODEL_STORE=str(not_a_folder)).test_cli_runner()
+
+    pulled = runner.invoke(args=["models", "pull-default"])
+
+    assert pulled.exit_code == 1
+    assert "Traceback" not in pulled.output and isinstance(pulled.exception, SystemExit)
+    assert f"Error: File exists: {not_a_folder}" in pulled.output
+
+    with app_factory().app_context():
+        db.drop_all()  # a database nobody has upgraded yet
+    for args in (["models", "list"], ["models", "show", "x"], ["models", "pull-default"]):
+        result = runner.invoke(args=args)
+        assert result.exit_code == 1, args
+        assert isinstance(result.exception, SystemExit), (args, result.exception)
+        assert "flask --app srcflask db upgrade" in result.output, args
 
 
 def test_pull_refuses_a_name_not_in_the_catalog(app):

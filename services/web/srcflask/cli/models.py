@@ -7,6 +7,7 @@ import time
 
 import click
 from flask.cli import AppGroup
+from sqlalchemy.exc import DBAPIError
 
 from .. import registry
 from ..ml import catalog
@@ -67,6 +68,14 @@ def fail_cleanly(function):
             ValueError,
         ) as error:
             raise click.ClickException(str(error)) from error
+        except DBAPIError as error:  # no database, or one nobody has upgraded
+            raise click.ClickException(
+                f"the database could not be used ({str(error.orig).strip()}); check that it "
+                "is running and up to date: flask --app srcflask db upgrade"
+            ) from error
+        except OSError as error:  # a full disk, a store that is not a writable folder...
+            where = f": {error.filename}" if error.filename else ""
+            raise click.ClickException(f"{error.strerror or error}{where}") from error
 
     return wrapper
 
@@ -82,6 +91,7 @@ def describe_line(version) -> str:
 
 
 @models_group.command("catalog")
+@fail_cleanly
 def catalog_command() -> None:
     """List the models `models pull` can fetch, with their licenses."""
     for entry in catalog.CATALOG.values():
@@ -174,6 +184,7 @@ def import_command(source, name, description, tags, prompt_format, system_prompt
 
 
 @models_group.command("list")
+@fail_cleanly
 def list_command() -> None:
     """List every model version, newest first per name."""
     versions = registry.all_versions()

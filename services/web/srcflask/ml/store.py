@@ -10,6 +10,9 @@ import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Literal
+
+from .artifacts import file_sha256
 
 STAGING = ".staging"
 
@@ -51,12 +54,29 @@ class ModelStore:
         finally:
             shutil.rmtree(folder, ignore_errors=True)
 
-    def commit(self, staged: Path, artifact: str) -> Path:
-        """Move a staged folder to its place in the store (one rename, same disk)."""
+    def commit(self, staged: Path, artifact: str) -> Literal["new", "kept", "replaced"]:
+        """Move a staged folder to its place in the store (one rename, same disk).
+
+        The place can be taken already when the store has outlived its database
+        (a reset or restored database, or another installation sharing the
+        store). Files identical to the staged ones are kept as they are (a
+        worker may be reading them); anything else there is replaced.
+        """
         target = self.path(artifact)
         target.parent.mkdir(parents=True, exist_ok=True)
+        if not (target.exists() or target.is_symlink()):
+            os.replace(staged, target)
+            return "new"
+        if same_files(staged, target):
+            return "kept"
+        aside = self.root / STAGING / f"replaced-{uuid.uuid4().hex}"
+        os.replace(target, aside)
         os.replace(staged, target)
-        return target
+        if aside.is_dir() and not aside.is_symlink():
+            shutil.rmtree(aside, ignore_errors=True)
+        else:
+            aside.unlink()
+        return "replaced"
 
     def remove(self, artifact: str) -> None:
         shutil.rmtree(self.path(artifact), ignore_errors=True)
@@ -71,3 +91,19 @@ class ModelStore:
                 yield
             finally:
                 fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def same_files(folder: Path, other: Path) -> bool:
+    """Whether `other` is a real folder holding exactly the files of `folder`, byte for byte."""
+    if other.is_symlink() or not other.is_dir():
+        return False
+    names = sorted(path.name for path in folder.iterdir())
+    if sorted(path.name for path in other.iterdir()) != names:
+        return False
+    for name in names:
+        there = other / name
+        if there.is_symlink() or not there.is_file():
+            return False
+        if file_sha256(folder / name) != file_sha256(there):
+            return False
+    return True
