@@ -47,13 +47,26 @@ def run_migrations_online():
     conf_args.setdefault("render_item", render_item)
 
     with target_db.engine.connect() as connection:
-        if connection.dialect.name == "postgresql":
+        locked = connection.dialect.name == "postgresql"
+        if locked:
             # Web and worker containers may boot together: one migrates, the other waits.
             connection.execute(text("SELECT pg_advisory_lock(:key)"), {"key": MIGRATION_LOCK})
             connection.commit()
-        context.configure(connection=connection, target_metadata=target_db.metadata, **conf_args)
-        with context.begin_transaction():
-            context.run_migrations()
+        try:
+            context.configure(
+                connection=connection, target_metadata=target_db.metadata, **conf_args
+            )
+            with context.begin_transaction():
+                context.run_migrations()
+        finally:
+            if locked:
+                # The lock belongs to the session, which the pool keeps open: a failed
+                # migration must not leave the next attempt waiting for ever.
+                connection.rollback()
+                connection.execute(
+                    text("SELECT pg_advisory_unlock(:key)"), {"key": MIGRATION_LOCK}
+                )
+                connection.commit()
 
 
 if context.is_offline_mode():

@@ -113,6 +113,8 @@ class BaseConfig:
     JOB_STALE_SECONDS = 30
     JOB_HEARTBEAT_SECONDS = 5
     JOB_MAX_ATTEMPTS = 3
+    # Machine texts one person may have queued or running; more saves wait behind them.
+    JOB_MAX_QUEUED_PER_USER = 10
     JOB_POLL_SECONDS = 5
     JOB_SWEEP_SECONDS = 30
     JOB_RESEND_SECONDS = 300
@@ -152,6 +154,7 @@ class BaseConfig:
             "JOB_STALE_SECONDS",
             "JOB_HEARTBEAT_SECONDS",
             "JOB_MAX_ATTEMPTS",
+            "JOB_MAX_QUEUED_PER_USER",
             "JOB_POLL_SECONDS",
             "JOB_SWEEP_SECONDS",
             "JOB_RESEND_SECONDS",

@@ -232,7 +232,12 @@ def test_each_save_is_a_new_revision_and_nothing_is_overwritten(app, sponsor_cli
         "Third draft,\nwith a new line.",
     ]
     assert [r.number for r in history] == [1, 2, 3]
-    assert all(mt.status is MachineTextStatus.QUEUED for mt in machine_texts(app, document_id))
+    # Each newer save supersedes the machine text still queued for the one before.
+    assert [mt.status for mt in machine_texts(app, document_id)] == [
+        MachineTextStatus.SUPERSEDED,
+        MachineTextStatus.SUPERSEDED,
+        MachineTextStatus.QUEUED,
+    ]
     page = sponsor_client.get(f"/sponsor/documents/{document_id}").get_data(as_text=True)
     assert "History" in page and page.count("See changes") == 2
 

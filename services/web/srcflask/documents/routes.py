@@ -11,7 +11,6 @@ from flask import (
     url_for,
 )
 from flask_login import current_user
-from markupsafe import Markup
 
 from ..models import MachineTextStatus, Role
 from . import bp, service
@@ -21,7 +20,7 @@ DIFFS = "srcflask.revision_diffs"
 
 
 @bp.record_once
-def keep_rendered_diffs(state) -> None:
+def keep_diffs(state) -> None:
     state.app.extensions[DIFFS] = DiffCache()
 
 
@@ -111,7 +110,7 @@ def revision(document_id: int, number: int):
     if current is None:
         abort(404)
     previous = service.revision_by_number(document, number - 1) if number > 1 else None
-    body_diff, counts = rendered_diff(previous, current)
+    body_diff, counts = cached_diff(previous, current)
     return render_template(
         "documents/revision.html",
         document=document,
@@ -124,15 +123,16 @@ def revision(document_id: int, number: int):
     )
 
 
-def rendered_diff(previous, current) -> tuple[Markup, dict[str, int]]:
-    """The body diff of two revisions as HTML, with its counts; made once per pair."""
+def cached_diff(previous, current) -> tuple[list, dict[str, int]]:
+    """The body diff of two revisions, with its counts; worked out once per pair.
+
+    The diff (not its HTML) is cached: the page template escapes it on every view.
+    """
     cache: DiffCache = current_app.extensions[DIFFS]
     key = (previous.id if previous else None, current.id)
     found = cache.get(key)
     if found is None:
         lines = diff_texts(previous.body if previous else "", current.body)
-        html = render_template("documents/_diff.html", body_diff=lines) if lines else ""
-        # An autoescaped template wrote it: every character of the bodies in it is escaped.
-        found = (Markup(html), summary(lines))  # noqa: S704
-        cache.put(key, found, len(html))
+        found = (lines, summary(lines))
+        cache.put(key, found, len(previous.body if previous else "") + len(current.body))
     return found

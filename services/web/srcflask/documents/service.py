@@ -12,11 +12,13 @@ import logging
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Select, and_, func, or_, select
+from flask import current_app
+from sqlalchemy import Select, and_, func, select, update
 from sqlalchemy.orm import aliased, joinedload, selectinload
 
 from .. import jobs
 from ..extensions import db
+from ..jobs import work
 from ..ml.engine import has_text_to_continue
 from ..models import (
     Decision,
@@ -199,9 +201,54 @@ def _lock(document: Document) -> None:
 
 
 def _commit_and_queue(revision: Revision) -> None:
+    """Commit a new revision; queue its machine text unless its owner has many in line.
+
+    The document's older machine texts that are still waiting or queued are
+    superseded: nobody needs text for a revision that is no longer the latest
+    (one already running finishes). When the owner has JOB_MAX_QUEUED_PER_USER
+    machine texts queued or running, this one waits and is queued as soon as
+    one of them finishes.
+    """
+    machine_text = revision.machine_text
+    if machine_text is not None:
+        db.session.flush()
+        _supersede_older(revision)
+        ahead = _in_line(revision.document.owner_id, besides=machine_text.id)
+        if ahead >= current_app.config["JOB_MAX_QUEUED_PER_USER"]:
+            machine_text.status = MachineTextStatus.WAITING
     db.session.commit()
-    if revision.machine_text is not None:
-        jobs.submit([revision.machine_text.id])
+    if machine_text is not None and machine_text.status is MachineTextStatus.QUEUED:
+        jobs.submit([machine_text.id])
+
+
+def _supersede_older(revision: Revision) -> None:
+    older = select(Revision.id).where(
+        Revision.document_id == revision.document_id, Revision.id != revision.id
+    )
+    db.session.execute(
+        update(MachineText)
+        .where(
+            MachineText.revision_id.in_(older),
+            MachineText.status.in_([MachineTextStatus.QUEUED, MachineTextStatus.WAITING]),
+        )
+        .values(status=MachineTextStatus.SUPERSEDED, finished_at=utcnow())
+        .execution_options(synchronize_session=False)
+    )
+
+
+def _in_line(owner_id: int, besides: int) -> int:
+    """How many machine texts of `owner_id`'s documents are queued or running, but `besides`."""
+    return db.session.scalar(
+        select(func.count())
+        .select_from(MachineText)
+        .join(Revision, Revision.id == MachineText.revision_id)
+        .join(Document, Document.id == Revision.document_id)
+        .where(
+            Document.owner_id == owner_id,
+            MachineText.id != besides,
+            MachineText.status.in_([MachineTextStatus.QUEUED, MachineTextStatus.RUNNING]),
+        )
+    )
 
 
 def approved_editors() -> list[User]:
@@ -340,24 +387,10 @@ def join_continuation(body: str, continuation: str) -> str:
 
 
 def queue_position(machine_text: MachineText) -> int | None:
-    """1 for the next job to run, 2 for the one after...; None unless queued."""
+    """1 for the next machine text to run, 2 for the one after...; None unless queued."""
     if machine_text.status is not MachineTextStatus.QUEUED:
         return None
-    ahead = db.session.scalar(
-        select(func.count())
-        .select_from(MachineText)
-        .where(
-            MachineText.status == MachineTextStatus.QUEUED,
-            or_(
-                MachineText.queued_at < machine_text.queued_at,
-                and_(
-                    MachineText.queued_at == machine_text.queued_at,
-                    MachineText.id < machine_text.id,
-                ),
-            ),
-        )
-    )
-    return ahead + 1
+    return work.queue_position(work.MACHINE_TEXTS, machine_text.id)
 
 
 def machine_text_state(revision: Revision) -> dict[str, Any]:

@@ -21,13 +21,13 @@ from dataclasses import dataclass
 from datetime import timedelta
 
 from flask import Flask, current_app
-from sqlalchemy import select, update
+from sqlalchemy import Select, func, select, tuple_, update
 
 from .. import registry
 from ..extensions import db
 from ..ml.engine import GenerationResult, document_prompt
 from ..ml.settings import GenerationSettings
-from ..models import MachineText, ModelVersion, Revision
+from ..models import Document, MachineText, ModelVersion, Revision
 from ..models.api import GenerationJob
 from ..models.jobs import JobStatus
 from ..models.types import utcnow
@@ -65,6 +65,10 @@ class JobKind:
     ) -> dict[int, tuple[str, GenerationSettings]]:
         raise NotImplementedError
 
+    def with_owner(self, *statuses: JobStatus) -> Select:
+        """Jobs in `statuses` with the id of the person they are for, as `owner`."""
+        raise NotImplementedError
+
 
 class MachineTextJobs(JobKind):
     def inputs(self, ids, version):
@@ -76,6 +80,14 @@ class MachineTextJobs(JobKind):
         ).all()
         return {row.id: (document_prompt(row.title, row.body), settings) for row in rows}
 
+    def with_owner(self, *statuses):
+        return (
+            select(MachineText.id, MachineText.queued_at, Document.owner_id.label("owner"))
+            .join(Revision, Revision.id == MachineText.revision_id)
+            .join(Document, Document.id == Revision.document_id)
+            .where(MachineText.status.in_(statuses))
+        )
+
 
 class ApiJobs(JobKind):
     def inputs(self, ids, version):
@@ -85,6 +97,11 @@ class ApiJobs(JobKind):
             )
         ).all()
         return {row.id: (row.prompt, GenerationSettings.from_dict(row.settings)) for row in rows}
+
+    def with_owner(self, *statuses):
+        return select(
+            GenerationJob.id, GenerationJob.queued_at, GenerationJob.user_id.label("owner")
+        ).where(GenerationJob.status.in_(statuses))
 
 
 MACHINE_TEXTS = MachineTextJobs("machine_text", MachineText, "machine text")
@@ -99,15 +116,77 @@ def _mine(kind: JobKind):
 # -- claiming ------------------------------------------------------------------------
 
 
+def fair_order(kind: JobKind) -> Select:
+    """Queued jobs in the order they are claimed: round-robin across the people they are for.
+
+    Each person's oldest queued job comes first, then everyone's second, and so
+    on, so one person's burst of saves does not make everyone else wait behind it.
+    Columns: id, turn (1 for a person's oldest job), queued_at.
+    """
+    queued = kind.with_owner(JobStatus.QUEUED).subquery()
+    turn = (
+        func.row_number()
+        .over(partition_by=queued.c.owner, order_by=(queued.c.queued_at, queued.c.id))
+        .label("turn")
+    )
+    return select(queued.c.id, turn, queued.c.queued_at)
+
+
+def queue_position(kind: JobKind, job_id: int) -> int | None:
+    """1 for the next job to be claimed, 2 for the one after...; None unless queued."""
+    order = fair_order(kind).subquery()
+    this = db.session.execute(select(order).where(order.c.id == job_id)).first()
+    if this is None:
+        return None
+    ahead = db.session.scalar(
+        select(func.count())
+        .select_from(order)
+        .where(
+            tuple_(order.c.turn, order.c.queued_at, order.c.id)
+            < tuple_(this.turn, this.queued_at, this.id)
+        )
+    )
+    return ahead + 1
+
+
+def promote_waiting(kind: JobKind) -> list[int]:
+    """Queue the waiting jobs of people who have fewer than JOB_MAX_QUEUED_PER_USER in line."""
+    cap = current_app.config["JOB_MAX_QUEUED_PER_USER"]
+    waiting = db.session.execute(
+        kind.with_owner(JobStatus.WAITING).order_by(kind.model.queued_at, kind.model.id)
+    ).all()
+    if not waiting:
+        return []
+    in_line = kind.with_owner(JobStatus.QUEUED, JobStatus.RUNNING).subquery()
+    active = dict(
+        db.session.execute(select(in_line.c.owner, func.count()).group_by(in_line.c.owner)).all()
+    )
+    promoted: list[int] = []
+    model = kind.model
+    for row in waiting:
+        if active.get(row.owner, 0) >= cap:
+            continue
+        result = db.session.execute(
+            update(model)
+            .where(model.id == row.id, model.status == JobStatus.WAITING)
+            .values(status=JobStatus.QUEUED)
+            .execution_options(synchronize_session=False)
+        )
+        if result.rowcount == 1:
+            promoted.append(row.id)
+            active[row.owner] = active.get(row.owner, 0) + 1
+    db.session.commit()
+    return promoted
+
+
 def claim(kind: JobKind, candidate_ids: Iterable[int], limit: int) -> list[int]:
-    """Claim up to `limit` jobs: the given ids first, then the oldest queued ones."""
+    """Claim up to `limit` jobs: the given ids first, then others in fair order."""
     model = kind.model
     wanted = list(dict.fromkeys(candidate_ids))
+    promote_waiting(kind)
+    order = fair_order(kind).subquery()
     others = db.session.scalars(
-        select(model.id)
-        .where(model.status == JobStatus.QUEUED)
-        .order_by(model.queued_at, model.id)
-        .limit(limit * 2)
+        select(order.c.id).order_by(order.c.turn, order.c.queued_at, order.c.id).limit(limit * 2)
     ).all()
     claimed: list[int] = []
     now = utcnow()
@@ -301,9 +380,21 @@ def _write_result(kind: JobKind, job_id: int, result: GenerationResult) -> bool:
 
 
 def run_claimed(kind: JobKind, ids: list[int]) -> None:
-    """Generate for jobs this process has claimed: one batch per set of settings."""
+    """Generate for jobs this process has claimed, then queue the jobs waiting behind them."""
     if not ids:
         return
+    try:
+        _run_claimed(kind, ids)
+    finally:
+        from . import submit
+
+        promoted = promote_waiting(kind)
+        if promoted:
+            submit(promoted, kind)
+
+
+def _run_claimed(kind: JobKind, ids: list[int]) -> None:
+    """Generate for jobs this process has claimed: one batch per set of settings."""
     version = registry.production_version()
     if version is None:
         fail(kind, ids, NO_PRODUCTION_MODEL)

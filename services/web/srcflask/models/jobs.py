@@ -19,14 +19,19 @@ from .users import enum_column
 
 
 class JobStatus(enum.StrEnum):
+    # Held back: its owner has JOB_MAX_QUEUED_PER_USER jobs queued or running already;
+    # it is queued as soon as one of them finishes.
+    WAITING = "waiting"
     QUEUED = "queued"
     RUNNING = "running"
     DONE = "done"
     FAILED = "failed"
+    # Never run: a newer save of the same document came before the model got to it.
+    SUPERSEDED = "superseded"
 
     @property
     def finished(self) -> bool:
-        return self in (JobStatus.DONE, JobStatus.FAILED)
+        return self in (JobStatus.DONE, JobStatus.FAILED, JobStatus.SUPERSEDED)
 
 
 class JobMixin:

@@ -5,7 +5,7 @@ from flask_login import current_user
 
 from ..documents import service
 from ..documents.routes import render_document_list, render_document_page
-from ..ml.engine import has_text_to_continue
+from ..models import MachineTextStatus
 from . import bp
 from .forms import DocumentForm, EditorForm, editor_choices
 
@@ -39,7 +39,7 @@ def new_document():
         except service.DocumentError as error:
             form.editor_id.errors = [str(error)]
         else:
-            flash(f"Saved. {machine_text_note(document.body)}", "success")
+            flash(f"Saved. {machine_text_note(document.revisions[0])}", "success")
             return redirect(url_for("sponsor.show_document", document_id=document.id), 303)
     status = 422 if form.errors else 200
     return render_template("sponsor/document_form.html", form=form, document=None), status
@@ -69,7 +69,7 @@ def edit_document(document_id: int):
                 flash("Nothing in the text changed, so no new revision was made.", "info")
             else:
                 flash(
-                    f"Saved revision {revision.number}. {machine_text_note(revision.body)}",
+                    f"Saved revision {revision.number}. {machine_text_note(revision)}",
                     "success",
                 )
             return redirect(url_for("sponsor.show_document", document_id=document.id), 303)
@@ -100,7 +100,13 @@ def delete_document(document_id: int):
     return redirect(url_for("sponsor.documents"), 303)
 
 
-def machine_text_note(body: str) -> str:
-    if has_text_to_continue(body):
-        return "The machine text is being written."
-    return "The body is empty, so there is nothing for the model to continue yet."
+def machine_text_note(revision) -> str:
+    machine_text = revision.machine_text
+    if machine_text is None:
+        return "The body is empty, so there is nothing for the model to continue yet."
+    if machine_text.status is MachineTextStatus.WAITING:
+        return (
+            "Your earlier machine texts are still being written; this one follows as soon "
+            "as one of them is done."
+        )
+    return "The machine text is being written."

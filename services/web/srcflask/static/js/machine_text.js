@@ -3,7 +3,10 @@
 "use strict";
 
 (() => {
-  const LABELS = { queued: "Queued", running: "Writing…", done: "Ready", failed: "Failed" };
+  const LABELS = {
+    waiting: "Waiting", queued: "Queued", running: "Writing…", done: "Ready", failed: "Failed",
+    superseded: "Superseded",
+  };
   const POLL_MS = 1500;
 
   function show(panel, status) {
@@ -49,7 +52,7 @@
     const url = panel.dataset.statusUrl;
     let failures = 0;
     const tick = async () => {
-      if (!["queued", "running"].includes(panel.dataset.status)) return;
+      if (!["waiting", "queued", "running"].includes(panel.dataset.status)) return;
       try {
         const response = await fetch(url, { headers: { Accept: "application/json" }, credentials: "same-origin" });
         if (!response.ok) throw new Error(`status ${response.status}`);
