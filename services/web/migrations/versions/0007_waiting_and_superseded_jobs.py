@@ -42,6 +42,7 @@ def upgrade():
 
 def downgrade():
     for table in TABLES:
-        op.execute(sa.text(f"UPDATE {table} SET status = 'queued' WHERE status = 'waiting'"))
-        op.execute(sa.text(f"UPDATE {table} SET status = 'failed' WHERE status = 'superseded'"))
+        jobs = sa.table(table, sa.column("status", sa.String))
+        op.execute(jobs.update().where(jobs.c.status == "waiting").values(status="queued"))
+        op.execute(jobs.update().where(jobs.c.status == "superseded").values(status="failed"))
     change_statuses(NEW, OLD)
