@@ -63,9 +63,7 @@ def run_migrations_online():
                 # The lock belongs to the session, which the pool keeps open: a failed
                 # migration must not leave the next attempt waiting for ever.
                 connection.rollback()
-                connection.execute(
-                    text("SELECT pg_advisory_unlock(:key)"), {"key": MIGRATION_LOCK}
-                )
+                connection.execute(text("SELECT pg_advisory_unlock(:key)"), {"key": MIGRATION_LOCK})
                 connection.commit()
 
 
