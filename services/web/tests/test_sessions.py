@@ -135,3 +135,15 @@ def test_a_forged_session_id_is_refused(app, sponsor):
         session["_user_id"] = f"{sponsor.id}:1"
         session["_fresh"] = True
     assert client.get("/sponsor/documents").location.startswith("/auth/login")
+
+
+def test_sessions_are_named_by_browser_and_system():
+    chrome = (
+        "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) "
+        "Chrome/156.0.0.0 Safari/537.36"
+    )
+    firefox = "Mozilla/5.0 (Windows NT 10.0; Win64; x64; rv:140.0) Gecko/20100101 Firefox/140.0"
+    assert LoginSession(user_agent=chrome).browser == "Chrome on Linux"
+    assert LoginSession(user_agent=firefox).browser == "Firefox on Windows"
+    assert LoginSession(user_agent="").browser == "Unknown browser"
+    assert LoginSession(user_agent="curl/8.0").browser == "curl/8.0"

@@ -268,6 +268,31 @@ class LoginSession(db.Model):
 
     user: Mapped[User] = relationship()
 
+    BROWSERS = (
+        ("Edg/", "Edge"),
+        ("Firefox/", "Firefox"),
+        ("Chrom", "Chrome"),
+        ("Safari/", "Safari"),
+    )
+    SYSTEMS = (
+        ("Android", "Android"),
+        ("iPhone", "iPhone"),
+        ("iPad", "iPad"),
+        ("Windows", "Windows"),
+        ("Mac OS X", "macOS"),
+        ("Linux", "Linux"),
+    )
+
+    @property
+    def browser(self) -> str:
+        """A short name for the session's browser, such as "Firefox on Windows"."""
+        agent = self.user_agent or ""
+        name = next((label for mark, label in self.BROWSERS if mark in agent), None)
+        system = next((label for mark, label in self.SYSTEMS if mark in agent), None)
+        if name and system:
+            return f"{name} on {system}"
+        return name or system or (agent[:60] if agent else "Unknown browser")
+
     @classmethod
     def start(cls, user: User, ip_address: str | None, user_agent: str) -> tuple[LoginSession, str]:
         """Open a session for `user`; return it with the key for the cookie (never stored)."""
