@@ -665,3 +665,20 @@ def test_the_docs_page_is_served_without_any_cdn(client):
     assert "DocumentCreate" in page
     assert not re.search(r"""(src|href)=["']https?://""", page)
     assert "<script>" not in page
+
+
+def test_generate_with_a_model_missing_from_the_store_queues_instead_of_a_500(
+    app, client, tokens, production_model, run_jobs
+):
+    import shutil
+
+    with app.app_context():
+        shutil.rmtree(registry.artifact_path(registry.production_version()))
+    body = {"prompt": "Hello", "settings": {"strategy": "greedy", "max_new_tokens": 2}}
+
+    response = client.post("/api/v1/generate", json=body, headers=tokens["sponsor"])
+
+    assert response.status_code == 202
+    run_jobs()
+    job = client.get(response.headers["Location"], headers=tokens["sponsor"]).json
+    assert job["status"] == "failed" and "could not be loaded" in job["error"]

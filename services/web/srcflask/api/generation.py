@@ -8,6 +8,8 @@ the ones admins set on /admin/api.
 
 from __future__ import annotations
 
+import logging
+
 from flask import current_app, url_for
 from flask_login import current_user
 from flask_smorest import Blueprint
@@ -20,6 +22,8 @@ from ..models import GenerationJob, Role
 from ..models.api import ApiLimits
 from .common import api_token, errors, refuse
 from .schemas import GenerateSchema, JobSchema
+
+log = logging.getLogger(__name__)
 
 blp = Blueprint(
     "Generation", __name__, url_prefix="/api/v1", description="Generate text for a prompt"
@@ -92,7 +96,12 @@ def run_now_if_free(job_id: int) -> bool:
     version = registry.production_version()
     if version is None:
         return False
-    generator = registry.generator_for(version)
+    try:
+        generator = registry.generator_for(version)
+    except Exception:
+        # The job is queued instead; the runner records why the model could not load.
+        log.exception("cannot load %s to run a job at once", version.label)
+        return False
     with generator.reserved() as free:
         if not free:
             return False
