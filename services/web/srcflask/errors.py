@@ -6,12 +6,13 @@ import logging
 import math
 import time
 
-from flask import Flask, current_app, jsonify, render_template
+from flask import Flask, current_app, g, jsonify, render_template
 from flask_limiter.errors import RateLimitExceeded
 from flask_wtf.csrf import CSRFError
-from werkzeug.exceptions import HTTPException, InternalServerError
+from sqlalchemy.exc import DisconnectionError, OperationalError
+from werkzeug.exceptions import HTTPException, InternalServerError, ServiceUnavailable
 
-from .extensions import db, limiter
+from .extensions import db, limiter, login_manager
 from .security import wants_json
 
 log = logging.getLogger(__name__)
@@ -27,6 +28,7 @@ TITLES = {
     422: "Check your input",
     429: "Too many attempts",
     500: "Something went wrong",
+    503: "Try again in a moment",
 }
 
 EXPLANATIONS = {
@@ -36,7 +38,11 @@ EXPLANATIONS = {
     405: "This address does not accept that kind of request.",
     413: "What you sent is larger than this site accepts.",
     500: "The error has been logged. Please try again in a moment.",
+    503: "The site cannot reach its database right now. Please try again in a few seconds.",
 }
+
+# How long a client should wait before trying again when the database does not answer.
+DATABASE_RETRY_AFTER = 5
 
 
 def retry_after_seconds() -> int | None:
@@ -47,12 +53,19 @@ def retry_after_seconds() -> int | None:
     return max(1, math.ceil(current.reset_at - time.time()))
 
 
-def error_response(error: HTTPException, *, message: str | None = None, code: str | None = None):
+def error_response(
+    error: HTTPException,
+    *,
+    message: str | None = None,
+    code: str | None = None,
+    retry_after: int | None = None,
+):
     status = error.code or 500
     title = TITLES.get(status, error.name)
     if message is None:
         message = EXPLANATIONS.get(status) or error.description or title
-    retry_after = retry_after_seconds() if status == 429 else None
+    if status == 429:
+        retry_after = retry_after_seconds()
     if wants_json():
         body = {"code": code or error.name.lower().replace(" ", "_"), "message": message}
         field_errors = invalid_fields(error)
@@ -115,6 +128,22 @@ def handle_csrf_error(error: CSRFError):
     )
 
 
+def handle_database_unavailable(error: Exception):
+    """Answer 503 with Retry-After when the database does not answer (restart, network).
+
+    Not a bug, so not a 500: the request's transaction is rolled back, and the
+    same request works once the database is back (the pool pings connections
+    before use). The page is drawn as for a visitor: showing the user would
+    need the database again.
+    """
+    log.warning("database unavailable: %s", error)
+    db.session.rollback()
+    g._login_user = login_manager.anonymous_user()  # what Flask-Login's current_user reads
+    return error_response(
+        ServiceUnavailable(), code="database_unavailable", retry_after=DATABASE_RETRY_AFTER
+    )
+
+
 def handle_unexpected_error(error: Exception):
     log.exception("Unhandled error")
     db.session.rollback()
@@ -125,4 +154,6 @@ def init_app(app: Flask) -> None:
     app.register_error_handler(CSRFError, handle_csrf_error)
     app.register_error_handler(RateLimitExceeded, handle_rate_limit)
     app.register_error_handler(HTTPException, handle_http_error)
+    app.register_error_handler(OperationalError, handle_database_unavailable)
+    app.register_error_handler(DisconnectionError, handle_database_unavailable)
     app.register_error_handler(Exception, handle_unexpected_error)

@@ -12,17 +12,42 @@ import logging
 import threading
 import time
 
-from celery import Celery, Task
+from celery import Celery, Task, bootsteps
 from flask import Flask
+from sqlalchemy.exc import OperationalError
 
 log = logging.getLogger(__name__)
+
+# The longest one connection to the broker, or one command on it, may take.
+BROKER_TIMEOUT_SECONDS = 5
 
 
 def celery_init_app(app: Flask) -> Celery:
     class FlaskTask(Task):
+        # A database that does not answer (restarting) is no reason to drop the message:
+        # its row is still queued. Try again later, backing off; repeats are harmless.
+        autoretry_for = (OperationalError,)
+        retry_backoff = True
+        retry_backoff_max = 60
+        max_retries = 10
+
         def __call__(self, *args, **kwargs):
             with app.app_context():
                 return self.run(*args, **kwargs)
+
+    class ResendAfterConnecting(bootsteps.StartStopStep):
+        """Each time a worker (re)connects to the broker, its janitor resends every queued job.
+
+        Saves made while the broker was down could not send their jobs (the rows
+        stay queued); without this they would wait JOB_RESEND_SECONDS.
+        """
+
+        requires = ("celery.worker.consumer.tasks:Tasks",)
+
+        def start(self, consumer) -> None:
+            janitor = app.extensions.get("srcflask.janitor")
+            if janitor is not None:
+                janitor.resend_all()
 
     celery_app = Celery(app.name, task_cls=FlaskTask)
     celery_app.conf.update(
@@ -35,9 +60,18 @@ def celery_init_app(app: Flask) -> Celery:
         # One process per worker: the model uses every core; run more workers to scale.
         worker_pool="solo",
         broker_connection_retry_on_startup=True,
-        broker_transport_options={"visibility_timeout": app.config["JOB_VISIBILITY_SECONDS"]},
+        broker_transport_options={
+            "visibility_timeout": app.config["JOB_VISIBILITY_SECONDS"],
+            # A save sends its job inside the request: a broker that is down or hung must
+            # cost it seconds, not the request (by default a hung Redis blocks it forever).
+            "socket_connect_timeout": BROKER_TIMEOUT_SECONDS,
+            "socket_timeout": BROKER_TIMEOUT_SECONDS,
+            "max_retries": 1,
+        },
+        task_publish_retry_policy={"max_retries": 1, "interval_start": 0, "interval_max": 0.5},
         task_default_queue=app.config["CELERY_QUEUE"],
     )
+    celery_app.steps["consumer"].add(ResendAfterConnecting)
     celery_app.set_default()
     app.extensions["celery"] = celery_app
     from . import tasks  # noqa: F401  (registers the tasks)
@@ -60,43 +94,58 @@ class CeleryRunner:
         from .tasks import task_for
 
         task = task_for(kind or work.MACHINE_TEXTS)
-        for job_id in ids:
+        for position, job_id in enumerate(ids):
             try:
                 task.delay(job_id)
             except Exception:
+                # The broker is down: the rest would fail too, each after its own timeout.
                 log.exception(
-                    "could not send job %s to the broker; a worker's sweep will pick it up",
-                    job_id,
+                    "could not send jobs %s to the broker; they stay queued, and workers "
+                    "send them again when they reconnect",
+                    ids[position:],
                 )
+                return
 
 
 class Janitor:
     """In a worker: take back jobs of dead workers and resend queued ones, every so often.
 
-    At worker start every queued job is sent again (the broker may have lost
-    messages while nobody listened); later sweeps resend the jobs they took
-    back from dead workers, and jobs queued longer than JOB_RESEND_SECONDS.
-    Repeats are harmless: a job already claimed is not run twice.
+    At worker start, and each time the worker connects to the broker again,
+    every queued job is sent again (the broker may have lost messages while
+    nobody listened, or saves could not send theirs); other sweeps resend the
+    jobs they took back from dead workers, and jobs queued longer than
+    JOB_RESEND_SECONDS. Repeats are harmless: a job already claimed is not run twice.
     """
 
     def __init__(self, app: Flask):
         self.app = app
         self._stop = threading.Event()
+        self._wake = threading.Event()
+        self._resend_all = threading.Event()
+        self._resend_all.set()
         self._resent: dict[str, dict[int, float]] = {}
         self.thread = threading.Thread(target=self._loop, name="srcflask-janitor", daemon=True)
+        app.extensions["srcflask.janitor"] = self
 
     def start(self) -> None:
         self.thread.start()
 
     def stop(self) -> None:
         self._stop.set()
+        self._wake.set()
 
-    def sweep(self, first: bool = False) -> list[int]:
+    def resend_all(self) -> None:
+        """Sweep now, and send every queued job again."""
+        self._resend_all.set()
+        self._wake.set()
+
+    def sweep(self, everything: bool = False) -> list[int]:
+        """Take back jobs of dead workers and resend what is due (`everything` queued)."""
         from . import work
 
-        return [i for kind in work.KINDS for i in self._sweep(kind, first)]
+        return [i for kind in work.KINDS for i in self._sweep(kind, everything)]
 
-    def _sweep(self, kind, first: bool) -> list[int]:
+    def _sweep(self, kind, everything: bool) -> list[int]:
         from . import work
         from .tasks import task_for
 
@@ -105,9 +154,11 @@ class Janitor:
         now = time.monotonic()
         with self.app.app_context():
             requeued = work.recover_stale(kind)
-            waiting = work.pending_ids(kind, limit=1000, older_than=0 if first else resend_after)
+            waiting = work.pending_ids(
+                kind, limit=1000, older_than=0 if everything else resend_after
+            )
         due = [i for i in waiting if now - resent.get(i, -resend_after) >= resend_after]
-        ids = list(dict.fromkeys([*requeued, *(waiting if first else due)]))
+        ids = list(dict.fromkeys([*requeued, *(waiting if everything else due)]))
         for job_id in ids:
             task_for(kind).delay(job_id)
             resent[job_id] = now
@@ -115,12 +166,14 @@ class Janitor:
 
     def _loop(self) -> None:
         interval = self.app.config["JOB_SWEEP_SECONDS"]
-        first = True
-        while True:
+        while not self._stop.is_set():
+            everything = self._resend_all.is_set()
+            self._resend_all.clear()
             try:
-                self.sweep(first)
-                first = False
+                self.sweep(everything)
             except Exception:
                 log.exception("janitor sweep failed")
-            if self._stop.wait(interval):
-                return
+                if everything:
+                    self._resend_all.set()  # still owed: at the next sweep
+            self._wake.wait(interval)
+            self._wake.clear()
