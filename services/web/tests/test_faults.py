@@ -253,11 +253,10 @@ def test_a_postgres_restart_during_saves_gives_503_or_success_and_nothing_half_w
         "SELECT d.id FROM documents d JOIN revisions r ON r.document_id = d.id "
         "WHERE d.title <> r.title OR d.body <> r.body"
     )
-    # And the worker recovered too: no machine text is left waiting or running, and every
-    # save after the restart has its text. One whose model was being loaded when the
-    # connection was cut may be failed with the database's message (work.run_claimed),
-    # for the sponsor to retry.
-    assert wait_until(lambda: db.statuses() <= {"done", "failed"}, 120), db.machine_texts()
+    # And the worker recovered too: every machine text is written, the ones that were
+    # running when the connection was cut included (taken back once their claim is stale,
+    # never failed for a database outage).
+    assert wait_until(lambda: db.statuses() <= {"done", "superseded"}, 150), db.machine_texts()
     by_document = dict(
         db.rows(
             "SELECT r.document_id, m.status FROM machine_texts m "

@@ -22,6 +22,7 @@ from datetime import timedelta
 
 from flask import Flask, current_app
 from sqlalchemy import Select, func, select, tuple_, update
+from sqlalchemy.exc import DBAPIError
 
 from .. import registry
 from ..extensions import db
@@ -386,11 +387,21 @@ def run_claimed(kind: JobKind, ids: list[int]) -> None:
     try:
         _run_claimed(kind, ids)
     finally:
-        from . import submit
+        _queue_waiting(kind)
 
+
+def _queue_waiting(kind: JobKind) -> None:
+    """Queue the jobs that waited behind the ones just run, and hand them to the runner."""
+    from . import submit
+
+    try:
         promoted = promote_waiting(kind)
-        if promoted:
-            submit(promoted, kind)
+    except DBAPIError:
+        db.session.rollback()
+        log.warning("could not queue waiting %s jobs now; the next claim will", kind.name)
+        return
+    if promoted:
+        submit(promoted, kind)
 
 
 def _run_claimed(kind: JobKind, ids: list[int]) -> None:
@@ -402,6 +413,10 @@ def _run_claimed(kind: JobKind, ids: list[int]) -> None:
     try:
         generator = registry.generator_for(version)
         inputs = kind.inputs(ids, version)
+    except DBAPIError:
+        # The database, not the model: keep the claim; the job is taken back once stale.
+        db.session.rollback()
+        raise
     except Exception as error:
         log.exception("cannot prepare %s jobs with %s", kind.name, version.label)
         db.session.rollback()
@@ -433,6 +448,10 @@ def _run_batch(kind, generator, version, settings, ids, prompts) -> None:
         results = generator.generate(
             [prompts[i] for i in ids], settings, progress=_ProgressWriter(kind, ids)
         )
+    except DBAPIError:
+        # Progress could not be written: the database went away, not the model.
+        db.session.rollback()
+        raise
     except Exception as error:
         db.session.rollback()
         if len(ids) > 1:
