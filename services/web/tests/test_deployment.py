@@ -14,7 +14,7 @@ import pytest
 from srcflask import registry
 from srcflask.extensions import db
 
-from .test_production import render_nginx_conf
+from .production_support import render_nginx_conf
 
 WEB = Path(__file__).resolve().parent.parent
 ROOT = WEB.parent.parent
