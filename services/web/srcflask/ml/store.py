@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import fcntl
 import os
 import re
 import shutil
@@ -11,6 +10,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Literal
+
+from filelock import FileLock
 
 from .artifacts import file_sha256
 
@@ -85,12 +86,8 @@ class ModelStore:
     def lock(self) -> Iterator[None]:
         """Hold the store's import lock: one import at a time, across processes on this disk."""
         self.root.mkdir(parents=True, exist_ok=True)
-        with (self.root / ".import.lock").open("a") as handle:
-            fcntl.flock(handle, fcntl.LOCK_EX)
-            try:
-                yield
-            finally:
-                fcntl.flock(handle, fcntl.LOCK_UN)
+        with FileLock(self.root / ".import.lock"):
+            yield
 
 
 def same_files(folder: Path, other: Path) -> bool:
