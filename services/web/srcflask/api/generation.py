@@ -71,24 +71,6 @@ def refuse_field(name: str, message: str):
     )
 
 
-def job_dict(job: GenerationJob) -> dict:
-    return {
-        "id": job.id,
-        "status": job.status.value,
-        "prompt": job.prompt,
-        "text": job.text,
-        "model_version": job.model_version.label if job.model_version else None,
-        "settings": job.settings or {},
-        "error": job.error,
-        "prompt_tokens": job.prompt_tokens,
-        "generated_tokens": job.generated_tokens,
-        "truncated": bool(job.truncated),
-        "queued_at": job.queued_at,
-        "started_at": job.started_at,
-        "finished_at": job.finished_at,
-    }
-
-
 def run_now_if_free(job_id: int) -> bool:
     """Run the job in this request if this process holds the model and it is idle."""
     if current_app.config["JOBS_MODE"] == "celery":
@@ -139,10 +121,10 @@ def generate(data):
     db.session.commit()
     job_id = job.id
     if run_now_if_free(job_id):
-        return job_dict(db.session.get(GenerationJob, job_id))
+        return db.session.get(GenerationJob, job_id)
     jobs.submit([job_id], kind=work.API_JOBS)
     location = url_for("Generation.get_job", job_id=job_id)
-    return job_dict(db.session.get(GenerationJob, job_id)), 202, {"Location": location}
+    return db.session.get(GenerationJob, job_id), 202, {"Location": location}
 
 
 @blp.route("/jobs/<int:job_id>", methods=["GET"])
@@ -153,4 +135,4 @@ def get_job(job_id: int):
     job = db.session.get(GenerationJob, job_id)
     if job is None or (job.user_id != current_user.id and current_user.role is not Role.ADMIN):
         refuse(404, f"No job {job_id} of yours.")
-    return job_dict(job)
+    return job

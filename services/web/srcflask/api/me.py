@@ -2,13 +2,24 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from flask_login import current_user
 from flask_smorest import Blueprint
 
+from ..models import ApiToken, User
 from .common import api_token, errors
 from .schemas import MeSchema
 
 blp = Blueprint("Me", __name__, url_prefix="/api/v1", description="The caller")
+
+
+@dataclass(frozen=True)
+class Caller:
+    """Who is calling: the user, and the token the request came with (None for a browser)."""
+
+    user: User
+    token: ApiToken | None
 
 
 @blp.route("/me", methods=["GET"])
@@ -16,19 +27,4 @@ blp = Blueprint("Me", __name__, url_prefix="/api/v1", description="The caller")
 @errors(blp)
 def me():
     """Who you are: the token's owner, with their role and status."""
-    token = api_token()
-    return {
-        "id": current_user.id,
-        "name": current_user.name,
-        "email": current_user.email,
-        "organization": current_user.organization,
-        "role": current_user.role.value,
-        "status": current_user.status.value,
-        "token": None
-        if token is None
-        else {
-            "name": token.name,
-            "prefix": token.prefix,
-            "expires_at": token.expires_at,
-        },
-    }
+    return Caller(current_user._get_current_object(), api_token())

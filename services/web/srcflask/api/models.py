@@ -6,7 +6,7 @@ from flask_login import current_user
 from flask_smorest import Blueprint
 
 from .. import registry
-from ..models import ModelVersion, Role
+from ..models import Role
 from .common import client_ip, errors, refuse, require_role
 from .schemas import AliasSchema, ModelListSchema, ModelVersionSchema
 
@@ -18,25 +18,6 @@ blp = Blueprint(
 )
 
 
-def version_dict(version: ModelVersion) -> dict:
-    return {
-        "name": version.name,
-        "version": version.version,
-        "label": version.label,
-        "aliases": version.alias_names,
-        "architecture": version.architecture,
-        "parameter_count": version.parameter_count,
-        "size_bytes": version.size_bytes,
-        "sha256": version.sha256,
-        # Where a version came from can be a path on the server: for admins only.
-        "source": version.source if current_user.role is Role.ADMIN else None,
-        "prompt_format": version.prompt_format,
-        "context_length": version.context_length,
-        "metrics": version.metrics or {},
-        "created_at": version.created_at,
-    }
-
-
 @blp.route("/models", methods=["GET"])
 @blp.response(200, ModelListSchema)
 @errors(blp)
@@ -44,7 +25,7 @@ def list_models():
     """Every model version, with its aliases and which one is production."""
     production = registry.production_version()
     return {
-        "items": [version_dict(v) for v in registry.all_versions()],
+        "items": registry.all_versions(),
         "production": production.label if production else None,
     }
 
@@ -61,4 +42,4 @@ def set_alias(data, name: str):
     except registry.RegistryError:
         refuse(404, f"No version {data['version']} of a model named {name!r}.")
     registry.set_alias(version, data["alias"], actor=current_user, ip_address=client_ip())
-    return version_dict(version)
+    return version

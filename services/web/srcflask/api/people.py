@@ -18,20 +18,6 @@ blp = Blueprint(
 )
 
 
-def user_dict(user: User) -> dict:
-    return {
-        "id": user.id,
-        "name": user.name,
-        "email": user.email,
-        "organization": user.organization,
-        "role": user.role.value,
-        "status": user.status.value,
-        "created_at": user.created_at,
-        "approved_at": user.approved_at,
-        "last_login_at": user.last_login_at,
-    }
-
-
 def user_or_404(user_id: int) -> User:
     user = db.session.get(User, user_id)
     if user is None:
@@ -48,23 +34,17 @@ def list_users(query):
     require_role(Role.ADMIN)
     status = UserStatus(query["status"]) if query.get("status") else None
     page = paginate(user_search(status, query.get("q", "")), query["page"], query["per_page"])
-    return {
-        "items": [user_dict(u) for u in page.items],
-        "page": page.page,
-        "per_page": page.per_page,
-        "total": page.total,
-        "pages": page.pages,
-    }
+    return page
 
 
-def _decide(action: str, user_id: int) -> dict:
+def _decide(action: str, user_id: int) -> User:
     require_role(Role.ADMIN)
     user = user_or_404(user_id)
     try:
         decide(action, user, current_user, client_ip())
     except LifecycleError as error:
         refuse(409, str(error))
-    return user_dict(user)
+    return user
 
 
 @blp.route("/users/<int:user_id>/approve", methods=["POST"])
@@ -114,4 +94,4 @@ def set_role(data, user_id: int):
         change_role(user, role, current_user, client_ip())
     except LifecycleError as error:
         refuse(409, str(error))
-    return user_dict(user)
+    return user

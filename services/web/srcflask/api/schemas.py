@@ -8,6 +8,7 @@ store.
 from __future__ import annotations
 
 import marshmallow as ma
+from flask_login import current_user
 from marshmallow import ValidationError, fields, validate, validates_schema
 
 from ..ml.engine import PROMPT_FORMATS
@@ -90,12 +91,18 @@ class TokenInfoSchema(ma.Schema):
 
 
 class MeSchema(ma.Schema):
-    id = fields.Integer(required=True)
-    name = fields.String(required=True)
-    email = fields.String(required=True)
-    organization = fields.String(required=True)
-    role = fields.String(required=True, validate=validate.OneOf(enum_values(Role)))
-    status = fields.String(required=True, validate=validate.OneOf(enum_values(UserStatus)))
+    """Dumps an api.me.Caller: the user's fields, and the token."""
+
+    id = fields.Integer(required=True, attribute="user.id")
+    name = fields.String(required=True, attribute="user.name")
+    email = fields.String(required=True, attribute="user.email")
+    organization = fields.String(required=True, attribute="user.organization")
+    role = fields.String(
+        required=True, attribute="user.role", validate=validate.OneOf(enum_values(Role))
+    )
+    status = fields.String(
+        required=True, attribute="user.status", validate=validate.OneOf(enum_values(UserStatus))
+    )
     token = fields.Nested(TokenInfoSchema, allow_none=True, required=True)
 
 
@@ -296,23 +303,45 @@ class GenerateSchema(ma.Schema):
     settings = fields.Nested(SettingsSchema, load_default=dict)
 
 
+class VersionLabel(fields.String):
+    """The label of the model version that wrote a job (null before one took it)."""
+
+    def get_value(self, obj, attr, accessor=None, default=ma.missing):
+        version = getattr(obj, "model_version", None)
+        return version.label if version is not None else None
+
+
 class JobSchema(JobResultSchema):
+    """Dumps a GenerationJob."""
+
+    model_version = VersionLabel(required=True, allow_none=True)
     prompt = fields.String(required=True)
 
 
 # -- models ------------------------------------------------------------------------
 
 
+class AdminsOnly(fields.String):
+    """A value shown to admins only: null for everyone else (it may be a server path)."""
+
+    def get_value(self, obj, attr, accessor=None, default=ma.missing):
+        if not (current_user.is_authenticated and current_user.is_admin):
+            return None
+        return super().get_value(obj, attr, accessor, default)
+
+
 class ModelVersionSchema(ma.Schema):
+    """Dumps a ModelVersion."""
+
     name = fields.String(required=True)
     version = fields.Integer(required=True)
     label = fields.String(required=True)
-    aliases = fields.List(fields.String(), required=True)
+    aliases = fields.List(fields.String(), required=True, attribute="alias_names")
     architecture = fields.String(required=True)
     parameter_count = fields.Integer(required=True)
     size_bytes = fields.Integer(required=True)
     sha256 = fields.String(required=True)
-    source = fields.String(
+    source = AdminsOnly(
         required=True,
         allow_none=True,
         metadata={
