@@ -11,7 +11,7 @@ from ..documents import service
 from ..extensions import db
 from ..models import Decision, Document, MachineText, Role
 from ..models.jobs import JobStatus
-from .common import errors, person, refuse, require_role
+from .common import errors, refuse, require_role
 from .schemas import (
     DocumentCreateSchema,
     DocumentPageSchema,
@@ -51,50 +51,6 @@ def owned_or_404(document_id: int) -> Document:
     return document
 
 
-def summary(document: Document, revision_number: int, status, editor_name, owner_name) -> dict:
-    return {
-        "id": document.id,
-        "title": document.title,
-        "owner": {"id": document.owner_id, "name": owner_name},
-        "editor": None
-        if document.editor_id is None
-        else {"id": document.editor_id, "name": editor_name},
-        "revision": revision_number,
-        "machine_text_status": status.value if status else None,
-        "created_at": document.created_at,
-        "updated_at": document.updated_at,
-    }
-
-
-def machine_text_dict(machine_text: MachineText, revision_number: int) -> dict:
-    state = service.machine_text_state(machine_text.revision)
-    return {
-        **state,
-        "revision": revision_number,
-        "settings": machine_text.settings or {},
-        "queued_at": machine_text.queued_at,
-        "started_at": machine_text.started_at,
-        "finished_at": machine_text.finished_at,
-    }
-
-
-def full(document: Document) -> dict:
-    revision = service.latest_revision(document)
-    machine_text = revision.machine_text
-    return {
-        **summary(
-            document,
-            revision.number,
-            machine_text.status if machine_text else None,
-            document.editor.name if document.editor else None,
-            document.owner.name,
-        ),
-        "body": document.body,
-        # None when the body is empty: there is nothing to continue.
-        "machine_text": machine_text_dict(machine_text, revision.number) if machine_text else None,
-    }
-
-
 def editor_choice(editor_id: int | None, document: Document | None = None):
     try:
         return service.check_editor(editor_id, keep=document)
@@ -112,16 +68,7 @@ def list_documents(query):
     page = service.document_rows(
         current_user, page=query["page"], per_page=query["per_page"], status=status
     )
-    return {
-        "items": [
-            summary(r.document, r.revision_number, r.status, r.editor_name, r.owner_name)
-            for r in page.items
-        ],
-        "page": page.page,
-        "per_page": page.per_page,
-        "total": page.total,
-        "pages": page.pages,
-    }
+    return page
 
 
 @blp.route("/documents", methods=["POST"])
@@ -135,7 +82,7 @@ def create_document(data):
     document = service.create_document(
         current_user, data["title"], data["body"], editor.id if editor else None
     )
-    return full(document)
+    return service.document_row(document)
 
 
 @blp.route("/documents/<int:document_id>", methods=["GET"])
@@ -143,7 +90,7 @@ def create_document(data):
 @errors(blp, 404)
 def get_document(document_id: int):
     """One document with its latest machine text."""
-    return full(readable_or_404(document_id))
+    return service.document_row(readable_or_404(document_id))
 
 
 @blp.route("/documents/<int:document_id>", methods=["PATCH"])
@@ -162,7 +109,7 @@ def update_document(data, document_id: int):
         data.get("body", document.body),
         editor.id if editor else None,
     )
-    return full(document)
+    return service.document_row(document)
 
 
 @blp.route("/documents/<int:document_id>", methods=["DELETE"])
@@ -178,21 +125,7 @@ def delete_document(document_id: int):
 @errors(blp, 404)
 def list_revisions(document_id: int):
     """Every revision of a document, newest first."""
-    revisions = service.revision_history(readable_or_404(document_id))
-    return {
-        "items": [
-            {
-                "number": r.number,
-                "title": r.title,
-                "body": r.body,
-                "author": person(r.author),
-                "origin": r.origin.value,
-                "created_at": r.created_at,
-                "machine_text_status": r.machine_text.status.value if r.machine_text else None,
-            }
-            for r in revisions
-        ]
-    }
+    return {"items": service.revision_history(readable_or_404(document_id))}
 
 
 @blp.route("/documents/<int:document_id>/revisions/<int:number>/machine-text", methods=["GET"])
@@ -205,7 +138,7 @@ def get_machine_text(document_id: int, number: int):
         refuse(404, f"Document {document_id} has no revision {number}.")
     if revision.machine_text is None:
         refuse(404, f"Revision {number} has no machine text: {service.NOTHING_TO_CONTINUE}")
-    return machine_text_dict(revision.machine_text, revision.number)
+    return revision.machine_text
 
 
 @blp.route("/machine-texts/<int:machine_text_id>/review", methods=["POST"])
@@ -235,11 +168,4 @@ def review(data, machine_text_id: int):
         )
     except service.DocumentError as error:
         refuse(409, str(error))
-    return {
-        "id": done.id,
-        "machine_text_id": machine_text.id,
-        "decision": done.decision.value,
-        "text": done.text,
-        "revision": done.revision.number if done.revision else None,
-        "created_at": done.created_at,
-    }
+    return done

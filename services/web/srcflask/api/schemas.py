@@ -53,6 +53,25 @@ class Id(fields.Integer):
         super().__init__(*args, **kwargs)
 
 
+class _Through:
+    """Read a dotted attribute path, giving None as soon as a step is None."""
+
+    def get_value(self, obj, attr, accessor=None, default=ma.missing):
+        for name in (self.attribute or attr).split("."):
+            if obj is None:
+                return None
+            obj = getattr(obj, name)
+        return obj
+
+
+class StringThrough(_Through, fields.String):
+    pass
+
+
+class IntegerThrough(_Through, fields.Integer):
+    pass
+
+
 def enum_values(enum_class) -> list[str]:
     return [member.value for member in enum_class]
 
@@ -158,7 +177,7 @@ class JobResultSchema(ma.Schema):
     id = fields.Integer(required=True)
     status = fields.String(required=True, validate=validate.OneOf(enum_values(JobStatus)))
     text = fields.String(required=True, allow_none=True)
-    model_version = fields.String(required=True, allow_none=True)
+    model_version = StringThrough(required=True, allow_none=True, attribute="model_version.label")
     settings = fields.Dict(required=True)
     error = fields.String(required=True, allow_none=True)
     prompt_tokens = fields.Integer(required=True, allow_none=True)
@@ -169,31 +188,50 @@ class JobResultSchema(ma.Schema):
     finished_at = fields.DateTime(required=True, allow_none=True)
 
 
+class QueuePosition(fields.Integer):
+    """Where a queued job stands in the queue (1 is next); null unless queued."""
+
+    def get_value(self, obj, attr, accessor=None, default=ma.missing):
+        from ..documents.service import queue_position
+
+        return queue_position(obj)
+
+
 class MachineTextSchema(JobResultSchema):
-    revision = fields.Integer(required=True)
+    """Dumps a MachineText."""
+
+    revision = IntegerThrough(required=True, attribute="revision.number")
     progress = fields.Nested(MachineTextProgressSchema, required=True)
-    queue_position = fields.Integer(required=True, allow_none=True)
+    queue_position = QueuePosition(required=True, allow_none=True)
     attempts = fields.Integer(required=True)
-    reviewed = fields.String(
-        required=True, allow_none=True, validate=validate.OneOf(enum_values(Decision))
+    reviewed = StringThrough(
+        required=True,
+        allow_none=True,
+        attribute="review.decision",
+        validate=validate.OneOf(enum_values(Decision)),
     )
 
 
 class DocumentSummarySchema(ma.Schema):
-    id = fields.Integer(required=True)
-    title = fields.String(required=True)
+    """Dumps a documents.service.DocumentRow."""
+
+    id = fields.Integer(required=True, attribute="document.id")
+    title = fields.String(required=True, attribute="document.title")
     owner = fields.Nested(PersonSchema, required=True)
     editor = fields.Nested(PersonSchema, required=True, allow_none=True)
-    revision = fields.Integer(required=True)
+    revision = fields.Integer(required=True, attribute="revision_number")
     machine_text_status = fields.String(
-        required=True, allow_none=True, validate=validate.OneOf(enum_values(JobStatus))
+        required=True,
+        allow_none=True,
+        attribute="status",
+        validate=validate.OneOf(enum_values(JobStatus)),
     )
-    created_at = fields.DateTime(required=True)
-    updated_at = fields.DateTime(required=True)
+    created_at = fields.DateTime(required=True, attribute="document.created_at")
+    updated_at = fields.DateTime(required=True, attribute="document.updated_at")
 
 
 class DocumentSchema(DocumentSummarySchema):
-    body = fields.String(required=True)
+    body = fields.String(required=True, attribute="document.body")
     machine_text = fields.Nested(
         MachineTextSchema,
         required=True,
@@ -238,14 +276,19 @@ class DocumentUpdateSchema(ma.Schema):
 
 
 class RevisionSchema(ma.Schema):
+    """Dumps a Revision."""
+
     number = fields.Integer(required=True)
     title = fields.String(required=True)
     body = fields.String(required=True)
     author = fields.Nested(PersonSchema, required=True, allow_none=True)
     origin = fields.String(required=True, validate=validate.OneOf(["save", "accepted", "edited"]))
     created_at = fields.DateTime(required=True)
-    machine_text_status = fields.String(
-        required=True, allow_none=True, validate=validate.OneOf(enum_values(JobStatus))
+    machine_text_status = StringThrough(
+        required=True,
+        allow_none=True,
+        attribute="machine_text.status",
+        validate=validate.OneOf(enum_values(JobStatus)),
     )
 
 
@@ -264,12 +307,17 @@ class ReviewCreateSchema(ma.Schema):
 
 
 class ReviewSchema(ma.Schema):
+    """Dumps a Review."""
+
     id = fields.Integer(required=True)
     machine_text_id = fields.Integer(required=True)
     decision = fields.String(required=True, validate=validate.OneOf(enum_values(Decision)))
     text = fields.String(required=True, allow_none=True)
-    revision = fields.Integer(
-        required=True, allow_none=True, metadata={"description": "The revision the text became"}
+    revision = IntegerThrough(
+        required=True,
+        allow_none=True,
+        attribute="revision.number",
+        metadata={"description": "The revision the text became"},
     )
     created_at = fields.DateTime(required=True)
 
@@ -303,18 +351,9 @@ class GenerateSchema(ma.Schema):
     settings = fields.Nested(SettingsSchema, load_default=dict)
 
 
-class VersionLabel(fields.String):
-    """The label of the model version that wrote a job (null before one took it)."""
-
-    def get_value(self, obj, attr, accessor=None, default=ma.missing):
-        version = getattr(obj, "model_version", None)
-        return version.label if version is not None else None
-
-
 class JobSchema(JobResultSchema):
     """Dumps a GenerationJob."""
 
-    model_version = VersionLabel(required=True, allow_none=True)
     prompt = fields.String(required=True)
 
 

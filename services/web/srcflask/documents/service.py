@@ -88,13 +88,49 @@ def assigned_document(user: User, document_id: int) -> Document | None:
 # -- lists (one query per page, whatever the number of rows) ---------------------
 
 
+@dataclass(frozen=True)
+class Person:
+    id: int
+    name: str
+
+
 @dataclass
 class DocumentRow:
+    """A document as lists show it: with its latest revision's number and machine text.
+
+    `machine_text` is loaded only for one document (`document_row`), not for lists.
+    """
+
     document: Document
     revision_number: int
     status: MachineTextStatus | None
     editor_name: str | None
     owner_name: str
+    machine_text: MachineText | None = None
+
+    @property
+    def owner(self) -> Person:
+        return Person(self.document.owner_id, self.owner_name)
+
+    @property
+    def editor(self) -> Person | None:
+        if self.document.editor_id is None:
+            return None
+        return Person(self.document.editor_id, self.editor_name or "")
+
+
+def document_row(document: Document) -> DocumentRow:
+    """One document with its latest revision and that revision's machine text."""
+    revision = latest_revision(document)
+    machine_text = revision.machine_text
+    return DocumentRow(
+        document,
+        revision.number,
+        machine_text.status if machine_text else None,
+        document.editor.name if document.editor else None,
+        document.owner.name,
+        machine_text,
+    )
 
 
 def latest_revisions():

@@ -118,6 +118,11 @@ class MachineText(JobMixin, db.Model):
     revision: Mapped[Revision] = relationship(back_populates="machine_text")
     review: Mapped[Review | None] = relationship(back_populates="machine_text", uselist=False)
 
+    @property
+    def progress(self) -> dict[str, int | None]:
+        """Tokens written so far, out of the most this job may write."""
+        return {"tokens": self.progress_tokens, "max_tokens": self.max_new_tokens}
+
 
 class Review(db.Model):
     """An editor's decision on a machine text."""
