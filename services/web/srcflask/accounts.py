@@ -169,8 +169,19 @@ def revoke_tokens(user: User, actor: User, ip_address: str | None, reason: str) 
         )
 
 
-def change_role(user: User, role: Role, admin: User, ip_address: str | None) -> None:
-    """Give `user` another role and audit it; raises LifecycleError."""
+class ConfirmationNeeded(LifecycleError):
+    """Granting admin needs the admin's explicit confirmation, which was not given."""
+
+
+def change_role(
+    user: User, role: Role, admin: User, ip_address: str | None, *, confirmed: bool = False
+) -> None:
+    """Give `user` another role and audit it; raises LifecycleError.
+
+    Granting admin must be `confirmed` (ConfirmationNeeded otherwise).
+    """
+    if role is Role.ADMIN and user.role is not Role.ADMIN and not confirmed:
+        raise ConfirmationNeeded(f"Granting admin to {user.name} needs confirmation.")
     before = user.role
     try:
         user.change_role(role, admin)

@@ -5,7 +5,7 @@ from flask_login import current_user
 from sqlalchemy import select
 from sqlalchemy.orm import joinedload
 
-from ..accounts import change_role, decide
+from ..accounts import ConfirmationNeeded, change_role, decide
 from ..documents.routes import render_document_list
 from ..extensions import db
 from ..models import AuditEvent, LifecycleError, Role, User, UserStatus
@@ -83,12 +83,12 @@ def change_user_role(user_id: int):
     if not form.validate_on_submit():
         abort(400, description="Choose one of the roles sponsor, editor or admin.")
     role = Role(form.role.data)
-    if role is Role.ADMIN and user.role is not Role.ADMIN and not form.confirm.data:
+    try:
+        change_role(user, role, current_user, request.remote_addr, confirmed=form.confirm.data)
+    except ConfirmationNeeded:
         return render_template(
             "admin/confirm_admin.html", user=user, back=users_page_to_return_to()
         )
-    try:
-        change_role(user, role, current_user, request.remote_addr)
     except LifecycleError as error:
         flash(str(error), "error")
     else:

@@ -9,7 +9,7 @@ from sqlalchemy.orm import joinedload
 
 from ..documents import service
 from ..extensions import db
-from ..models import Decision, Document, MachineText, Role
+from ..models import Document, MachineText, Role
 from ..models.jobs import JobStatus
 from .common import errors, refuse, require_role
 from .schemas import (
@@ -30,8 +30,6 @@ blp = Blueprint(
     url_prefix="/api/v1",
     description="Documents, their revisions, machine text and reviews",
 )
-
-DECISIONS = {"accept": Decision.ACCEPTED, "edit": Decision.EDITED, "reject": Decision.REJECTED}
 
 
 def readable_or_404(document_id: int) -> Document:
@@ -164,7 +162,7 @@ def review(data, machine_text_id: int):
         refuse(409, "This machine text is not the document's latest; review the latest one.")
     try:
         done = service.review_machine_text(
-            document, current_user, DECISIONS[data["decision"]], data.get("text")
+            document, current_user, service.DECISIONS[data["decision"]], data.get("text")
         )
     except service.DocumentError as error:
         refuse(409, str(error))

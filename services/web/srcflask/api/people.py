@@ -5,7 +5,7 @@ from __future__ import annotations
 from flask_login import current_user
 from flask_smorest import Blueprint
 
-from ..accounts import change_role, decide
+from ..accounts import ConfirmationNeeded, change_role, decide
 from ..extensions import db
 from ..models import LifecycleError, Role, User, UserStatus
 from ..models.users import user_search
@@ -87,11 +87,12 @@ def set_role(data, user_id: int):
     """Give an account another role; granting admin needs `confirm_admin: true`."""
     require_role(Role.ADMIN)
     user = user_or_404(user_id)
-    role = Role(data["role"])
-    if role is Role.ADMIN and user.role is not Role.ADMIN and not data["confirm_admin"]:
-        refuse(409, "Granting admin needs confirm_admin: true.")
     try:
-        change_role(user, role, current_user, client_ip())
+        change_role(
+            user, Role(data["role"]), current_user, client_ip(), confirmed=data["confirm_admin"]
+        )
+    except ConfirmationNeeded:
+        refuse(409, "Granting admin needs confirm_admin: true.")
     except LifecycleError as error:
         refuse(409, str(error))
     return user

@@ -42,6 +42,9 @@ class DocumentError(ValueError):
     """A request about a document that cannot be done now; the message says why."""
 
 
+# An editor's decisions, by the names forms and the API use.
+DECISIONS = {"accept": Decision.ACCEPTED, "edit": Decision.EDITED, "reject": Decision.REJECTED}
+
 NOTHING_TO_CONTINUE = (
     "There is nothing to continue yet: the body is empty. Write the beginning of the "
     "document and save it, and the machine text follows."

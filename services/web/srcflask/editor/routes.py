@@ -9,7 +9,6 @@ from ..models import Decision
 from . import bp
 from .forms import ReviewForm
 
-DECISIONS = {"accept": Decision.ACCEPTED, "edit": Decision.EDITED, "reject": Decision.REJECTED}
 DONE_MESSAGES = {
     Decision.ACCEPTED: "Accepted: the machine text is now part of the document (revision {n}).",
     Decision.EDITED: "Your edit is now part of the document (revision {n}).",
@@ -44,7 +43,7 @@ def review(document_id: int):
     if request.method == "GET":
         form.text.data = machine_text.text if machine_text and machine_text.text else ""
     elif form.validate_on_submit():
-        decision = DECISIONS[form.decision.data]
+        decision = service.DECISIONS[form.decision.data]
         try:
             done = service.review_machine_text(document, current_user, decision, form.text.data)
         except service.DocumentError as error:
