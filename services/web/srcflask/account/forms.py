@@ -8,12 +8,9 @@ from wtforms import IntegerField, PasswordField, StringField
 from wtforms.validators import DataRequired, EqualTo, Length, NumberRange, ValidationError
 
 from ..auth.passwords import MAX_LENGTH, password_problem
+from ..forms import strip
 
 MAX_DAYS = 365
-
-
-def strip(value: str | None) -> str | None:
-    return value.strip() if isinstance(value, str) else value
 
 
 class TokenForm(FlaskForm):

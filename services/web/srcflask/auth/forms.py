@@ -6,22 +6,19 @@ from flask_wtf import FlaskForm
 from wtforms import EmailField, PasswordField, SelectChoice, SelectField, StringField
 from wtforms.validators import DataRequired, Email, EqualTo, Length, ValidationError
 
+from ..forms import strip
 from ..models import Role
 from .passwords import MAX_LENGTH, password_problem
 
 
-def _strip(value: str | None) -> str | None:
-    return value.strip() if isinstance(value, str) else value
-
-
 class SignupForm(FlaskForm):
-    name = StringField("Full name", filters=[_strip], validators=[DataRequired(), Length(max=100)])
+    name = StringField("Full name", filters=[strip], validators=[DataRequired(), Length(max=100)])
     email = EmailField(
         "Email",
-        filters=[_strip],
+        filters=[strip],
         validators=[DataRequired(), Length(max=254), Email(check_deliverability=False)],
     )
-    organization = StringField("Organization", filters=[_strip], validators=[Length(max=120)])
+    organization = StringField("Organization", filters=[strip], validators=[Length(max=120)])
     password = PasswordField("Password", validators=[DataRequired()])
     confirm_password = PasswordField(
         "Confirm password",
@@ -45,5 +42,5 @@ class SignupForm(FlaskForm):
 
 
 class LoginForm(FlaskForm):
-    email = EmailField("Email", filters=[_strip], validators=[DataRequired(), Length(max=254)])
+    email = EmailField("Email", filters=[strip], validators=[DataRequired(), Length(max=254)])
     password = PasswordField("Password", validators=[DataRequired(), Length(max=MAX_LENGTH)])

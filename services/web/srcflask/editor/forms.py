@@ -6,8 +6,8 @@ from flask_wtf import FlaskForm
 from wtforms import SelectChoice, SelectField, TextAreaField
 from wtforms.validators import DataRequired, Length
 
+from ..forms import normalise_newlines
 from ..models.documents import BODY_MAX
-from ..sponsor.forms import normalise_newlines
 
 
 class ReviewForm(FlaskForm):

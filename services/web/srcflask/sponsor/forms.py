@@ -6,15 +6,8 @@ from flask_wtf import FlaskForm
 from wtforms import SelectChoice, SelectField, StringField, TextAreaField
 from wtforms.validators import DataRequired, Length
 
+from ..forms import normalise_newlines, strip
 from ..models.documents import BODY_MAX, TITLE_MAX
-
-
-def strip(value: str | None) -> str | None:
-    return value.strip() if isinstance(value, str) else value
-
-
-def normalise_newlines(value: str | None) -> str | None:
-    return value.replace("\r\n", "\n").replace("\r", "\n") if isinstance(value, str) else value
 
 
 def optional_id(value) -> int | None:
