@@ -6,6 +6,7 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
+from flask import request
 from sqlalchemy import Select, func, select
 
 from .extensions import db
@@ -37,6 +38,14 @@ class Page:
     @property
     def next_num(self) -> int:
         return self.page + 1
+
+
+MAX_PAGE = 100_000
+
+
+def requested_page() -> int:
+    """The ?page= asked for, kept to a sane range (a huge one would overflow SQL OFFSET)."""
+    return min(max(request.args.get("page", 1, type=int), 1), MAX_PAGE)
 
 
 def paginate(query: Select, page: int, per_page: int, *, scalars: bool = True) -> Page:

@@ -329,3 +329,11 @@ def test_two_admins_removing_each_other_at_once_leave_one(app, admin, make_user)
     assert "last active admin" in outcomes["second"]
     statuses = {get_user(app, admin.id).status, get_user(app, other.id).status}
     assert statuses == {UserStatus.APPROVED, UserStatus.SUSPENDED}
+
+
+def test_admin_lists_past_the_last_page_show_the_last_page(admin_client, admin):
+    """One paginator for every list: a page past the end is the last page, as elsewhere."""
+    users = admin_client.get("/admin/users?status=all&page=999")
+    assert users.status_code == 200
+    assert admin.email in users.get_data(as_text=True)
+    assert admin_client.get("/admin/users?status=all&page=abc").status_code == 200

@@ -10,6 +10,7 @@ from ..documents.routes import render_document_list
 from ..extensions import db
 from ..models import AuditEvent, LifecycleError, Role, User, UserStatus
 from ..models.users import status_counts, user_search
+from ..pagination import paginate, requested_page
 from ..security import safe_next_url
 from . import bp
 from .forms import RoleForm
@@ -30,11 +31,6 @@ def back_to_users():
     return redirect(users_page_to_return_to(), 303)
 
 
-def page_number() -> int:
-    """The ?page= asked for, kept to a sane range (a huge one would overflow SQL OFFSET)."""
-    return min(max(request.args.get("page", 1, type=int), 1), 100_000)
-
-
 @bp.get("/")
 def home():
     recent = db.session.scalars(select(AuditEvent).order_by(AuditEvent.id.desc()).limit(8)).all()
@@ -50,9 +46,7 @@ def users():
     query = user_search(None if status == "all" else UserStatus(status), search).options(
         joinedload(User.approved_by)
     )
-    page = db.paginate(
-        query, page=page_number(), per_page=current_app.config["PAGE_SIZE"], error_out=False
-    )
+    page = paginate(query, requested_page(), current_app.config["PAGE_SIZE"])
     return render_template(
         "admin/users.html",
         page=page,
@@ -102,7 +96,7 @@ def audit():
     action = request.args.get("action", "").strip()[:64]
     if action:
         query = query.where(AuditEvent.action.startswith(action, autoescape=True))
-    page = db.paginate(query, page=page_number(), per_page=50, error_out=False)
+    page = paginate(query, requested_page(), 50)
     return render_template("admin/audit.html", page=page, action=action)
 
 

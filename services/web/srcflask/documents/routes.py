@@ -13,6 +13,7 @@ from flask import (
 from flask_login import current_user
 
 from ..models import MachineTextStatus, Role
+from ..pagination import requested_page
 from . import bp, service
 from .diff import DiffCache, diff_texts, summary
 
@@ -44,7 +45,7 @@ def render_document_list(template: str):
         abort(400, description=f"Unknown machine-text status {status!r}.")
     page = service.document_rows(
         current_user,
-        page=request.args.get("page", 1, type=int),
+        page=requested_page(),
         per_page=current_app.config["PAGE_SIZE"],
         status=MachineTextStatus(status) if status else None,
     )
