@@ -15,6 +15,7 @@ from wtforms import (
 from wtforms.validators import DataRequired, Length, NumberRange, Regexp
 
 from ..ml.engine import DEFAULT_SYSTEM_PROMPT, PROMPT_FORMATS
+from ..ml.settings import GenerationSettings
 from ..models import Role
 from ..registry import ALIAS_PATTERN
 
@@ -77,12 +78,14 @@ class ApiLimitsForm(FlaskForm):
         "Longest prompt (characters)", validators=[NumberRange(min=1, max=20_000)]
     )
     max_new_tokens = IntegerField(
-        "Most new tokens per request", validators=[NumberRange(min=1, max=1024)]
+        "Most new tokens per request",
+        validators=[NumberRange(*GenerationSettings.RANGES["max_new_tokens"])],
     )
     max_beams = IntegerField(
-        "Most beams (1 allows greedy only)", validators=[NumberRange(min=1, max=16)]
+        "Most beams (1 allows greedy only)",
+        validators=[NumberRange(*GenerationSettings.RANGES["num_beams"])],
     )
     allow_sampling = BooleanField("Allow sampling (temperature, top-p, top-k)")
     requests_per_minute = IntegerField(
-        "Requests per minute, per token", validators=[NumberRange(min=1, max=10_000)]
+        "Requests per minute, per person", validators=[NumberRange(min=1, max=10_000)]
     )

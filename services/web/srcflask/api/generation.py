@@ -17,7 +17,7 @@ from flask_smorest import Blueprint
 from .. import jobs, registry
 from ..extensions import db, limiter
 from ..jobs import work
-from ..ml.settings import PRESETS, GenerationSettings, SettingsError
+from ..ml.settings import DEFAULT_PRESET, PRESETS, GenerationSettings, SettingsError
 from ..models import GenerationJob, Role
 from ..models.api import ApiLimits
 from .common import api_token, errors, refuse
@@ -44,9 +44,10 @@ def caller_key() -> str:
 
 def checked_settings(requested: dict, limits: ApiLimits) -> GenerationSettings:
     """The default preset with the caller's changes, within the admins' limits."""
-    base = PRESETS["original"].replace(
-        max_new_tokens=min(PRESETS["original"].max_new_tokens, limits.max_new_tokens),
-        num_beams=min(PRESETS["original"].num_beams, max(limits.max_beams, 2)),
+    preset = PRESETS[DEFAULT_PRESET]
+    base = preset.replace(
+        max_new_tokens=min(preset.max_new_tokens, limits.max_new_tokens),
+        num_beams=min(preset.num_beams, max(limits.max_beams, 2)),
     )
     if limits.max_beams < 2 and "strategy" not in requested:
         base = base.replace(strategy="greedy", num_beams=1)

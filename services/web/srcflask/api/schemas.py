@@ -12,7 +12,7 @@ from flask_login import current_user
 from marshmallow import ValidationError, fields, validate, validates_schema
 
 from ..ml.engine import PROMPT_FORMATS
-from ..ml.settings import STRATEGIES
+from ..ml.settings import STRATEGIES, GenerationSettings
 from ..models import Decision, Role, UserStatus
 from ..models.documents import BODY_MAX, TITLE_MAX
 from ..models.jobs import JobStatus
@@ -325,21 +325,27 @@ class ReviewSchema(ma.Schema):
 # -- generation --------------------------------------------------------------------
 
 
+def setting_range(name: str) -> validate.Range:
+    """The allowed range of a generation setting, as ml.settings declares it."""
+    low, high = GenerationSettings.RANGES[name]
+    return validate.Range(min=low, max=high)
+
+
 class SettingsSchema(ma.Schema):
     """Generation settings; ranges are checked again against the admins' limits."""
 
     strategy = fields.String(validate=validate.OneOf(STRATEGIES))
-    max_new_tokens = fields.Integer(strict=True, validate=validate.Range(min=1, max=1024))
-    num_beams = fields.Integer(strict=True, validate=validate.Range(min=1, max=16))
-    no_repeat_ngram_size = fields.Integer(strict=True, validate=validate.Range(min=0, max=16))
-    early_stopping = fields.Boolean(truthy={True}, falsy={False})
-    temperature = fields.Float(validate=validate.Range(min=0.01, max=5.0), allow_nan=False)
-    top_p = fields.Float(validate=validate.Range(min=0.01, max=1.0), allow_nan=False)
-    top_k = fields.Integer(strict=True, validate=validate.Range(min=0, max=1000))
-    seed = fields.Integer(
-        strict=True, allow_none=True, validate=validate.Range(min=0, max=2**32 - 1)
+    max_new_tokens = fields.Integer(strict=True, validate=setting_range("max_new_tokens"))
+    num_beams = fields.Integer(strict=True, validate=setting_range("num_beams"))
+    no_repeat_ngram_size = fields.Integer(
+        strict=True, validate=setting_range("no_repeat_ngram_size")
     )
-    repetition_penalty = fields.Float(validate=validate.Range(min=1.0, max=3.0), allow_nan=False)
+    early_stopping = fields.Boolean(truthy={True}, falsy={False})
+    temperature = fields.Float(validate=setting_range("temperature"), allow_nan=False)
+    top_p = fields.Float(validate=setting_range("top_p"), allow_nan=False)
+    top_k = fields.Integer(strict=True, validate=setting_range("top_k"))
+    seed = fields.Integer(strict=True, allow_none=True, validate=setting_range("seed"))
+    repetition_penalty = fields.Float(validate=setting_range("repetition_penalty"), allow_nan=False)
 
 
 class GenerateSchema(ma.Schema):
