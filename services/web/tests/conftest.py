@@ -282,6 +282,14 @@ def production_model(app, tiny_models) -> str:
 
 
 @pytest.fixture
+def model_script(app):
+    """Script what the app's model does (tests/fakes.py): calls, failures, text."""
+    from . import fakes
+
+    return fakes.install(app)
+
+
+@pytest.fixture
 def run_jobs(app):
     """Run every queued generation job now, as a worker would; return how many ran."""
     from srcflask.jobs import work

@@ -11,6 +11,8 @@ from srcflask import registry
 from srcflask.extensions import db
 from srcflask.models import AuditEvent, ModelVersion
 
+from . import fakes
+
 
 @pytest.fixture
 def two_versions(app, tiny_models) -> tuple[int, int]:
@@ -75,9 +77,7 @@ def test_a_bad_alias_is_refused_with_a_message(admin_client, two_versions):
     assert "Alias not set: Start with a letter" in html.unescape(response.get_data(as_text=True))
 
 
-def test_trying_a_prompt_shows_the_continuation_escaped(
-    app, admin_client, two_versions, monkeypatch
-):
+def test_trying_a_prompt_shows_the_continuation_escaped(app, admin_client, two_versions):
     response = admin_client.post(
         f"/admin/models/{two_versions[0]}/try",
         data={"prompt": "How do I mow my lawn?", "preset": "greedy", "max_new_tokens": "6"},
@@ -87,19 +87,7 @@ def test_trying_a_prompt_shows_the_continuation_escaped(
     assert "Continuation" in page and "tokens/s" in page
 
     # Whatever a model writes is shown as text, never as markup.
-    from srcflask.ml.engine import TextGenerator
-
-    real_postprocess = TextGenerator.postprocess
-
-    def evil(self, batch, output, seconds):
-        results = real_postprocess(self, batch, output, seconds)
-        import dataclasses
-
-        return [
-            dataclasses.replace(r, text="<script>alert('x')</script>\nline two") for r in results
-        ]
-
-    monkeypatch.setattr(TextGenerator, "postprocess", evil)
+    fakes.install(app).text = "<script>alert('x')</script>\nline two"
     page = admin_client.post(
         f"/admin/models/{two_versions[0]}/try",
         data={"prompt": "Hi", "preset": "greedy", "max_new_tokens": "2"},

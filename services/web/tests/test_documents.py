@@ -12,7 +12,6 @@ from sqlalchemy import event, select
 
 from srcflask.extensions import db
 from srcflask.jobs.work import NO_PRODUCTION_MODEL
-from srcflask.ml.engine import TextGenerator
 from srcflask.models import (
     Decision,
     Document,
@@ -55,18 +54,6 @@ def revisions(app, document_id: int) -> list[Revision]:
         return db.session.scalars(
             select(Revision).where(Revision.document_id == document_id).order_by(Revision.number)
         ).all()
-
-
-def fake_output(monkeypatch, text: str):
-    """Make every generation return `text`, keeping the engine's own bookkeeping."""
-    real = TextGenerator.postprocess
-
-    def postprocess(self, batch, output, seconds):
-        import dataclasses
-
-        return [dataclasses.replace(r, text=text) for r in real(self, batch, output, seconds)]
-
-    monkeypatch.setattr(TextGenerator, "postprocess", postprocess)
 
 
 # -- save -> queued -> done -----------------------------------------------------
@@ -355,16 +342,10 @@ def test_without_a_production_model_the_text_fails_in_plain_words_and_can_be_ret
 
 
 def test_an_engine_error_fails_only_the_document_that_caused_it(
-    app, sponsor_client, production_model, run_jobs, monkeypatch
+    app, sponsor_client, production_model, run_jobs, model_script
 ):
-    real = TextGenerator.generate
-
-    def generate(self, prompts, settings=None, progress=None):
-        if any("poison" in p for p in prompts):
-            raise RuntimeError("CUDA out of memory")
-        return real(self, prompts, settings, progress)
-
-    monkeypatch.setattr(TextGenerator, "generate", generate)
+    model_script.fail_if = lambda prompt: "poison" in prompt
+    model_script.error = RuntimeError("CUDA out of memory")
     good = doc_id_from(create(sponsor_client, title="Good one"))
     bad = doc_id_from(create(sponsor_client, title="The poison pill"))
     also_good = doc_id_from(create(sponsor_client, title="Another good one"))
@@ -412,12 +393,12 @@ def test_a_model_missing_from_the_store_fails_without_showing_server_paths(
 
 
 def test_a_file_error_while_writing_names_no_file(
-    app, sponsor_client, production_model, run_jobs, monkeypatch
+    app, sponsor_client, production_model, run_jobs, model_script
 ):
-    def generate(self, prompts, settings=None, progress=None):
-        raise PermissionError(13, "Permission denied", "/srv/srcflask/models/x/offload.bin")
-
-    monkeypatch.setattr(TextGenerator, "generate", generate)
+    model_script.fail_if = lambda prompt: True
+    model_script.error = PermissionError(
+        13, "Permission denied", "/srv/srcflask/models/x/offload.bin"
+    )
     document_id = doc_id_from(create(sponsor_client))
     run_jobs()
 
@@ -432,9 +413,9 @@ def test_a_file_error_while_writing_names_no_file(
 
 
 def test_machine_text_is_shown_as_escaped_text_with_its_line_breaks(
-    app, sponsor_client, production_model, run_jobs, monkeypatch
+    app, sponsor_client, production_model, run_jobs, model_script
 ):
-    fake_output(monkeypatch, "<script>alert('x')</script>\n<b>bold</b> line two")
+    model_script.text = "<script>alert('x')</script>\n<b>bold</b> line two"
     document_id = doc_id_from(create(sponsor_client))
     run_jobs()
 
@@ -451,9 +432,9 @@ def test_machine_text_is_shown_as_escaped_text_with_its_line_breaks(
 
 
 @pytest.fixture
-def reviewable(app, sponsor_client, editor, production_model, run_jobs, monkeypatch):
+def reviewable(app, sponsor_client, editor, production_model, run_jobs, model_script):
     """A document assigned to `editor` whose machine text is written."""
-    fake_output(monkeypatch, "and it rained all week.")
+    model_script.text = "and it rained all week."
     document_id = doc_id_from(
         create(sponsor_client, title="Weather", body="It was cold,", editor_id=str(editor.id))
     )

@@ -12,11 +12,11 @@ from sqlalchemy.orm import joinedload
 
 from srcflask.extensions import db
 from srcflask.jobs import work
-from srcflask.ml.engine import TextGenerator
 from srcflask.ml.settings import DEFAULT_MAX_NEW_TOKENS
 from srcflask.models import MachineText, MachineTextStatus, User
 from srcflask.models.types import utcnow
 
+from . import fakes
 from .conftest import login_as
 from .factories import DocumentFactory
 
@@ -53,20 +53,8 @@ def rows(app, ids: list[int]) -> list[MachineText]:
         ).all()
 
 
-def count_generate_calls(monkeypatch) -> list[list[str]]:
-    calls: list[list[str]] = []
-    real = TextGenerator.generate
-
-    def generate(self, prompts, settings=None, progress=None):
-        calls.append(list(prompts))
-        return real(self, prompts, settings, progress)
-
-    monkeypatch.setattr(TextGenerator, "generate", generate)
-    return calls
-
-
-def test_waiting_jobs_run_together_as_one_batch(app, queue, production_model, monkeypatch):
-    calls = count_generate_calls(monkeypatch)
+def test_waiting_jobs_run_together_as_one_batch(app, queue, production_model, model_script):
+    calls = model_script.calls
     ids = queue(5)
 
     with app.app_context():
@@ -79,8 +67,9 @@ def test_waiting_jobs_run_together_as_one_batch(app, queue, production_model, mo
         assert row.model_version.label == production_model
 
 
-def test_batches_are_capped_at_the_configured_size(app_factory, tiny_models, sponsor, monkeypatch):
+def test_batches_are_capped_at_the_configured_size(app_factory, tiny_models, sponsor):
     app = app_factory(GENERATION_BATCH_SIZE=2)
+    script = fakes.install(app)
     from srcflask import registry
 
     with app.app_context():
@@ -89,7 +78,7 @@ def test_batches_are_capped_at_the_configured_size(app_factory, tiny_models, spo
         owner = db.session.get(User, sponsor.id)
         for _ in range(5):
             DocumentFactory(owner=owner, machine_text__status="queued")
-    calls = count_generate_calls(monkeypatch)
+    calls = script.calls
     with app.app_context():
         assert work.run_pending() == 5
     assert [len(c) for c in calls] == [2, 2, 1]
@@ -108,10 +97,10 @@ def test_a_job_can_be_claimed_only_once(app, queue):
     assert row.attempts == 1
 
 
-def test_a_job_delivered_twice_is_written_once(app, queue, production_model, monkeypatch):
+def test_a_job_delivered_twice_is_written_once(app, queue, production_model, model_script):
     from srcflask.jobs.tasks import generate_machine_texts
 
-    calls = count_generate_calls(monkeypatch)
+    calls = model_script.calls
     [job] = queue(1)
     with app.app_context():
         assert generate_machine_texts.run(job) == 1
@@ -179,16 +168,14 @@ def test_jobs_of_dead_workers_are_queued_again(app, queue):
     assert "Gave up after 3 attempts" in by_id[hopeless].error
 
 
-def test_progress_is_written_while_the_model_runs(app, queue, production_model, monkeypatch):
+def test_progress_is_written_while_the_model_runs(app, queue, production_model, model_script):
     seen: list[int] = []
-    real = TextGenerator.generate
 
-    def generate(self, prompts, settings=None, progress=None):
+    def report_progress(prompts, settings, progress):
         progress(settings.max_new_tokens, settings.max_new_tokens)
         seen.extend(db.session.scalars(select(MachineText.progress_tokens)).all())
-        return real(self, prompts, settings, None)
 
-    monkeypatch.setattr(TextGenerator, "generate", generate)
+    model_script.before = report_progress
     queue(2)
     with app.app_context():
         work.run_pending()
