@@ -415,13 +415,18 @@ def test_models_commands_answer_expected_failures_without_a_traceback(
     assert "Traceback" not in pulled.output and isinstance(pulled.exception, SystemExit)
     assert f"Error: File exists: {not_a_folder}" in pulled.output
 
-    with app_factory().app_context():
+    app = app_factory()
+    with app.app_context():
         db.drop_all()  # a database nobody has upgraded yet
-    for args in (["models", "list"], ["models", "show", "x"], ["models", "pull-default"]):
-        result = runner.invoke(args=args)
-        assert result.exit_code == 1, args
-        assert isinstance(result.exception, SystemExit), (args, result.exception)
-        assert "flask --app srcflask db upgrade" in result.output, args
+    try:
+        for args in (["models", "list"], ["models", "show", "x"], ["models", "pull-default"]):
+            result = runner.invoke(args=args)
+            assert result.exit_code == 1, args
+            assert isinstance(result.exception, SystemExit), (args, result.exception)
+            assert "flask --app srcflask db upgrade" in result.output, args
+    finally:
+        with app.app_context():
+            db.create_all()  # the suite's tables back (on Postgres one schema serves the run)
 
 
 def test_pull_refuses_a_name_not_in_the_catalog(app):
