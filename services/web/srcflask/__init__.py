@@ -13,6 +13,7 @@ from werkzeug.middleware.proxy_fix import ProxyFix
 from werkzeug.routing import BaseConverter
 
 from .config import load_config
+from .models.types import MAX_ID
 
 # services/web/migrations beside the package; an installed copy (the Docker image)
 # names its folder with SRCFLASK_MIGRATIONS_DIR.
@@ -30,7 +31,7 @@ class DatabaseIdConverter(BaseConverter):
     regex = r"[1-9][0-9]{0,18}"
     part_isolating = True
     weight = 50
-    MAX = 2**31 - 1
+    MAX = MAX_ID
 
     def to_python(self, value: str) -> int:
         number = int(value)

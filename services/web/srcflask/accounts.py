@@ -11,6 +11,7 @@ from werkzeug.security import generate_password_hash
 
 from .extensions import db
 from .models import ApiToken, LifecycleError, LoginSession, Role, User, UserStatus, record_event
+from .models.api import MAX_ACTIVE_TOKENS
 from .models.types import utcnow
 from .models.users import find_user_by_email, hash_session_key, normalise_email
 
@@ -147,6 +148,48 @@ def decide(action: str, user: User, admin: User, ip_address: str | None) -> None
     db.session.commit()
 
 
+def issue_token(user: User, name: str, days: int, ip_address: str | None) -> str:
+    """Make an API token for `user`, audited; return its secret (shown once, never stored).
+
+    Raises LifecycleError when the user already holds MAX_ACTIVE_TOKENS active tokens.
+    """
+    if ApiToken.active_count(user) >= MAX_ACTIVE_TOKENS:
+        raise LifecycleError(
+            f"You have {MAX_ACTIVE_TOKENS} active tokens, the most one person may hold. "
+            "Revoke one you no longer use, then create this one."
+        )
+    token, secret = ApiToken.issue(user, name, days)
+    db.session.add(token)
+    record_event(
+        "token.create",
+        actor=user,
+        target_user=user,
+        ip_address=ip_address,
+        token=token.name,
+        prefix=token.prefix,
+        expires_at=token.expires_at.isoformat(timespec="seconds"),
+    )
+    db.session.commit()
+    return secret
+
+
+def revoke_token(token: ApiToken, actor: User, ip_address: str | None, **details) -> bool:
+    """Revoke a token that still works, audited (not committed); False if it was revoked."""
+    if token.revoked_at is not None:
+        return False
+    token.revoked_at = utcnow()
+    record_event(
+        "token.revoke",
+        actor=actor,
+        target_user=token.user,
+        ip_address=ip_address,
+        token=token.name,
+        prefix=token.prefix,
+        **details,
+    )
+    return True
+
+
 def revoke_tokens(user: User, actor: User, ip_address: str | None, reason: str) -> None:
     """Revoke every token of `user` that still works, one audit row each (not committed).
 
@@ -155,18 +198,8 @@ def revoke_tokens(user: User, actor: User, ip_address: str | None, reason: str) 
     tokens = db.session.scalars(
         select(ApiToken).where(ApiToken.user_id == user.id, ApiToken.revoked_at.is_(None))
     ).all()
-    now = utcnow()
     for token in tokens:
-        token.revoked_at = now
-        record_event(
-            "token.revoke",
-            actor=actor,
-            target_user=user,
-            ip_address=ip_address,
-            token=token.name,
-            prefix=token.prefix,
-            reason=reason,
-        )
+        revoke_token(token, actor, ip_address, reason=reason)
 
 
 class ConfirmationNeeded(LifecycleError):

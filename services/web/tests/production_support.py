@@ -26,6 +26,17 @@ import sqlalchemy as sa
 WEB = Path(__file__).resolve().parent.parent
 NGINX_CONF = WEB.parent / "nginx" / "nginx.conf"
 BIN = Path(sys.executable).parent
+# A Celery worker as the worker container runs it.
+CELERY_WORKER = [
+    "celery",
+    "-A",
+    "srcflask.worker",
+    "worker",
+    "--loglevel",
+    "INFO",
+    "--without-gossip",
+    "--without-mingle",
+]
 ADMIN_EMAIL, ADMIN_PASSWORD = "ops@example.org", "an operator passphrase"
 PASSWORD = "violet rivers run deep"
 
@@ -222,18 +233,7 @@ class Topology:
     def start_worker(self) -> None:
         self._spawn(
             "worker",
-            [
-                "sh",
-                str(WEB / "boot.sh"),
-                "celery",
-                "-A",
-                "srcflask.worker",
-                "worker",
-                "--loglevel",
-                "INFO",
-                "--without-gossip",
-                "--without-mingle",
-            ],
+            ["sh", str(WEB / "boot.sh"), *CELERY_WORKER],
             BOOT_MIGRATE="0",
             BOOT_PULL_MODEL="0",
         )

@@ -19,6 +19,7 @@ from srcflask.models import MachineText, MachineTextStatus, User
 
 from .conftest import login_as
 from .factories import DocumentFactory
+from .production_support import CELERY_WORKER
 
 pytestmark = [
     pytest.mark.redis,
@@ -56,18 +57,7 @@ def start_worker(celery_app):
             "JOB_SWEEP_SECONDS": "1",
         }
         worker = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "celery",
-                "-A",
-                "srcflask.worker",
-                "worker",
-                "--loglevel",
-                "INFO",
-                "--without-gossip",
-                "--without-mingle",
-            ],
+            [sys.executable, "-m", *CELERY_WORKER],
             cwd=WEB,
             env=env,
             stdout=subprocess.PIPE,

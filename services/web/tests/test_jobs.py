@@ -19,6 +19,7 @@ from srcflask.models.types import utcnow
 from . import fakes
 from .conftest import login_as
 from .factories import DocumentFactory
+from .production_support import wait_until
 
 
 @pytest.fixture
@@ -195,15 +196,6 @@ def test_the_heartbeat_beats_during_a_long_batch(app_factory, queue, monkeypatch
     assert after > before
 
 
-def wait_for(predicate, timeout: float = 60, interval: float = 0.1):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(interval)
-    return False
-
-
 def test_the_local_runner_writes_machine_text_in_the_background(app_factory, tiny_models, sponsor):
     app = app_factory(JOBS_MODE="local", JOB_POLL_SECONDS=0.2)
     from srcflask import registry
@@ -219,7 +211,7 @@ def test_the_local_runner_writes_machine_text_in_the_background(app_factory, tin
         )
         document_id = int(response.location.rsplit("/", 1)[1])
         url = f"/documents/{document_id}/machine-text"
-        assert wait_for(lambda: client.get(url).json["status"] == "done")
+        assert wait_until(lambda: client.get(url).json["status"] == "done")
         assert runner.running
     finally:
         runner.stop()
@@ -242,7 +234,7 @@ def test_the_local_runner_picks_up_what_a_previous_process_left(app_factory, tin
     runner = app.extensions["srcflask.jobs"]
     try:
         runner.start()  # as at the first request after a restart
-        assert wait_for(lambda: all(r.status is MachineTextStatus.DONE for r in rows(app, ids)))
+        assert wait_until(lambda: all(r.status is MachineTextStatus.DONE for r in rows(app, ids)))
     finally:
         runner.stop()
     assert [r.attempts for r in rows(app, ids)] == [1, 2]

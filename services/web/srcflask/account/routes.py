@@ -6,9 +6,7 @@ from sqlalchemy import select
 
 from .. import accounts
 from ..extensions import db
-from ..models import ApiToken, LifecycleError, record_event
-from ..models.api import MAX_ACTIVE_TOKENS
-from ..models.types import utcnow
+from ..models import ApiToken, LifecycleError
 from ..models.users import hash_session_key
 from . import bp
 from .forms import PasswordForm, TokenForm
@@ -71,14 +69,14 @@ def tokens():
     secret = None
     status = 200
     if form.validate_on_submit():
-        if ApiToken.active_count(current_user) >= MAX_ACTIVE_TOKENS:
-            form.form_errors.append(
-                f"You have {MAX_ACTIVE_TOKENS} active tokens, the most one person may hold. "
-                "Revoke one you no longer use, then create this one."
+        try:
+            secret = accounts.issue_token(
+                current_user, form.name.data, form.expires_in_days.data, request.remote_addr
             )
+        except LifecycleError as error:
+            form.form_errors.append(str(error))
             status = 422
         else:
-            secret = create_token(form.name.data, form.expires_in_days.data)
             form = TokenForm(formdata=None)
     elif request.method == "POST":
         status = 422
@@ -87,39 +85,12 @@ def tokens():
     ), status
 
 
-def create_token(name: str, days: int) -> str:
-    """Issue a token for the current user, audited; return its secret."""
-    token, secret = ApiToken.issue(current_user, name, days)
-    db.session.add(token)
-    db.session.flush()
-    record_event(
-        "token.create",
-        actor=current_user,
-        target_user=current_user,
-        ip_address=request.remote_addr,
-        token=token.name,
-        prefix=token.prefix,
-        expires_at=token.expires_at.isoformat(timespec="seconds"),
-    )
-    db.session.commit()
-    return secret
-
-
 @bp.post("/tokens/<int:token_id>/revoke")
 def revoke_token(token_id: int):
     token = db.session.get(ApiToken, token_id)
     if token is None or token.user_id != current_user.id:
         abort(404)
-    if token.revoked_at is None:
-        token.revoked_at = utcnow()
-        record_event(
-            "token.revoke",
-            actor=current_user,
-            target_user=current_user,
-            ip_address=request.remote_addr,
-            token=token.name,
-            prefix=token.prefix,
-        )
+    if accounts.revoke_token(token, current_user, request.remote_addr):
         db.session.commit()
         flash(f"The token “{token.name}” is revoked; programs using it are refused now.", "success")
     return redirect(url_for("account.tokens"), 303)

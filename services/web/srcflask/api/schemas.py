@@ -16,9 +16,8 @@ from ..ml.settings import STRATEGIES, GenerationSettings
 from ..models import Decision, Role, UserStatus
 from ..models.documents import BODY_MAX, TITLE_MAX
 from ..models.jobs import JobStatus
+from ..models.types import MAX_ID
 from ..registry import ALIAS_PATTERN
-
-MAX_ID = 2**31 - 1
 
 
 def storable(value: str) -> None:
