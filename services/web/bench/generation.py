@@ -37,7 +37,8 @@ def load_prompts() -> list[str]:
 
 def production_model() -> tuple[Path, str, str | None, str]:
     """The production model's folder, prompt format, system line and label."""
-    from srcflask import create_app, registry
+    from srcflask import create_app
+    from srcflask.registry import service as registry
 
     app = create_app()
     with app.app_context():

@@ -44,7 +44,8 @@ def resolve(spec: str | None) -> ModelChoice:
     """A model folder as it is, or a registry version (the production one without a spec)."""
     if spec and Path(spec).is_dir():
         return ModelChoice(Path(spec), Path(spec).name, "raw", None)
-    from srcflask import create_app, registry
+    from srcflask import create_app
+    from srcflask.registry import service as registry
 
     with create_app().app_context():
         version = registry.find_version(spec) if spec else registry.production_version()

@@ -49,6 +49,6 @@ def init_app(app: Flask) -> None:
     app.add_template_filter(format_count, "count")
     app.add_template_filter(format_percent, "percent")
 
-    from .documents.service import machine_text_state
+    from .documents.schemas import machine_text_state
 
     app.add_template_global(machine_text_state, "machine_text_state")

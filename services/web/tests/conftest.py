@@ -271,7 +271,7 @@ def tiny_models(tmp_path_factory) -> dict[str, Path]:
 @pytest.fixture
 def production_model(app, tiny_models) -> str:
     """Import a tiny chat model and make it production; return its label."""
-    from srcflask import registry
+    from srcflask.registry import service as registry
 
     with app.app_context():
         version = registry.import_model(

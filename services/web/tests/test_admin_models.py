@@ -7,9 +7,9 @@ import html
 import pytest
 from sqlalchemy import select
 
-from srcflask import registry
 from srcflask.extensions import db
 from srcflask.models import AuditEvent, ModelVersion
+from srcflask.registry import service as registry
 
 from . import fakes
 

@@ -9,7 +9,6 @@ from datetime import timedelta
 import pytest
 from sqlalchemy import select
 
-from srcflask import registry
 from srcflask.extensions import db
 from srcflask.models import (
     ApiToken,
@@ -21,6 +20,7 @@ from srcflask.models import (
 )
 from srcflask.models.api import MAX_ACTIVE_TOKENS, ApiLimits, hash_token
 from srcflask.models.types import utcnow
+from srcflask.registry import service as registry
 
 from .factories import DocumentFactory
 

@@ -22,10 +22,10 @@ from schemathesis.specs.openapi.checks import (
     status_code_conformance,
 )
 
-from srcflask import registry
 from srcflask.extensions import db
 from srcflask.models import ApiToken, Role, User
 from srcflask.models.api import ApiLimits
+from srcflask.registry import service as registry
 
 from .conftest import make_app
 from .factories import DocumentFactory, UserFactory

@@ -9,7 +9,7 @@ from unittest import mock
 import pytest
 from sqlalchemy import select
 
-from srcflask import accounts
+from srcflask.accounts import service as accounts
 from srcflask.auth.passwords import common_passwords
 from srcflask.auth.routes import LOGIN_FAILED, SIGNUP_RECEIVED
 from srcflask.extensions import db, limiter

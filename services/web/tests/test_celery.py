@@ -13,9 +13,9 @@ from pathlib import Path
 import pytest
 from sqlalchemy import select
 
-from srcflask import registry
 from srcflask.extensions import db
 from srcflask.models import MachineText, MachineTextStatus, User
+from srcflask.registry import service as registry
 
 from .conftest import login_as
 from .factories import DocumentFactory

@@ -7,11 +7,11 @@ from pathlib import Path
 
 import pytest
 
-from srcflask import registry
 from srcflask.ml import catalog
 from srcflask.ml.artifacts import PICKLE_SUFFIXES
 from srcflask.ml.continuation import BROKEN_CHARACTER, ends_cleanly, judge
 from srcflask.ml.quality import load_documents
+from srcflask.registry import service as registry
 
 pytestmark = pytest.mark.slow
 

@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from srcflask import registry
 from srcflask.extensions import db
+from srcflask.registry import service as registry
 
 from .production_support import render_nginx_conf
 

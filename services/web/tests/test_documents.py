@@ -320,7 +320,7 @@ def test_without_a_production_model_the_text_fails_in_plain_words_and_can_be_ret
     assert "No production model is set" in page and ">Retry</button>" in page
     assert "The document and this revision are saved" in page
 
-    from srcflask import registry
+    from srcflask.registry import service as registry
 
     with app.app_context():
         version = registry.import_model(str(tiny_models["gpt2"]), "tiny", actor=None).version
@@ -373,7 +373,7 @@ def pages_showing(app, client, document_id: int) -> dict[str, str]:
 def test_a_model_missing_from_the_store_fails_without_showing_server_paths(
     app, sponsor_client, production_model, run_jobs, caplog
 ):
-    from srcflask import registry
+    from srcflask.registry import service as registry
 
     with app.app_context():
         folder = registry.artifact_path(registry.production_version())

@@ -71,7 +71,7 @@ def test_waiting_jobs_run_together_as_one_batch(app, queue, production_model, mo
 def test_batches_are_capped_at_the_configured_size(app_factory, tiny_models, sponsor):
     app = app_factory(GENERATION_BATCH_SIZE=2)
     script = fakes.install(app)
-    from srcflask import registry
+    from srcflask.registry import service as registry
 
     with app.app_context():
         version = registry.import_model(str(tiny_models["gpt2"]), "tiny", actor=None).version
@@ -198,7 +198,7 @@ def test_the_heartbeat_beats_during_a_long_batch(app_factory, queue, monkeypatch
 
 def test_the_local_runner_writes_machine_text_in_the_background(app_factory, tiny_models, sponsor):
     app = app_factory(JOBS_MODE="local", JOB_POLL_SECONDS=0.2)
-    from srcflask import registry
+    from srcflask.registry import service as registry
 
     with app.app_context():
         version = registry.import_model(str(tiny_models["gpt2"]), "tiny", actor=None).version
@@ -221,7 +221,7 @@ def test_the_local_runner_picks_up_what_a_previous_process_left(app_factory, tin
     import socket
 
     app = app_factory(JOBS_MODE="local", JOB_POLL_SECONDS=0.2)
-    from srcflask import registry
+    from srcflask.registry import service as registry
 
     with app.app_context():
         version = registry.import_model(str(tiny_models["gpt2"]), "tiny", actor=None).version

@@ -153,8 +153,8 @@ def test_a_worker_that_reconnects_to_the_broker_resends_every_queued_job(
 def test_a_task_that_meets_a_database_restart_runs_again(
     app_factory, make_user, tiny_models, monkeypatch
 ):
-    from srcflask import registry
     from srcflask.jobs.tasks import generate_machine_texts
+    from srcflask.registry import service as registry
 
     app = app_factory(JOBS_MODE="celery", CELERY_BROKER_URL="redis://127.0.0.1:1/0")
     with app.app_context():

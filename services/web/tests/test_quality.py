@@ -161,7 +161,7 @@ def test_models_evaluate_refuses_a_bad_benchmark_file_cleanly(app_factory, tiny_
     bad = tmp_path / "bad.jsonl"
     bad.write_text("{}\n")
     app = app_factory(QUALITY_DOCUMENTS=str(bad))
-    from srcflask import registry
+    from srcflask.registry import service as registry
 
     with app.app_context():
         version = registry.import_model(str(tiny_models["gpt2"]), "tiny", actor=None).version

@@ -102,7 +102,7 @@ def test_jobs_are_claimed_round_robin_across_people(app, make_user):
 @pytest.fixture
 def production_model_factory(tiny_models):
     """Make a tiny model production on a given app."""
-    from srcflask import registry
+    from srcflask.registry import service as registry
 
     def make(app):
         with app.app_context():

@@ -13,12 +13,12 @@ from unittest import mock
 import pytest
 from sqlalchemy import select
 
-from srcflask import registry
 from srcflask.extensions import db
 from srcflask.ml import artifacts, catalog
 from srcflask.ml.artifacts import UnsafeArtifactError, weights_sha256
 from srcflask.ml.importer import ImportFailed
 from srcflask.models import AuditEvent, ModelAlias, ModelVersion
+from srcflask.registry import service as registry
 
 from .tinymodels import write_pickle_only_model
 

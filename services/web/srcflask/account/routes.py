@@ -2,11 +2,9 @@ from __future__ import annotations
 
 from flask import abort, flash, redirect, render_template, request, session, url_for
 from flask_login import current_user, logout_user
-from sqlalchemy import select
 
-from .. import accounts
-from ..extensions import db
-from ..models import ApiToken, LifecycleError
+from ..accounts import service as accounts
+from ..models import LifecycleError
 from ..models.users import hash_session_key
 from . import bp
 from .forms import PasswordForm, TokenForm
@@ -55,14 +53,6 @@ def end_all_sessions():
     return redirect(url_for("auth.login"), 303)
 
 
-def my_tokens() -> list[ApiToken]:
-    return db.session.scalars(
-        select(ApiToken)
-        .where(ApiToken.user_id == current_user.id)
-        .order_by(ApiToken.created_at.desc(), ApiToken.id.desc())
-    ).all()
-
-
 @bp.route("/tokens", methods=["GET", "POST"])
 def tokens():
     form = TokenForm()
@@ -81,16 +71,15 @@ def tokens():
     elif request.method == "POST":
         status = 422
     return render_template(
-        "account/tokens.html", form=form, tokens=my_tokens(), secret=secret
+        "account/tokens.html", form=form, tokens=accounts.tokens_of(current_user), secret=secret
     ), status
 
 
 @bp.post("/tokens/<int:token_id>/revoke")
 def revoke_token(token_id: int):
-    token = db.session.get(ApiToken, token_id)
-    if token is None or token.user_id != current_user.id:
+    token = accounts.own_token(current_user, token_id)
+    if token is None:
         abort(404)
-    if accounts.revoke_token(token, current_user, request.remote_addr):
-        db.session.commit()
+    if accounts.revoke_own_token(token, request.remote_addr):
         flash(f"The token “{token.name}” is revoked; programs using it are refused now.", "success")
     return redirect(url_for("account.tokens"), 303)

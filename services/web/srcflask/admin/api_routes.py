@@ -5,7 +5,7 @@ from __future__ import annotations
 from flask import flash, redirect, render_template, request, url_for
 from flask_login import current_user
 
-from ..jobs.limits import FIELDS, update_limits
+from ..jobs.service import FIELDS, update_limits
 from ..models.api import ApiLimits
 from . import bp
 from .forms import ApiLimitsForm

@@ -17,7 +17,7 @@ from wtforms.validators import DataRequired, Length, NumberRange, Regexp
 from ..ml.engine import DEFAULT_SYSTEM_PROMPT, PROMPT_FORMATS
 from ..ml.settings import GenerationSettings
 from ..models import Role
-from ..registry import ALIAS_PATTERN
+from ..registry.service import ALIAS_PATTERN
 
 # Trying a prompt runs in the request, so keep it short.
 MAX_TRY_TOKENS = 128

@@ -5,12 +5,12 @@ from __future__ import annotations
 from flask import abort, flash, redirect, render_template, request, send_file, url_for
 from flask_login import current_user
 
-from .. import registry
 from ..extensions import db
 from ..ml.engine import DEFAULT_SYSTEM_PROMPT, PROMPT_FORMATS, ModelLoadError, PromptError
 from ..ml.quality import BenchmarkError
 from ..ml.settings import PRESETS, SettingsError
 from ..models import ModelVersion
+from ..registry import service as registry
 from . import bp
 from .forms import AliasForm, PromptFormatForm, TryPromptForm
 

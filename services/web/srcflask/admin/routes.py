@@ -5,7 +5,7 @@ from flask_login import current_user
 from sqlalchemy import select
 from sqlalchemy.orm import joinedload
 
-from ..accounts import ConfirmationNeeded, change_role, decide
+from ..accounts.service import ConfirmationNeeded, change_role, decide
 from ..documents.routes import render_document_list
 from ..extensions import db
 from ..models import AuditEvent, LifecycleError, Role, User, UserStatus

@@ -8,11 +8,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import joinedload
 
 from ..documents import service
-from ..extensions import db
-from ..models import Document, MachineText, Role
-from ..models.jobs import JobStatus
-from .common import errors, refuse, require_role
-from .schemas import (
+from ..documents.schemas import (
     DocumentCreateSchema,
     DocumentPageSchema,
     DocumentQuerySchema,
@@ -23,6 +19,10 @@ from .schemas import (
     ReviewSchema,
     RevisionListSchema,
 )
+from ..extensions import db
+from ..models import Document, MachineText, Role
+from ..models.jobs import JobStatus
+from .common import errors, refuse, require_role
 
 blp = Blueprint(
     "Documents",

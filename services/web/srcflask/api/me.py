@@ -7,9 +7,9 @@ from dataclasses import dataclass
 from flask_login import current_user
 from flask_smorest import Blueprint
 
+from ..accounts.schemas import MeSchema
 from ..models import ApiToken, User
 from .common import api_token, errors
-from .schemas import MeSchema
 
 blp = Blueprint("Me", __name__, url_prefix="/api/v1", description="The caller")
 

@@ -5,13 +5,13 @@ from __future__ import annotations
 from flask_login import current_user
 from flask_smorest import Blueprint
 
-from ..accounts import ConfirmationNeeded, change_role, decide
+from ..accounts.schemas import RoleChangeSchema, UserPageSchema, UserQuerySchema, UserSchema
+from ..accounts.service import ConfirmationNeeded, change_role, decide
 from ..extensions import db
 from ..models import LifecycleError, Role, User, UserStatus
 from ..models.users import user_search
 from ..pagination import paginate
 from .common import client_ip, errors, refuse, require_role
-from .schemas import RoleChangeSchema, UserPageSchema, UserQuerySchema, UserSchema
 
 blp = Blueprint(
     "Users", __name__, url_prefix="/api/v1", description="Accounts and their approval (admins)"

@@ -4,11 +4,11 @@ from flask import current_app, flash, redirect, render_template, request, sessio
 from flask_limiter.util import get_remote_address
 from flask_login import current_user, login_user, logout_user
 
-from ..accounts import end_session, register, start_session
-from ..extensions import db, limiter
+from ..accounts import service as accounts
+from ..accounts.service import end_session, register, start_session
+from ..extensions import limiter
 from ..inputs import submitted_text
-from ..models import record_event
-from ..models.users import authenticate, find_user_by_email, normalise_email
+from ..models.users import authenticate, normalise_email
 from ..security import any_status, home_endpoint, public, safe_next_url
 from . import bp
 from .forms import LoginForm, SignupForm
@@ -43,19 +43,9 @@ def audit_lockout(scope: str):
         once = type(limit)(1, limit.multiples)
         if not request_limit.limiter.hit(once, "login-lockout", request_limit.key):
             return
-        email = normalise_email(submitted_text("email"))
-        user = find_user_by_email(email) if email else None
-        record_event(
-            "auth.login_locked",
-            actor=None,
-            actor_label="anonymous",
-            target_user=user,
-            target_label=None if user else email[:254],
-            ip_address=request.remote_addr,
-            scope=scope,
-            limit=str(limit),
+        accounts.record_lockout(
+            normalise_email(submitted_text("email")), request.remote_addr, scope, str(limit)
         )
-        db.session.commit()
 
     return on_breach
 

@@ -3,25 +3,16 @@
 from __future__ import annotations
 
 import os
-import secrets
 from pathlib import Path
 
 import click
 from flask import current_app
 from flask.cli import with_appcontext
 
-from ..accounts import create_admin
+from ..accounts.service import create_admin, seed_demo_accounts
 from ..auth.passwords import password_problem
-from ..extensions import db
-from ..models import LifecycleError, Role, User, UserStatus
-from ..models.types import utcnow
-from ..models.users import find_user_by_email
+from ..models import LifecycleError
 
-DEMO_ACCOUNTS = [
-    ("Demo Sponsor", "sponsor@demo.srcflask.test", Role.SPONSOR),
-    ("Demo Editor", "editor@demo.srcflask.test", Role.EDITOR),
-    ("Demo Admin", "admin@demo.srcflask.test", Role.ADMIN),
-]
 DEMO_LOGINS_FILE = "demo-logins.txt"
 
 
@@ -54,25 +45,8 @@ def seed_demo_command(reset: bool) -> None:
         raise click.ClickException("seed-demo is refused in production: it creates known accounts.")
     path = Path(current_app.instance_path) / DEMO_LOGINS_FILE
     logins = read_demo_logins(path)
-    for name, email, role in DEMO_ACCOUNTS:
-        user = find_user_by_email(email)
-        if user is not None and not reset:
-            continue
-        if user is None:
-            user = User(
-                name=name,
-                email=email,
-                organization="srcflask demo",
-                role=role,
-                status=UserStatus.APPROVED,
-                approved_at=utcnow(),
-            )
-            db.session.add(user)
-        password = secrets.token_urlsafe(12)
-        user.set_password(password)
-        user.end_sessions()
+    for email, (role, password) in seed_demo_accounts(reset).items():
         logins[email] = f"{role.value:<8} {email}  password: {password}"
-    db.session.commit()
     write_demo_logins(path, logins)
     if logins:
         click.echo("Demo logins:")

@@ -9,7 +9,6 @@ import click
 from flask.cli import AppGroup
 from sqlalchemy.exc import DBAPIError
 
-from .. import registry
 from ..ml import catalog
 from ..ml.catalog import CatalogError
 from ..ml.engine import PROMPT_FORMATS, ModelLoadError, PromptError
@@ -17,6 +16,7 @@ from ..ml.importer import ImportFailed
 from ..ml.quality import BenchmarkError, QualityReport, format_table
 from ..ml.settings import DEFAULT_PRESET, PRESETS, SettingsError
 from ..models.mlmodels import PRODUCTION
+from ..registry import service as registry
 
 models_group = AppGroup("models", help="Import, list, alias and try language models.")
 

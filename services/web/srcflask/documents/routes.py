@@ -16,6 +16,7 @@ from ..models import MachineTextStatus, Role
 from ..pagination import requested_page
 from . import bp, service
 from .diff import DiffCache, diff_texts, summary
+from .schemas import machine_text_state
 
 DIFFS = "srcflask.revision_diffs"
 
@@ -82,7 +83,7 @@ def machine_text(document_id: int):
     """The state of the latest machine text, for pages that update themselves."""
     document = readable_or_404(document_id)
     revision = service.latest_revision(document)
-    state = service.machine_text_state(revision)
+    state = machine_text_state(revision)
     response = jsonify(state)
     response.headers["Cache-Control"] = "no-store"
     return response

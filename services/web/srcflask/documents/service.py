@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from typing import Any
 
 from flask import current_app
 from sqlalchemy import Select, and_, func, select, update
@@ -430,43 +429,3 @@ def queue_position(machine_text: MachineText) -> int | None:
     if machine_text.status is not MachineTextStatus.QUEUED:
         return None
     return work.queue_position(work.MACHINE_TEXTS, machine_text.id)
-
-
-def machine_text_state(revision: Revision) -> dict[str, Any]:
-    """The state of a revision's machine text, as the status endpoint reports it."""
-    machine_text = revision.machine_text
-    if machine_text is None:
-        return {
-            "status": None,
-            "text": None,
-            "model_version": None,
-            "error": None,
-            "revision": revision.number,
-            "nothing_to_continue": not has_text_to_continue(revision.body),
-        }
-    status = machine_text.status
-    return {
-        "id": machine_text.id,
-        "revision": revision.number,
-        "status": status.value,
-        "text": machine_text.text if status is MachineTextStatus.DONE else None,
-        "model_version": machine_text.model_version.label if machine_text.model_version else None,
-        "error": machine_text.error,
-        "progress": {
-            "tokens": machine_text.progress_tokens,
-            "max_tokens": machine_text.max_new_tokens,
-        },
-        "queue_position": queue_position(machine_text),
-        "attempts": machine_text.attempts,
-        "prompt_tokens": machine_text.prompt_tokens,
-        "generated_tokens": machine_text.generated_tokens,
-        "truncated": machine_text.truncated,
-        "queued_at": _iso(machine_text.queued_at),
-        "started_at": _iso(machine_text.started_at),
-        "finished_at": _iso(machine_text.finished_at),
-        "reviewed": machine_text.review.decision.value if machine_text.review else None,
-    }
-
-
-def _iso(value) -> str | None:
-    return value.isoformat(timespec="seconds") if value else None

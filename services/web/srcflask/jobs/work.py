@@ -24,7 +24,6 @@ from flask import Flask, current_app
 from sqlalchemy import Select, func, select, tuple_, update
 from sqlalchemy.exc import DBAPIError
 
-from .. import registry
 from ..extensions import db
 from ..ml.engine import GenerationResult, document_prompt
 from ..ml.settings import GenerationSettings
@@ -32,6 +31,7 @@ from ..models import Document, MachineText, ModelVersion, Revision
 from ..models.api import GenerationJob
 from ..models.jobs import JobStatus
 from ..models.types import utcnow
+from ..registry import service as registry
 from .messages import failure_reason
 
 log = logging.getLogger(__name__)

@@ -7,8 +7,8 @@ import logging
 from flask import current_app
 from sqlalchemy import text
 
-from .. import registry
 from ..extensions import db
+from ..registry import service as registry
 
 log = logging.getLogger(__name__)
 

@@ -16,14 +16,14 @@ from flask import current_app
 from sqlalchemy import func, select
 from sqlalchemy.orm import selectinload
 
-from .extensions import db
-from .ml import catalog, quality
-from .ml.engine import PromptFormat, TextGenerator
-from .ml.importer import Report, gguf_checksum, no_report, prepare, source_kind, verify_and_measure
-from .ml.settings import DEFAULT_PRESET, PRESETS, GenerationSettings
-from .ml.store import ModelStore
-from .models import ModelAlias, ModelEvaluation, ModelVersion, User, record_event
-from .models.mlmodels import PRODUCTION, PROMPT_FORMATS
+from ..extensions import db
+from ..ml import catalog, quality
+from ..ml.engine import PromptFormat, TextGenerator
+from ..ml.importer import Report, gguf_checksum, no_report, prepare, source_kind, verify_and_measure
+from ..ml.settings import DEFAULT_PRESET, PRESETS, GenerationSettings
+from ..ml.store import ModelStore
+from ..models import ModelAlias, ModelEvaluation, ModelVersion, User, record_event
+from ..models.mlmodels import PRODUCTION, PROMPT_FORMATS
 
 NAME_PATTERN = re.compile(r"^[a-z0-9][a-z0-9._-]{0,99}$")
 ALIAS_PATTERN = re.compile(r"^[a-z][a-z0-9_-]{0,49}$")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import secrets
 from collections.abc import Callable
 
 from flask import current_app
@@ -9,11 +10,11 @@ from sqlalchemy import delete, select
 from sqlalchemy.exc import IntegrityError
 from werkzeug.security import generate_password_hash
 
-from .extensions import db
-from .models import ApiToken, LifecycleError, LoginSession, Role, User, UserStatus, record_event
-from .models.api import MAX_ACTIVE_TOKENS
-from .models.types import utcnow
-from .models.users import find_user_by_email, hash_session_key, normalise_email
+from ..extensions import db
+from ..models import ApiToken, LifecycleError, LoginSession, Role, User, UserStatus, record_event
+from ..models.api import MAX_ACTIVE_TOKENS
+from ..models.types import utcnow
+from ..models.users import find_user_by_email, hash_session_key, normalise_email
 
 # Decisions that shut an account out also revoke its API tokens.
 ACTIONS_THAT_REVOKE_TOKENS = {"reject", "suspend"}
@@ -173,6 +174,29 @@ def issue_token(user: User, name: str, days: int, ip_address: str | None) -> str
     return secret
 
 
+def tokens_of(user: User) -> list[ApiToken]:
+    """Every token `user` made, newest first (revoked and expired ones too)."""
+    return db.session.scalars(
+        select(ApiToken)
+        .where(ApiToken.user_id == user.id)
+        .order_by(ApiToken.created_at.desc(), ApiToken.id.desc())
+    ).all()
+
+
+def own_token(user: User, token_id: int) -> ApiToken | None:
+    """`user`'s token `token_id`; None when there is none or it is someone else's."""
+    token = db.session.get(ApiToken, token_id)
+    return token if token is not None and token.user_id == user.id else None
+
+
+def revoke_own_token(token: ApiToken, ip_address: str | None) -> bool:
+    """The owner revokes their token, audited; False if it was already revoked."""
+    if not revoke_token(token, token.user, ip_address):
+        return False
+    db.session.commit()
+    return True
+
+
 def revoke_token(token: ApiToken, actor: User, ip_address: str | None, **details) -> bool:
     """Revoke a token that still works, audited (not committed); False if it was revoked."""
     if token.revoked_at is not None:
@@ -249,3 +273,55 @@ def create_admin(*, name: str, email: str, organization: str, password: str) -> 
     record_event("user.create_admin", actor=None, target_user=user)
     db.session.commit()
     return user
+
+
+def record_lockout(email: str, ip_address: str | None, scope: str, limit: str) -> None:
+    """Audit that login attempts for `email` are refused for a while (`scope`: whose attempts)."""
+    user = find_user_by_email(email) if email else None
+    record_event(
+        "auth.login_locked",
+        actor=None,
+        actor_label="anonymous",
+        target_user=user,
+        target_label=None if user else email[:254],
+        ip_address=ip_address,
+        scope=scope,
+        limit=limit,
+    )
+    db.session.commit()
+
+
+DEMO_ACCOUNTS = [
+    ("Demo Sponsor", "sponsor@demo.srcflask.test", Role.SPONSOR),
+    ("Demo Editor", "editor@demo.srcflask.test", Role.EDITOR),
+    ("Demo Admin", "admin@demo.srcflask.test", Role.ADMIN),
+]
+
+
+def seed_demo_accounts(reset: bool) -> dict[str, tuple[Role, str]]:
+    """Create the approved demo accounts that are missing (all of them with `reset`).
+
+    Each gets a new random password, and any session it had ends. Returns
+    {email: (role, password)} for the accounts given a password now.
+    """
+    passwords = {}
+    for name, email, role in DEMO_ACCOUNTS:
+        user = find_user_by_email(email)
+        if user is not None and not reset:
+            continue
+        if user is None:
+            user = User(
+                name=name,
+                email=email,
+                organization="srcflask demo",
+                role=role,
+                status=UserStatus.APPROVED,
+                approved_at=utcnow(),
+            )
+            db.session.add(user)
+        password = secrets.token_urlsafe(12)
+        user.set_password(password)
+        user.end_sessions()
+        passwords[email] = (role, password)
+    db.session.commit()
+    return passwords

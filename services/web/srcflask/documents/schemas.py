@@ -1,0 +1,194 @@
+"""API v1 schemas of documents, their revisions, machine text and reviews."""
+
+from __future__ import annotations
+
+import marshmallow as ma
+from marshmallow import ValidationError, fields, validate, validates_schema
+
+from ..api.schemas import (
+    Id,
+    IntegerThrough,
+    PageSchema,
+    PersonSchema,
+    StringThrough,
+    Text,
+    enum_values,
+    not_blank,
+)
+from ..jobs.schemas import JobResultSchema
+from ..ml.engine import has_text_to_continue
+from ..models import Decision, MachineTextStatus, Revision
+from ..models.documents import BODY_MAX, TITLE_MAX
+from ..models.jobs import JobStatus
+from .service import queue_position
+
+
+class MachineTextProgressSchema(ma.Schema):
+    tokens = fields.Integer(required=True)
+    max_tokens = fields.Integer(required=True, allow_none=True)
+
+
+class QueuePosition(fields.Integer):
+    """Where a queued job stands in the queue (1 is next); null unless queued."""
+
+    def get_value(self, obj, attr, accessor=None, default=ma.missing):
+        return queue_position(obj)
+
+
+class MachineTextSchema(JobResultSchema):
+    """Dumps a MachineText."""
+
+    revision = IntegerThrough(required=True, attribute="revision.number")
+    progress = fields.Nested(MachineTextProgressSchema, required=True)
+    queue_position = QueuePosition(required=True, allow_none=True)
+    attempts = fields.Integer(required=True)
+    reviewed = StringThrough(
+        required=True,
+        allow_none=True,
+        attribute="review.decision",
+        validate=validate.OneOf(enum_values(Decision)),
+    )
+
+
+class DocumentSummarySchema(ma.Schema):
+    """Dumps a documents.service.DocumentRow."""
+
+    id = fields.Integer(required=True, attribute="document.id")
+    title = fields.String(required=True, attribute="document.title")
+    owner = fields.Nested(PersonSchema, required=True)
+    editor = fields.Nested(PersonSchema, required=True, allow_none=True)
+    revision = fields.Integer(required=True, attribute="revision_number")
+    machine_text_status = fields.String(
+        required=True,
+        allow_none=True,
+        attribute="status",
+        validate=validate.OneOf(enum_values(JobStatus)),
+    )
+    created_at = fields.DateTime(required=True, attribute="document.created_at")
+    updated_at = fields.DateTime(required=True, attribute="document.updated_at")
+
+
+class DocumentSchema(DocumentSummarySchema):
+    body = fields.String(required=True, attribute="document.body")
+    machine_text = fields.Nested(
+        MachineTextSchema,
+        required=True,
+        allow_none=True,
+        metadata={"description": "null when the body is empty: there is nothing to continue"},
+    )
+
+
+class DocumentPageSchema(PageSchema):
+    items = fields.List(fields.Nested(DocumentSummarySchema), required=True)
+
+
+class DocumentQuerySchema(ma.Schema):
+    status = fields.String(
+        validate=validate.OneOf(enum_values(JobStatus)),
+        metadata={"description": "Only documents whose latest machine text has this status"},
+    )
+    page = fields.Integer(load_default=1, validate=validate.Range(min=1, max=100_000))
+    per_page = fields.Integer(load_default=25, validate=validate.Range(min=1, max=100))
+
+
+class DocumentCreateSchema(ma.Schema):
+    title = Text(required=True, validate=[validate.Length(min=1, max=TITLE_MAX), not_blank])
+    body = Text(load_default="", validate=validate.Length(max=BODY_MAX))
+    editor_id = Id(load_default=None, allow_none=True)
+
+
+class DocumentUpdateSchema(ma.Schema):
+    title = Text(validate=[validate.Length(min=1, max=TITLE_MAX), not_blank])
+    body = Text(validate=validate.Length(max=BODY_MAX))
+    editor_id = Id(allow_none=True)
+
+    @validates_schema
+    def not_empty(self, data, **kwargs):
+        if not data:
+            raise ValidationError("Give at least one of title, body or editor_id.")
+
+
+class RevisionSchema(ma.Schema):
+    """Dumps a Revision."""
+
+    number = fields.Integer(required=True)
+    title = fields.String(required=True)
+    body = fields.String(required=True)
+    author = fields.Nested(PersonSchema, required=True, allow_none=True)
+    origin = fields.String(required=True, validate=validate.OneOf(["save", "accepted", "edited"]))
+    created_at = fields.DateTime(required=True)
+    machine_text_status = StringThrough(
+        required=True,
+        allow_none=True,
+        attribute="machine_text.status",
+        validate=validate.OneOf(enum_values(JobStatus)),
+    )
+
+
+class RevisionListSchema(ma.Schema):
+    items = fields.List(fields.Nested(RevisionSchema), required=True)
+
+
+class ReviewCreateSchema(ma.Schema):
+    decision = fields.String(required=True, validate=validate.OneOf(["accept", "edit", "reject"]))
+    text = Text(
+        load_default=None,
+        allow_none=True,
+        validate=validate.Length(max=BODY_MAX),
+        metadata={"description": "The edited text (decision `edit` only)"},
+    )
+
+
+class ReviewSchema(ma.Schema):
+    """Dumps a Review."""
+
+    id = fields.Integer(required=True)
+    machine_text_id = fields.Integer(required=True)
+    decision = fields.String(required=True, validate=validate.OneOf(enum_values(Decision)))
+    text = fields.String(required=True, allow_none=True)
+    revision = IntegerThrough(
+        required=True,
+        allow_none=True,
+        attribute="revision.number",
+        metadata={"description": "The revision the text became"},
+    )
+    created_at = fields.DateTime(required=True)
+
+
+# -- pages -------------------------------------------------------------------------
+
+
+class Seconds(fields.DateTime):
+    """A time to the second, as pages show it."""
+
+    def _serialize(self, value, attr, obj, **kwargs):
+        return value.isoformat(timespec="seconds") if value is not None else None
+
+
+class MachineTextStateSchema(MachineTextSchema):
+    """The API's machine text as pages follow it: the text once done, times to the second."""
+
+    class Meta:
+        exclude = ("settings",)
+
+    text = fields.Method("finished_text")
+    queued_at = Seconds()
+    started_at = Seconds()
+    finished_at = Seconds()
+
+    def finished_text(self, machine_text) -> str | None:
+        return machine_text.text if machine_text.status is MachineTextStatus.DONE else None
+
+
+def machine_text_state(revision: Revision) -> dict:
+    """The state of a revision's machine text, for the page panel and the status endpoint."""
+    if revision.machine_text is None:
+        return {
+            "status": None,
+            "text": None,
+            "model_version": None,
+            "error": None,
+            "revision": revision.number,
+            "nothing_to_continue": not has_text_to_continue(revision.body),
+        }
+    return MachineTextStateSchema().dump(revision.machine_text)
