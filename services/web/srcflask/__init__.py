@@ -58,7 +58,6 @@ def create_app(
     register_blueprints(app)
     register_templating(app)
     register_error_handlers(app)
-    register_commands(app)
     return app
 
 
@@ -125,10 +124,14 @@ def register_security(app: Flask) -> None:
 
 
 def register_blueprints(app: Flask) -> None:
-    from . import account, admin, api, auth, documents, editor, main, sponsor
+    from . import accounts, api, areas, documents, main, registry
 
-    for package in (main, auth, account, admin, sponsor, editor, documents):
-        app.register_blueprint(package.bp)
+    app.register_blueprint(main.bp)
+    # Each feature registers its own blueprints and commands, and adds its pages to
+    # the role areas, which are registered once every feature has done so.
+    for feature in (accounts, documents, registry):
+        feature.init_app(app)
+    areas.init_app(app)
     api.init_app(app)
 
 
@@ -142,9 +145,3 @@ def register_error_handlers(app: Flask) -> None:
     from . import errors
 
     errors.init_app(app)
-
-
-def register_commands(app: Flask) -> None:
-    from . import cli
-
-    cli.init_app(app)

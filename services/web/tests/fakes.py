@@ -19,6 +19,8 @@ class Script:
 
     # Every batch of prompts asked for, in order.
     calls: list[list[str]] = field(default_factory=list)
+    # The settings of each batch, in the same order.
+    settings: list[Any] = field(default_factory=list)
     # Raise this error for a batch with a prompt the predicate picks.
     fail_if: Callable[[str], bool] | None = None
     error: Exception = dataclasses.field(default_factory=lambda: RuntimeError("scripted failure"))
@@ -37,6 +39,7 @@ class ScriptedGenerator:
     def generate(self, prompts, settings=None, progress=None):
         script = self._script
         script.calls.append(list(prompts))
+        script.settings.append(settings)
         if script.fail_if is not None and any(script.fail_if(p) for p in prompts):
             raise script.error
         if script.before is not None:

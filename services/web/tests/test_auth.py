@@ -10,8 +10,8 @@ import pytest
 from sqlalchemy import select
 
 from srcflask.accounts import service as accounts
-from srcflask.auth.passwords import common_passwords
-from srcflask.auth.routes import LOGIN_FAILED, SIGNUP_RECEIVED
+from srcflask.accounts.pages import LOGIN_FAILED, SIGNUP_RECEIVED
+from srcflask.accounts.passwords import common_passwords
 from srcflask.extensions import db, limiter
 from srcflask.models import AuditEvent, Role, User, UserStatus
 

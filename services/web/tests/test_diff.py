@@ -6,7 +6,7 @@ import difflib
 import random
 import re
 
-from srcflask.documents import diff, routes
+from srcflask.documents import diff, pages
 from srcflask.documents.diff import WorkBudget, diff_texts, summary, word_segments
 
 
@@ -207,8 +207,8 @@ def test_a_revision_diff_is_made_once_and_then_served_from_the_cache(
     sponsor_client, editor_client, monkeypatch
 ):
     made = []
-    real = routes.diff_texts
-    monkeypatch.setattr(routes, "diff_texts", lambda *args: made.append(args) or real(*args))
+    real = pages.diff_texts
+    monkeypatch.setattr(pages, "diff_texts", lambda *args: made.append(args) or real(*args))
     document_id = save_two_revisions(
         sponsor_client, "Chop two onions.\nAdd <salt>.", "Chop three onions.\nAdd <salt>."
     )

@@ -555,6 +555,17 @@ def test_cli_import_list_alias_show_generate(app, runner, tiny_models):
     assert "-- cli-model:2 (greedy):" in generated.output and "tok/s" in generated.output
 
 
+def test_cli_generate_passes_a_seed_of_zero_and_every_override(
+    runner, production_model, model_script
+):
+    command = ["models", "generate", "Dear team,", "--preset", "creative"]
+    generated = runner.invoke(args=[*command, "--seed", "0", "--max-new-tokens", "3"])
+
+    assert generated.exit_code == 0, generated.output
+    [settings] = model_script.settings
+    assert (settings.strategy, settings.seed, settings.max_new_tokens) == ("sample", 0, 3)
+
+
 def test_cli_errors_are_one_line_messages(runner):
     missing = runner.invoke(args=["models", "show", "ghost:1"])
     assert missing.exit_code == 1

@@ -29,7 +29,11 @@ class SrcflaskApi(Api):
 
 def init_app(app: Flask) -> None:
     from .. import DatabaseIdConverter
-    from . import documents, generation, me, models, pages, people
+    from ..accounts import api as accounts_api
+    from ..documents import api as documents_api
+    from ..jobs import api as jobs_api
+    from ..registry import api as registry_api
+    from . import pages
 
     app.config.update(
         API_TITLE="srcflask API",
@@ -64,7 +68,14 @@ def init_app(app: Flask) -> None:
         DatabaseIdConverter,
         lambda converter: {"type": "integer", "minimum": 1, "maximum": DatabaseIdConverter.MAX},
     )
-    for module in (me, documents, generation, models, people):
-        api.register_blueprint(module.blp)
+    # In this order: the OpenAPI document lists its tags as registered.
+    for blueprint in (
+        accounts_api.me_api,
+        documents_api.blp,
+        jobs_api.blp,
+        registry_api.blp,
+        accounts_api.people_api,
+    ):
+        api.register_blueprint(blueprint)
     app.register_blueprint(pages.bp)
     app.extensions["srcflask.api"] = api

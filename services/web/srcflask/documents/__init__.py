@@ -1,11 +1,14 @@
-"""Documents: the service that saves them (`service`) and the pages every reader shares.
+"""Documents: their revisions, machine text and reviews.
 
-Sponsors' and editors' own pages live in their blueprints; the routes here
-serve whoever may read a document: its sponsor, its assigned editor, admins.
+`service` owns every rule and is the only module here that commits; `pages`
+(/documents, the sponsor's and editor's pages, the admins' list) and `api`
+(/api/v1/documents) call it. `diff` compares revisions.
 """
 
-from flask import Blueprint
+from flask import Flask
 
-bp = Blueprint("documents", __name__, url_prefix="/documents")
 
-from . import routes  # noqa: E402,F401
+def init_app(app: Flask) -> None:
+    from . import pages
+
+    app.register_blueprint(pages.documents_bp)

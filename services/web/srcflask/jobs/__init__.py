@@ -38,6 +38,7 @@ def init_app(app: Flask) -> None:
         runner = ManualRunner()
     app.extensions["srcflask.jobs"] = runner
 
+    from . import pages  # noqa: F401  (adds the API limits page to /admin)
     from .cli import jobs_group
 
     app.cli.add_command(jobs_group)

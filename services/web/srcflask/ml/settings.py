@@ -132,10 +132,16 @@ def _fmt(number: float) -> str:
     return str(int(number)) if float(number).is_integer() else str(number)
 
 
+# The original system's settings: deterministic, careful, slower.
+DEFAULT_PRESET = "original"
 PRESETS: dict[str, GenerationSettings] = {
-    # The original system's settings: deterministic, careful, slower.
-    "original": GenerationSettings(),
+    DEFAULT_PRESET: GenerationSettings(),
     "greedy": GenerationSettings(strategy="greedy", no_repeat_ngram_size=4),
     "creative": GenerationSettings(strategy="sample", temperature=0.8, top_p=0.95, top_k=50),
 }
-DEFAULT_PRESET = "original"
+# Each preset as people choose it (the admins' "Try a prompt"), in the order offered.
+PRESET_LABELS: dict[str, str] = {
+    "greedy": "Greedy (fastest)",
+    DEFAULT_PRESET: f"Beam search, {PRESETS[DEFAULT_PRESET].num_beams} beams (as machine text)",
+    "creative": "Sampling (varied)",
+}

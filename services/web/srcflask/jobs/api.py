@@ -14,11 +14,11 @@ from flask import url_for
 from flask_login import current_user
 from flask_smorest import Blueprint
 
+from ..api.common import api_token, errors, refuse
 from ..extensions import limiter
-from ..jobs import service
-from ..jobs.schemas import GenerateSchema, JobSchema
 from ..models.api import ApiLimits
-from .common import api_token, errors, refuse
+from . import service
+from .schemas import GenerateSchema, JobSchema
 
 log = logging.getLogger(__name__)
 

@@ -1,19 +1,40 @@
-"""Admin user management: list accounts, approve, reject, suspend, reinstate, change roles."""
+"""GET /api/v1/me (the caller) and /api/v1/users (people, for admins)."""
 
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 from flask_login import current_user
 from flask_smorest import Blueprint
 
-from ..accounts.schemas import RoleChangeSchema, UserPageSchema, UserQuerySchema, UserSchema
-from ..accounts.service import ConfirmationNeeded, change_role, decide
+from ..api.common import api_token, client_ip, errors, refuse, require_role
 from ..extensions import db
-from ..models import LifecycleError, Role, User, UserStatus
+from ..models import ApiToken, LifecycleError, Role, User, UserStatus
 from ..models.users import user_search
 from ..pagination import paginate
-from .common import client_ip, errors, refuse, require_role
+from .schemas import MeSchema, RoleChangeSchema, UserPageSchema, UserQuerySchema, UserSchema
+from .service import ConfirmationNeeded, change_role, decide
 
-blp = Blueprint(
+me_api = Blueprint("Me", __name__, url_prefix="/api/v1", description="The caller")
+
+
+@dataclass(frozen=True)
+class Caller:
+    """Who is calling: the user, and the token the request came with (None for a browser)."""
+
+    user: User
+    token: ApiToken | None
+
+
+@me_api.route("/me", methods=["GET"])
+@me_api.response(200, MeSchema)
+@errors(me_api)
+def me():
+    """Who you are: the token's owner, with their role and status."""
+    return Caller(current_user._get_current_object(), api_token())
+
+
+people_api = Blueprint(
     "Users", __name__, url_prefix="/api/v1", description="Accounts and their approval (admins)"
 )
 
@@ -25,10 +46,10 @@ def user_or_404(user_id: int) -> User:
     return user
 
 
-@blp.route("/users", methods=["GET"])
-@blp.arguments(UserQuerySchema, location="query")
-@blp.response(200, UserPageSchema)
-@errors(blp, 422)
+@people_api.route("/users", methods=["GET"])
+@people_api.arguments(UserQuerySchema, location="query")
+@people_api.response(200, UserPageSchema)
+@errors(people_api, 422)
 def list_users(query):
     """Accounts, newest first; filter by status, search names and emails (admins)."""
     require_role(Role.ADMIN)
@@ -47,42 +68,42 @@ def _decide(action: str, user_id: int) -> User:
     return user
 
 
-@blp.route("/users/<int:user_id>/approve", methods=["POST"])
-@blp.response(200, UserSchema)
-@errors(blp, 404, 409)
+@people_api.route("/users/<int:user_id>/approve", methods=["POST"])
+@people_api.response(200, UserSchema)
+@errors(people_api, 404, 409)
 def approve(user_id: int):
     """Let a pending or rejected account in."""
     return _decide("approve", user_id)
 
 
-@blp.route("/users/<int:user_id>/reject", methods=["POST"])
-@blp.response(200, UserSchema)
-@errors(blp, 404, 409)
+@people_api.route("/users/<int:user_id>/reject", methods=["POST"])
+@people_api.response(200, UserSchema)
+@errors(people_api, 404, 409)
 def reject(user_id: int):
     """Refuse a pending account."""
     return _decide("reject", user_id)
 
 
-@blp.route("/users/<int:user_id>/suspend", methods=["POST"])
-@blp.response(200, UserSchema)
-@errors(blp, 404, 409)
+@people_api.route("/users/<int:user_id>/suspend", methods=["POST"])
+@people_api.response(200, UserSchema)
+@errors(people_api, 404, 409)
 def suspend(user_id: int):
     """Shut an approved account out (its sessions and tokens stop working at once)."""
     return _decide("suspend", user_id)
 
 
-@blp.route("/users/<int:user_id>/reinstate", methods=["POST"])
-@blp.response(200, UserSchema)
-@errors(blp, 404, 409)
+@people_api.route("/users/<int:user_id>/reinstate", methods=["POST"])
+@people_api.response(200, UserSchema)
+@errors(people_api, 404, 409)
 def reinstate(user_id: int):
     """Let a suspended account back in."""
     return _decide("reinstate", user_id)
 
 
-@blp.route("/users/<int:user_id>/role", methods=["POST"])
-@blp.arguments(RoleChangeSchema)
-@blp.response(200, UserSchema)
-@errors(blp, 404, 409, 422)
+@people_api.route("/users/<int:user_id>/role", methods=["POST"])
+@people_api.arguments(RoleChangeSchema)
+@people_api.response(200, UserSchema)
+@errors(people_api, 404, 409, 422)
 def set_role(data, user_id: int):
     """Give an account another role; granting admin needs `confirm_admin: true`."""
     require_role(Role.ADMIN)

@@ -16,7 +16,7 @@ from ..ml.importer import ImportFailed
 from ..ml.quality import BenchmarkError, QualityReport, format_table
 from ..ml.settings import DEFAULT_PRESET, PRESETS, SettingsError
 from ..models.mlmodels import PRODUCTION
-from ..registry import service as registry
+from . import service as registry
 
 models_group = AppGroup("models", help="Import, list, alias and try language models.")
 

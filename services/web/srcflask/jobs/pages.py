@@ -1,17 +1,17 @@
-"""Admin page for the limits of POST /api/v1/generate."""
+"""The admins' page for the limits of POST /api/v1/generate (/admin/api)."""
 
 from __future__ import annotations
 
 from flask import flash, redirect, render_template, request, url_for
 from flask_login import current_user
 
-from ..jobs.service import FIELDS, update_limits
+from ..areas import admin_bp
 from ..models.api import ApiLimits
-from . import bp
 from .forms import ApiLimitsForm
+from .service import FIELDS, update_limits
 
 
-@bp.route("/api", methods=["GET", "POST"])
+@admin_bp.route("/api", methods=["GET", "POST"])
 def api_limits():
     limits = ApiLimits.current()
     form = ApiLimitsForm(obj=limits if request.method == "GET" else None)

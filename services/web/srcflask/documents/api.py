@@ -7,8 +7,12 @@ from flask_smorest import Blueprint
 from sqlalchemy import select
 from sqlalchemy.orm import joinedload
 
-from ..documents import service
-from ..documents.schemas import (
+from ..api.common import errors, refuse, require_role
+from ..extensions import db
+from ..models import Document, MachineText, Role
+from ..models.jobs import JobStatus
+from . import service
+from .schemas import (
     DocumentCreateSchema,
     DocumentPageSchema,
     DocumentQuerySchema,
@@ -19,10 +23,6 @@ from ..documents.schemas import (
     ReviewSchema,
     RevisionListSchema,
 )
-from ..extensions import db
-from ..models import Document, MachineText, Role
-from ..models.jobs import JobStatus
-from .common import errors, refuse, require_role
 
 blp = Blueprint(
     "Documents",

@@ -1,4 +1,4 @@
-"""Account commands: `flask --app srcflask create-admin`, `seed-demo`."""
+"""`flask create-admin` and `flask seed-demo`."""
 
 from __future__ import annotations
 
@@ -9,9 +9,9 @@ import click
 from flask import current_app
 from flask.cli import with_appcontext
 
-from ..accounts.service import create_admin, seed_demo_accounts
-from ..auth.passwords import password_problem
 from ..models import LifecycleError
+from .passwords import password_problem
+from .service import create_admin, seed_demo_accounts
 
 DEMO_LOGINS_FILE = "demo-logins.txt"
 

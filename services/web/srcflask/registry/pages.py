@@ -5,13 +5,13 @@ from __future__ import annotations
 from flask import abort, flash, redirect, render_template, request, send_file, url_for
 from flask_login import current_user
 
+from ..areas import admin_bp
 from ..extensions import db
 from ..ml.engine import DEFAULT_SYSTEM_PROMPT, PROMPT_FORMATS, ModelLoadError, PromptError
 from ..ml.quality import BenchmarkError
 from ..ml.settings import PRESETS, SettingsError
 from ..models import ModelVersion
-from ..registry import service as registry
-from . import bp
+from . import service as registry
 from .forms import AliasForm, PromptFormatForm, TryPromptForm
 
 
@@ -37,12 +37,12 @@ def models_page(status: int = 200, **context):
     ), status
 
 
-@bp.get("/models")
+@admin_bp.get("/models")
 def models():
     return models_page()
 
 
-@bp.get("/models/<int:version_id>/license")
+@admin_bp.get("/models/<int:version_id>/license")
 def model_license(version_id: int):
     """The license terms kept beside a version's weights (third-party HTML, sandboxed)."""
     version = db.get_or_404(ModelVersion, version_id)
@@ -58,7 +58,7 @@ def model_license(version_id: int):
     return response
 
 
-@bp.post("/models/<int:version_id>/alias")
+@admin_bp.post("/models/<int:version_id>/alias")
 def set_model_alias(version_id: int):
     version = db.get_or_404(ModelVersion, version_id)
     form = AliasForm()
@@ -73,7 +73,7 @@ def set_model_alias(version_id: int):
     return redirect(url_for("admin.models"), 303)
 
 
-@bp.post("/models/<int:version_id>/prompt-format")
+@admin_bp.post("/models/<int:version_id>/prompt-format")
 def set_prompt_format(version_id: int):
     version = db.get_or_404(ModelVersion, version_id)
     form = PromptFormatForm()
@@ -99,7 +99,7 @@ def set_prompt_format(version_id: int):
     return redirect(url_for("admin.models"), 303)
 
 
-@bp.post("/models/<int:version_id>/try")
+@admin_bp.post("/models/<int:version_id>/try")
 def try_model(version_id: int):
     version = db.get_or_404(ModelVersion, version_id)
     form = TryPromptForm()

@@ -1,4 +1,4 @@
-"""The document form: title, body and the assigned editor."""
+"""Document forms: writing a document, choosing its editor, reviewing machine text."""
 
 from __future__ import annotations
 
@@ -47,3 +47,20 @@ class DocumentForm(FlaskForm):
 
 class EditorForm(FlaskForm):
     editor_id = SelectField("Editor", coerce=optional_id, validate_choice=False)
+
+
+class ReviewForm(FlaskForm):
+    decision = SelectField(
+        "Decision",
+        choices=[
+            SelectChoice("accept", "Accept"),
+            SelectChoice("edit", "Save edit"),
+            SelectChoice("reject", "Reject"),
+        ],
+        validators=[DataRequired()],
+    )
+    text = TextAreaField(
+        "Machine text",
+        filters=[normalise_newlines],
+        validators=[Length(max=BODY_MAX, message=f"At most {BODY_MAX:,} characters.")],
+    )

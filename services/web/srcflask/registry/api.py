@@ -5,10 +5,10 @@ from __future__ import annotations
 from flask_login import current_user
 from flask_smorest import Blueprint
 
+from ..api.common import client_ip, errors, refuse, require_role
 from ..models import Role
-from ..registry import service as registry
-from ..registry.schemas import AliasSchema, ModelListSchema, ModelVersionSchema
-from .common import client_ip, errors, refuse, require_role
+from . import service as registry
+from .schemas import AliasSchema, ModelListSchema, ModelVersionSchema
 
 blp = Blueprint(
     "Models",

@@ -1,0 +1,325 @@
+"""Document pages: every reader's, the sponsor's, the editor's and the admins' list.
+
+Every rule, and every commit, is in `documents.service`.
+"""
+
+from __future__ import annotations
+
+from flask import (
+    Blueprint,
+    abort,
+    current_app,
+    flash,
+    jsonify,
+    redirect,
+    render_template,
+    request,
+    url_for,
+)
+from flask_login import current_user
+
+from ..areas import admin_bp, editor_bp, sponsor_bp
+from ..models import Decision, MachineTextStatus, Role
+from ..pagination import requested_page
+from . import service
+from .diff import DiffCache, diff_texts, summary
+from .forms import DocumentForm, EditorForm, ReviewForm, editor_choices
+from .schemas import machine_text_state
+
+documents_bp = Blueprint("documents", __name__, url_prefix="/documents")
+
+
+# -- /documents: every reader's pages --------------------------------------------------
+
+
+DIFFS = "srcflask.revision_diffs"
+
+
+@documents_bp.record_once
+def keep_diffs(state) -> None:
+    state.app.extensions[DIFFS] = DiffCache()
+
+
+def readable_or_404(document_id: int):
+    document = service.readable_document(current_user, document_id)
+    if document is None:
+        abort(404)
+    return document
+
+
+def document_page_url(document) -> str:
+    if current_user.role is Role.SPONSOR:
+        return url_for("sponsor.show_document", document_id=document.id)
+    return url_for("documents.show", document_id=document.id)
+
+
+def render_document_list(template: str):
+    """A page of the documents the current user may read, optionally by machine-text status."""
+    status = request.args.get("status") or None
+    if status is not None and status not in MachineTextStatus._value2member_map_:
+        abort(400, description=f"Unknown machine-text status {status!r}.")
+    page = service.document_rows(
+        current_user,
+        page=requested_page(),
+        per_page=current_app.config["PAGE_SIZE"],
+        status=MachineTextStatus(status) if status else None,
+    )
+    return render_template(template, page=page, status=status)
+
+
+def render_document_page(document):
+    """The document, its editor, its latest machine text and its history (every reader)."""
+    revisions = service.revision_history(document)
+    editors = []
+    if current_user.id == document.owner_id:
+        editors = service.approved_editors()
+        if document.editor is not None and document.editor not in editors:
+            editors.append(document.editor)
+    return render_template(
+        "documents/document.html",
+        document=document,
+        latest=revisions[0],
+        revisions=revisions,
+        editors=editors,
+    )
+
+
+@documents_bp.get("/<int:document_id>")
+def show(document_id: int):
+    document = readable_or_404(document_id)
+    if current_user.role is Role.SPONSOR:
+        return redirect(url_for("sponsor.show_document", document_id=document.id))
+    return render_document_page(document)
+
+
+@documents_bp.get("/<int:document_id>/machine-text")
+def machine_text(document_id: int):
+    """The state of the latest machine text, for pages that update themselves."""
+    document = readable_or_404(document_id)
+    revision = service.latest_revision(document)
+    state = machine_text_state(revision)
+    response = jsonify(state)
+    response.headers["Cache-Control"] = "no-store"
+    return response
+
+
+@documents_bp.post("/<int:document_id>/machine-text/retry")
+def retry(document_id: int):
+    document = readable_or_404(document_id)
+    revision = service.latest_revision(document)
+    try:
+        service.retry_machine_text(revision.machine_text)
+    except service.DocumentError as error:
+        flash(str(error), "error")
+    else:
+        flash("The machine text is queued again.", "success")
+    target = request.form.get("next")
+    if target == "review" and current_user.role is Role.EDITOR:
+        return redirect(url_for("editor.review", document_id=document.id), 303)
+    return redirect(document_page_url(document), 303)
+
+
+@documents_bp.get("/<int:document_id>/revisions/<int:number>")
+def revision(document_id: int, number: int):
+    document = readable_or_404(document_id)
+    current = service.revision_by_number(document, number)
+    if current is None:
+        abort(404)
+    previous = service.revision_by_number(document, number - 1) if number > 1 else None
+    body_diff, counts = cached_diff(previous, current)
+    return render_template(
+        "documents/revision.html",
+        document=document,
+        revision=current,
+        previous=previous,
+        body_diff=body_diff,
+        counts=counts,
+        title_changed=previous is not None and previous.title != current.title,
+        back_url=document_page_url(document),
+    )
+
+
+def cached_diff(previous, current) -> tuple[list, dict[str, int]]:
+    """The body diff of two revisions, with its counts; worked out once per pair.
+
+    The diff (not its HTML) is cached: the page template escapes it on every view.
+    """
+    cache: DiffCache = current_app.extensions[DIFFS]
+    key = (previous.id if previous else None, current.id)
+    found = cache.get(key)
+    if found is None:
+        lines = diff_texts(previous.body if previous else "", current.body)
+        found = (lines, summary(lines))
+        cache.put(key, found, len(previous.body if previous else "") + len(current.body))
+    return found
+
+
+# -- /sponsor: writing documents, choosing their editor --------------------------------
+
+
+def own_or_404(document_id: int):
+    document = service.owned_document(current_user, document_id)
+    if document is None:
+        abort(404)
+    return document
+
+
+@sponsor_bp.get("/", endpoint="home")
+def sponsor_home():
+    return redirect(url_for("sponsor.documents"))
+
+
+@sponsor_bp.get("/documents", endpoint="documents")
+def sponsor_documents():
+    return render_document_list("sponsor/documents.html")
+
+
+@sponsor_bp.route("/documents/new", methods=["GET", "POST"])
+def new_document():
+    form = DocumentForm()
+    form.editor_id.choices = editor_choices(service.approved_editors())
+    if form.validate_on_submit():
+        try:
+            document = service.create_document(
+                current_user, form.title.data, form.body.data or "", form.editor_id.data
+            )
+        except service.DocumentError as error:
+            form.editor_id.errors = [str(error)]
+        else:
+            flash(f"Saved. {machine_text_note(document.revisions[0])}", "success")
+            return redirect(url_for("sponsor.show_document", document_id=document.id), 303)
+    status = 422 if form.errors else 200
+    return render_template("sponsor/document_form.html", form=form, document=None), status
+
+
+@sponsor_bp.get("/documents/<int:document_id>")
+def show_document(document_id: int):
+    return render_document_page(own_or_404(document_id))
+
+
+@sponsor_bp.route("/documents/<int:document_id>/edit", methods=["GET", "POST"])
+def edit_document(document_id: int):
+    document = own_or_404(document_id)
+    form = DocumentForm(obj=document if request.method == "GET" else None)
+    form.editor_id.choices = editor_choices(service.approved_editors(), document.editor)
+    if request.method == "GET":
+        form.editor_id.data = document.editor_id
+    if form.validate_on_submit():
+        try:
+            revision = service.save_document(
+                document, current_user, form.title.data, form.body.data or "", form.editor_id.data
+            )
+        except service.DocumentError as error:
+            form.editor_id.errors = [str(error)]
+        else:
+            if revision is None:
+                flash("Nothing in the text changed, so no new revision was made.", "info")
+            else:
+                flash(
+                    f"Saved revision {revision.number}. {machine_text_note(revision)}",
+                    "success",
+                )
+            return redirect(url_for("sponsor.show_document", document_id=document.id), 303)
+    status = 422 if form.errors else 200
+    return render_template("sponsor/document_form.html", form=form, document=document), status
+
+
+@sponsor_bp.post("/documents/<int:document_id>/editor")
+def assign_editor(document_id: int):
+    document = own_or_404(document_id)
+    form = EditorForm()
+    try:
+        editor = service.assign_editor(document, form.editor_id.data)
+    except service.DocumentError as error:
+        flash(str(error), "error")
+    else:
+        flash(f"Assigned to {editor.name}." if editor else "No editor is assigned now.", "success")
+    return redirect(url_for("sponsor.show_document", document_id=document.id), 303)
+
+
+@sponsor_bp.route("/documents/<int:document_id>/delete", methods=["GET", "POST"])
+def delete_document(document_id: int):
+    document = own_or_404(document_id)
+    if request.method == "GET":
+        return render_template("sponsor/confirm_delete.html", document=document)
+    service.delete_document(document)
+    flash(f"“{document.title}” is deleted.", "success")
+    return redirect(url_for("sponsor.documents"), 303)
+
+
+def machine_text_note(revision) -> str:
+    machine_text = revision.machine_text
+    if machine_text is None:
+        return "The body is empty, so there is nothing for the model to continue yet."
+    if machine_text.status is MachineTextStatus.WAITING:
+        return (
+            "Your earlier machine texts are still being written; this one follows as soon "
+            "as one of them is done."
+        )
+    return "The machine text is being written."
+
+
+# -- /editor: reviewing machine text ---------------------------------------------------
+
+
+DONE_MESSAGES = {
+    Decision.ACCEPTED: "Accepted: the machine text is now part of the document (revision {n}).",
+    Decision.EDITED: "Your edit is now part of the document (revision {n}).",
+    Decision.REJECTED: "Rejected: the document stays as it was.",
+}
+
+
+def assigned_or_404(document_id: int):
+    document = service.assigned_document(current_user, document_id)
+    if document is None:
+        abort(404)
+    return document
+
+
+@editor_bp.get("/", endpoint="home")
+def editor_home():
+    return redirect(url_for("editor.documents"))
+
+
+@editor_bp.get("/documents", endpoint="documents")
+def editor_documents():
+    return render_document_list("editor/documents.html")
+
+
+@editor_bp.route("/documents/<int:document_id>/review", methods=["GET", "POST"])
+def review(document_id: int):
+    document = assigned_or_404(document_id)
+    revision = service.latest_revision(document)
+    machine_text = revision.machine_text
+    form = ReviewForm()
+    status = 200
+    if request.method == "GET":
+        form.text.data = machine_text.text if machine_text and machine_text.text else ""
+    elif form.validate_on_submit():
+        decision = service.DECISIONS[form.decision.data]
+        try:
+            done = service.review_machine_text(document, current_user, decision, form.text.data)
+        except service.DocumentError as error:
+            form.form_errors.append(str(error))
+            status = 409
+        else:
+            number = done.revision.number if done.revision else revision.number
+            flash(DONE_MESSAGES[decision].format(n=number), "success")
+            return redirect(url_for("editor.review", document_id=document.id), 303)
+    else:
+        status = 422
+    return render_template(
+        "editor/review.html",
+        document=document,
+        revision=revision,
+        machine_text=machine_text,
+        form=form,
+    ), status
+
+
+# -- /admin: every document ------------------------------------------------------------
+
+
+@admin_bp.get("/documents", endpoint="documents")
+def admin_documents():
+    return render_document_list("admin/documents.html")
