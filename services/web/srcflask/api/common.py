@@ -8,7 +8,7 @@ from typing import NoReturn
 from flask import abort, g, request
 from flask_login import current_user
 
-from ..models import Role, User
+from ..models import Role
 
 # Documented on every operation that can give them.
 COMMON_ERRORS = (400, 401, 403)
@@ -23,10 +23,6 @@ def require_role(*roles: Role) -> None:
     if current_user.role not in roles:
         names = " or ".join(f"{role.value}s" for role in roles)
         refuse(403, f"Only {names} can do this.")
-
-
-def person(user: User | None) -> dict | None:
-    return None if user is None else {"id": user.id, "name": user.name}
 
 
 def client_ip() -> str | None:
