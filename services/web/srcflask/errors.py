@@ -112,11 +112,12 @@ def handle_http_error(error: HTTPException):
 
 
 def handle_rate_limit(error: RateLimitExceeded):
-    seconds = retry_after_seconds()
-    wait = f"in {seconds} seconds" if seconds else "later"
-    return error_response(
-        error, message=f"Too many attempts from you. Try again {wait}.", code="rate_limited"
-    )
+    message = "Too many attempts from you."
+    if wants_json():
+        # Pages say when to try again below the message; JSON says it here (and in retry_after).
+        seconds = retry_after_seconds()
+        message += f" Try again in {seconds} seconds." if seconds else " Try again later."
+    return error_response(error, message=message, code="rate_limited")
 
 
 def handle_csrf_error(error: CSRFError):

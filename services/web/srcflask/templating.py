@@ -7,10 +7,12 @@ from datetime import UTC, datetime
 from flask import Flask
 
 
-def format_datetime(value: datetime | None) -> str:
-    """Show a timestamp in UTC, to the minute."""
+def format_datetime(value: datetime | str | None) -> str:
+    """Show a timestamp (or its ISO 8601 text, as JSON states carry it) in UTC, to the minute."""
     if value is None:
         return "—"
+    if isinstance(value, str):
+        value = datetime.fromisoformat(value)
     return value.astimezone(UTC).strftime("%Y-%m-%d %H:%M UTC")
 
 
@@ -49,6 +51,9 @@ def init_app(app: Flask) -> None:
     app.add_template_filter(format_count, "count")
     app.add_template_filter(format_percent, "percent")
 
+    from .accounts.audit import sentence
     from .documents.schemas import machine_text_state
+
+    app.add_template_global(sentence, "audit_sentence")
 
     app.add_template_global(machine_text_state, "machine_text_state")

@@ -248,7 +248,7 @@ MATRIX: dict[tuple[str, str], Row] = {
     ("GET", "/account/tokens"): Row("/account/tokens", only(APPROVED, 200)),
     ("POST", "/account/tokens"): Row(
         "/account/tokens",
-        only(APPROVED, 200, post=True),
+        only(APPROVED, (303, "/account/tokens"), post=True),
         data={"name": "script", "expires_in_days": "30"},
     ),
     ("POST", "/account/tokens/<int:token_id>/revoke"): Row(

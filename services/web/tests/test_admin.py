@@ -240,6 +240,21 @@ def test_role_change_to_a_non_admin_role_needs_no_confirmation(app, admin_client
     assert get_user(app, editor.id).role is Role.SPONSOR
 
 
+def test_role_changes_read_as_sentences(admin_client, editor, sponsor):
+    made = admin_client.post(
+        f"/admin/users/{sponsor.id}/role", data={"role": "editor"}, follow_redirects=True
+    )
+    assert f"{sponsor.name} is now an editor." in made.get_data(as_text=True)
+    again = admin_client.post(
+        f"/admin/users/{sponsor.id}/role", data={"role": "editor"}, follow_redirects=True
+    )
+    assert f"{sponsor.name} is already an editor." in again.get_data(as_text=True)
+    back = admin_client.post(
+        f"/admin/users/{sponsor.id}/role", data={"role": "sponsor"}, follow_redirects=True
+    )
+    assert f"{sponsor.name} is now a sponsor." in back.get_data(as_text=True)
+
+
 def test_bad_role_is_refused(admin_client, editor):
     response = admin_client.post(f"/admin/users/{editor.id}/role", data={"role": "overlord"})
     assert response.status_code == 400
@@ -337,3 +352,88 @@ def test_admin_lists_past_the_last_page_show_the_last_page(admin_client, admin):
     assert users.status_code == 200
     assert admin.email in users.get_data(as_text=True)
     assert admin_client.get("/admin/users?status=all&page=abc").status_code == 200
+
+
+# -- the audit trail in words ----------------------------------------------------
+
+
+def test_the_audit_log_reads_as_sentences_and_escapes_names(app, admin_client, admin, make_user):
+    target = make_user(role=Role.EDITOR, name="Edna <b>Editor</b>")
+    admin_client.post(f"/admin/users/{target.id}/role", data={"role": "admin", "confirm": "y"})
+    admin_client.post(f"/admin/users/{target.id}/suspend")
+
+    page = admin_client.get("/admin/audit").get_data(as_text=True)
+
+    assert (
+        f"{admin.name} changed Edna &lt;b&gt;Editor&lt;/b&gt;&#39;s role from editor to admin."
+        in page
+    )
+    assert f"{admin.name} suspended Edna &lt;b&gt;Editor&lt;/b&gt;." in page
+    assert "previous: None" not in page and "<b>Editor</b>" not in page
+    assert '<code class="audit-action">user.role_change</code>' in page
+
+
+@pytest.mark.parametrize(
+    ("action", "actor", "target", "details", "words"),
+    [
+        (
+            "account.signup",
+            "Sam <s@x.org>",
+            "Sam <s@x.org>",
+            {"role": "editor"},
+            "Sam signed up as an editor.",
+        ),
+        (
+            "account.signup_repeated",
+            "anonymous",
+            "Sam <s@x.org>",
+            {},
+            "Someone tried to sign up again with Sam's email address.",
+        ),
+        (
+            "model.alias",
+            "Ada <a@x.org>",
+            "gemma:2",
+            {"alias": "production", "previous": None},
+            "Ada pointed the production alias at gemma:2.",
+        ),
+        (
+            "model.alias",
+            "command line",
+            "gemma:2",
+            {"alias": "production", "previous": "g:1"},
+            "The command line pointed the production alias at gemma:2 (it was g:1).",
+        ),
+        (
+            "api.limits",
+            "Ada <a@x.org>",
+            "API generation limits",
+            {"max_new_tokens": [100, 200], "allow_sampling": [False, True]},
+            "Ada changed the API generation limits: max new tokens from 100 to 200; "
+            "allow sampling from off to on.",
+        ),
+        (
+            "token.revoke",
+            "Ada <a@x.org>",
+            "Sam <s@x.org>",
+            {"token": "ci", "prefix": "sfk_1", "reason": "account.suspend"},
+            "Ada revoked Sam's API token “ci” when the account was suspended.",
+        ),
+        (
+            "auth.login_locked",
+            "anonymous",
+            "Sam <s@x.org>",
+            {"scope": "account_and_address", "limit": "5 per 1 minute"},
+            "Logins to Sam's account were refused for a while: too many wrong passwords "
+            "from one address (5 per 1 minute).",
+        ),
+        ("user.approve", "Ada <a@x.org>", "Sam <s@x.org>", {}, "Ada approved Sam's account."),
+        ("something.new", "Ada <a@x.org>", "", {"n": 3}, "Ada: something.new (n: 3)."),
+    ],
+)
+def test_each_audit_action_has_a_sentence(action, actor, target, details, words):
+    from srcflask.accounts.audit import sentence
+    from srcflask.models import AuditEvent
+
+    event = AuditEvent(action=action, actor_label=actor, target_label=target, details=details)
+    assert sentence(event) == words

@@ -53,12 +53,15 @@ def error_of(response) -> dict:
 
 
 def test_a_token_is_shown_once_stored_as_a_hash_and_audited(app, sponsor_client, sponsor):
-    page = sponsor_client.post(
+    made = sponsor_client.post(
         "/account/tokens", data={"name": "nightly import", "expires_in_days": "30"}
     )
-
-    assert page.status_code == 200
+    # Post/Redirect/Get: the secret is on the page the redirect leads to, once.
+    assert made.status_code == 303 and made.location == "/account/tokens"
+    page = sponsor_client.get("/account/tokens")
+    assert page.headers["Cache-Control"] == "no-store"
     secret = re.search(r'id="new-token">(sfk_[\w-]+)<', page.get_data(as_text=True)).group(1)
+    assert 'data-copy="new-token"' in page.get_data(as_text=True)
     with app.app_context():
         token = db.session.scalar(select(ApiToken))
         assert token.token_hash == hash_token(secret) and secret not in token.token_hash
@@ -66,8 +69,11 @@ def test_a_token_is_shown_once_stored_as_a_hash_and_audited(app, sponsor_client,
         assert timedelta(days=29) < token.expires_at - utcnow() <= timedelta(days=30)
         event = db.session.scalar(select(AuditEvent).where(AuditEvent.action == "token.create"))
         assert event.actor_id == sponsor.id and event.details["token"] == "nightly import"
+    # Reloading shows the list without the secret, and makes no second token.
     listing = sponsor_client.get("/account/tokens").get_data(as_text=True)
     assert secret not in listing and f"{secret[:12]}…" in listing
+    with app.app_context():
+        assert len(db.session.scalars(select(ApiToken)).all()) == 1
     assert sponsor_client.get("/api/v1/me", headers=bearer(secret)).json["email"] == sponsor.email
 
 
@@ -257,7 +263,7 @@ def test_documents_end_to_end_through_the_api(
         f"/api/v1/documents/{document['id']}/revisions", headers=tokens["sponsor"]
     ).json["items"]
     assert [(r["number"], r["origin"]) for r in revisions] == [(2, "edited"), (1, "save")]
-    assert revisions[0]["body"] == "Sales rose. The end."
+    assert revisions[0]["body"] == "Sales rose.\n\nThe end."  # a paragraph after a full stop
 
     patched = client.patch(
         f"/api/v1/documents/{document['id']}",
@@ -497,7 +503,7 @@ def test_active_tokens_per_person_are_capped(app, sponsor_client, sponsor, issue
     expired = issue(sponsor, days=1, expires_at=utcnow() - timedelta(days=1))
     assert expired
     form = {"name": "one more", "expires_in_days": "30"}
-    assert sponsor_client.post("/account/tokens", data=form).status_code == 200
+    assert sponsor_client.post("/account/tokens", data=form).status_code == 303
 
     refused = sponsor_client.post("/account/tokens", data=form)
 

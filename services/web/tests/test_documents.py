@@ -109,7 +109,10 @@ def test_the_document_revision_and_queued_text_are_one_transaction(app, sponsor_
         ({"title": "", "body": "x"}, "This field is required."),
         ({"title": "   ", "body": "x"}, "This field is required."),
         ({"title": "t" * 201, "body": "x"}, "Field cannot be longer than 200 characters."),
-        ({"title": "ok", "body": "b" * 20_001}, "At most 20,000 characters."),
+        (
+            {"title": "ok", "body": "b" * 20_345},
+            "The document is 20,345 characters long; the most is 20,000. Shorten it by 345",
+        ),
         ({"title": "ok", "body": "x", "editor_id": "999"}, "Choose an approved editor"),
         ({"title": "ok", "body": "x", "editor_id": "abc"}, "Choose an approved editor"),
     ],
@@ -165,6 +168,21 @@ def test_writing_a_body_later_queues_the_machine_text(app, sponsor_client, produ
 
 
 # -- editing --------------------------------------------------------------------
+
+
+def test_a_long_body_is_refused_with_the_text_kept_and_the_box_is_never_cut(sponsor_client):
+    form = sponsor_client.get("/sponsor/documents/new").get_data(as_text=True)
+    box = re.search(r"<textarea[^>]*>", form).group(0)
+    assert "maxlength" not in box and 'data-count-max="20000"' in box
+
+    long = "word " * 4_100  # 20,500 characters
+    response = sponsor_client.post(
+        "/sponsor/documents/new", data={"title": "Long", "body": long, "editor_id": ""}
+    )
+    assert response.status_code == 422
+    page = response.get_data(as_text=True)
+    assert "Shorten it by 500 characters. Nothing was saved; your text is kept here." in page
+    assert long.rstrip() in page  # the whole text is still in the box
 
 
 def test_the_edit_form_is_prefilled_and_an_untouched_save_changes_nothing(
@@ -442,13 +460,14 @@ def reviewable(app, sponsor_client, editor, production_model, run_jobs, model_sc
     return document_id
 
 
-def test_the_review_page_shows_both_side_by_side_with_the_text_prefilled(
+def test_the_review_page_shows_the_document_and_the_machine_text_once_in_the_edit_box(
     app, editor_client, reviewable
 ):
     page = editor_client.get(f"/editor/documents/{reviewable}/review").get_data(as_text=True)
     assert "It was cold," in page
-    assert '<div class="machine-text" data-field="text">and it rained all week.</div>' in page
+    assert page.count("and it rained all week.") == 1
     assert ">and it rained all week.</textarea>" in page
+    assert 'data-field="text-in-box"' in page and 'data-field="text"' not in page
     assert page.count("data-needs-done") == 3 and " disabled>" not in page
 
 
@@ -461,9 +480,11 @@ def test_accepting_appends_the_machine_text_as_the_editors_revision(
         follow_redirects=True,
     )
 
-    assert "Accepted: the machine text is now part of the document (revision 2)." in (
-        response.get_data(as_text=True)
-    )
+    page = response.get_data(as_text=True)
+    assert "Accepted: revision 2" in page
+    added = '<blockquote class="machine-text added" data-added>and it rained all week.</blockquote>'
+    assert added in page
+    assert "No other document needs your review now." in page
     _, second = revisions(app, reviewable)
     assert second.body == "It was cold, and it rained all week."
     assert second.author_id == editor.id and second.origin is RevisionOrigin.ACCEPTED
@@ -610,3 +631,55 @@ def test_lists_filter_by_machine_text_status(app, sponsor_client, sponsor):
     failed = sponsor_client.get("/sponsor/documents?status=failed").get_data(as_text=True)
     assert "Broken one" in failed and "Finished one" not in failed
     assert sponsor_client.get("/sponsor/documents?status=bogus").status_code == 400
+
+
+# -- two tabs --------------------------------------------------------------------
+
+
+def test_saving_over_a_newer_revision_is_refused_with_the_text_kept_and_the_differences(
+    app, sponsor_client
+):
+    document_id = doc_id_from(create(sponsor_client, title="Plan", body="Step one.\nStep two."))
+    first_tab = sponsor_client.get(f"/sponsor/documents/{document_id}/edit").get_data(as_text=True)
+    assert 'name="base_revision" type="hidden" value="1"' in first_tab
+
+    # The second tab saves revision 2...
+    second = sponsor_client.post(
+        f"/sponsor/documents/{document_id}/edit",
+        data={"title": "Plan", "body": "Step one.\nStep two, revised.", "base_revision": "1"},
+    )
+    assert second.status_code == 303
+    # ...then the first tab saves what it had open (revision 1).
+    stale = sponsor_client.post(
+        f"/sponsor/documents/{document_id}/edit",
+        data={"title": "Plan", "body": "Step one.\nStep <two> from tab one.", "base_revision": "1"},
+    )
+
+    assert stale.status_code == 409
+    page = stale.get_data(as_text=True)
+    assert "This document changed since you opened it" in page and "revision 2" in page
+    assert "Step one.\nStep &lt;two&gt; from tab one.</textarea>" in page
+    assert "data-conflict" in page and "<ins>" in page
+    assert 'name="base_revision" type="hidden" value="2"' in page
+    assert [r.body for r in revisions(app, document_id)] == [
+        "Step one.\nStep two.",
+        "Step one.\nStep two, revised.",
+    ]
+
+    # Saving again, having seen the differences, replaces revision 2 knowingly.
+    again = sponsor_client.post(
+        f"/sponsor/documents/{document_id}/edit",
+        data={"title": "Plan", "body": "Step one.\nStep <two> from tab one.", "base_revision": "2"},
+    )
+    assert again.status_code == 303
+    assert revisions(app, document_id)[-1].body == "Step one.\nStep <two> from tab one."
+
+
+@pytest.mark.parametrize("base", ["", "abc", "-1"])
+def test_an_edit_without_a_usable_base_revision_still_saves(app, sponsor_client, base):
+    document_id = doc_id_from(create(sponsor_client, title="Plan", body="One."))
+    response = sponsor_client.post(
+        f"/sponsor/documents/{document_id}/edit",
+        data={"title": "Plan", "body": "Two.", "base_revision": base},
+    )
+    assert response.status_code == (409 if base == "-1" else 303)

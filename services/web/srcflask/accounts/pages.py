@@ -10,6 +10,7 @@ from flask import (
     abort,
     current_app,
     flash,
+    make_response,
     redirect,
     render_template,
     request,
@@ -214,10 +215,13 @@ def end_all_sessions():
     return redirect(url_for("auth.login"), 303)
 
 
+# The secret of a token just made, kept for the one page that shows it after the redirect.
+NEW_TOKEN = "new_token"  # noqa: S105  (a session key, not a secret)
+
+
 @account_bp.route("/tokens", methods=["GET", "POST"])
 def tokens():
     form = TokenForm()
-    secret = None
     status = 200
     if form.validate_on_submit():
         try:
@@ -228,12 +232,21 @@ def tokens():
             form.form_errors.append(str(error))
             status = 422
         else:
-            form = TokenForm(formdata=None)
+            # Post/Redirect/Get: reloading the page shows it, and never makes another token.
+            session[NEW_TOKEN] = secret
+            return redirect(url_for("account.tokens"), 303)
     elif request.method == "POST":
         status = 422
-    return render_template(
-        "account/tokens.html", form=form, tokens=accounts.tokens_of(current_user), secret=secret
-    ), status
+    secret = session.pop(NEW_TOKEN, None) if request.method == "GET" else None
+    response = make_response(
+        render_template(
+            "account/tokens.html", form=form, tokens=accounts.tokens_of(current_user), secret=secret
+        ),
+        status,
+    )
+    if secret:
+        response.headers["Cache-Control"] = "no-store"  # the secret stays out of caches
+    return response
 
 
 @account_bp.post("/tokens/<int:token_id>/revoke")
@@ -320,7 +333,7 @@ def change_user_role(user_id: int):
     except LifecycleError as error:
         flash(str(error), "error")
     else:
-        flash(f"{user.name} is now {role.label.lower()}.", "success")
+        flash(f"{user.name} is now {role.with_article}.", "success")
     return back_to_users()
 
 

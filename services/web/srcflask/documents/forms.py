@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 from flask_wtf import FlaskForm
-from wtforms import SelectChoice, SelectField, StringField, TextAreaField
-from wtforms.validators import DataRequired, Length
+from wtforms import HiddenField, SelectChoice, SelectField, StringField, TextAreaField
+from wtforms.validators import DataRequired, Length, ValidationError
 
 from ..forms import normalise_newlines, strip
 from ..models.documents import BODY_MAX, TITLE_MAX
@@ -19,6 +19,14 @@ def optional_id(value) -> int | None:
         return -1  # never an editor: refused with a message by the service
 
 
+def optional_number(value) -> int | None:
+    """A revision number from a hidden field; None when missing or not a number."""
+    try:
+        return int(value) if value not in (None, "") else None
+    except (TypeError, ValueError):
+        return None
+
+
 def editor_choices(editors, current=None) -> list[SelectChoice]:
     """Nobody, every approved editor, and the document's own editor if no longer approved."""
     choices = [SelectChoice("", "Nobody yet")] + [
@@ -31,6 +39,15 @@ def editor_choices(editors, current=None) -> list[SelectChoice]:
     return choices
 
 
+def within_body_limit(text: str | None) -> None:
+    over = len(text or "") - BODY_MAX
+    if over > 0:
+        raise ValidationError(
+            f"The document is {len(text):,} characters long; the most is {BODY_MAX:,}. "
+            f"Shorten it by {over:,} characters. Nothing was saved; your text is kept here."
+        )
+
+
 class DocumentForm(FlaskForm):
     title = StringField(
         "Title", filters=[strip], validators=[DataRequired(), Length(max=TITLE_MAX)]
@@ -38,11 +55,15 @@ class DocumentForm(FlaskForm):
     body = TextAreaField(
         "Document",
         filters=[normalise_newlines],
-        validators=[Length(max=BODY_MAX, message=f"At most {BODY_MAX:,} characters.")],
+        validators=[lambda form, field: within_body_limit(field.data)],
         description=f"Up to {BODY_MAX:,} characters. Each save writes a new revision, and the "
         "model writes machine text for it in the background.",
+        # No maxlength: a browser would cut a long paste silently. The page counts instead.
+        render_kw={"data-count-max": BODY_MAX},
     )
     editor_id = SelectField("Editor", coerce=optional_id, validate_choice=False)
+    # The revision the edit started from (edits only), so a newer save is not undone unseen.
+    base_revision = HiddenField(filters=[optional_number])
 
 
 class EditorForm(FlaskForm):

@@ -19,7 +19,8 @@ from flask import (
 from flask_login import current_user
 
 from ..areas import admin_bp, editor_bp, sponsor_bp
-from ..models import Decision, MachineTextStatus, Role
+from ..models import MachineTextStatus, Role
+from ..models.documents import BODY_MAX
 from ..pagination import requested_page
 from . import service
 from .diff import DiffCache, diff_texts, summary
@@ -53,18 +54,22 @@ def document_page_url(document) -> str:
     return url_for("documents.show", document_id=document.id)
 
 
-def render_document_list(template: str):
-    """A page of the documents the current user may read, optionally by machine-text status."""
+def render_document_list(template: str, **context):
+    """A page of the documents the current user may read, by machine-text status or review."""
     status = request.args.get("status") or None
     if status is not None and status not in MachineTextStatus._value2member_map_:
         abort(400, description=f"Unknown machine-text status {status!r}.")
+    queue = request.args.get("review") or None
+    if queue is not None and queue not in service.REVIEW_QUEUES:
+        abort(400, description=f"Unknown review queue {queue!r}: use needs-review or reviewed.")
     page = service.document_rows(
         current_user,
         page=requested_page(),
         per_page=current_app.config["PAGE_SIZE"],
         status=MachineTextStatus(status) if status else None,
+        queue=queue,
     )
-    return render_template(template, page=page, status=status)
+    return render_template(template, page=page, status=status, queue=queue, **context)
 
 
 def render_document_page(document):
@@ -202,13 +207,26 @@ def edit_document(document_id: int):
     document = own_or_404(document_id)
     form = DocumentForm(obj=document if request.method == "GET" else None)
     form.editor_id.choices = editor_choices(service.approved_editors(), document.editor)
+    conflict = None
     if request.method == "GET":
         form.editor_id.data = document.editor_id
+        form.base_revision.data = service.latest_revision(document).number
     if form.validate_on_submit():
         try:
             revision = service.save_document(
-                document, current_user, form.title.data, form.body.data or "", form.editor_id.data
+                document,
+                current_user,
+                form.title.data,
+                form.body.data or "",
+                form.editor_id.data,
+                base_revision=form.base_revision.data,
             )
+        except service.EditConflict as error:
+            form.form_errors.append(str(error))
+            # Saving again now replaces the newer revision, knowingly.
+            form.base_revision.data = error.latest.number
+            lines = diff_texts(error.latest.body, form.body.data or "")
+            conflict = {"latest": error.latest, "body_diff": lines, "counts": summary(lines)}
         except service.DocumentError as error:
             form.editor_id.errors = [str(error)]
         else:
@@ -220,8 +238,10 @@ def edit_document(document_id: int):
                     "success",
                 )
             return redirect(url_for("sponsor.show_document", document_id=document.id), 303)
-    status = 422 if form.errors else 200
-    return render_template("sponsor/document_form.html", form=form, document=document), status
+    status = 409 if conflict else 422 if form.errors else 200
+    return render_template(
+        "sponsor/document_form.html", form=form, document=document, conflict=conflict
+    ), status
 
 
 @sponsor_bp.post("/documents/<int:document_id>/editor")
@@ -262,13 +282,6 @@ def machine_text_note(revision) -> str:
 # -- /editor: reviewing machine text ---------------------------------------------------
 
 
-DONE_MESSAGES = {
-    Decision.ACCEPTED: "Accepted: the machine text is now part of the document (revision {n}).",
-    Decision.EDITED: "Your edit is now part of the document (revision {n}).",
-    Decision.REJECTED: "Rejected: the document stays as it was.",
-}
-
-
 def assigned_or_404(document_id: int):
     document = service.assigned_document(current_user, document_id)
     if document is None:
@@ -283,12 +296,19 @@ def editor_home():
 
 @editor_bp.get("/documents", endpoint="documents")
 def editor_documents():
-    return render_document_list("editor/documents.html")
+    return render_document_list("editor/documents.html", counts=service.review_counts(current_user))
 
 
 @editor_bp.route("/documents/<int:document_id>/review", methods=["GET", "POST"])
 def review(document_id: int):
-    document = assigned_or_404(document_id)
+    document = service.assigned_document(current_user, document_id)
+    if document is None:
+        if request.method != "POST":
+            abort(404)
+        # Unassigned while the page was open: say so, and give the typed text back. The
+        # same answer whether the document exists or not, so it tells nothing about it.
+        typed = request.form.get("text", "")[:BODY_MAX]
+        return render_template("editor/not_assigned.html", typed=typed), 404
     revision = service.latest_revision(document)
     machine_text = revision.machine_text
     form = ReviewForm()
@@ -303,9 +323,7 @@ def review(document_id: int):
             form.form_errors.append(str(error))
             status = 409
         else:
-            number = done.revision.number if done.revision else revision.number
-            flash(DONE_MESSAGES[decision].format(n=number), "success")
-            return redirect(url_for("editor.review", document_id=document.id), 303)
+            return redirect(url_for("editor.review", document_id=document.id, decided=done.id), 303)
     else:
         status = 422
     return render_template(
@@ -314,7 +332,17 @@ def review(document_id: int):
         revision=revision,
         machine_text=machine_text,
         form=form,
+        decided=decided_review(document),
+        next_document=service.next_to_review(current_user, besides=document.id),
     ), status
+
+
+def decided_review(document):
+    """The review named in `?decided=`, when it is this editor's, on this document."""
+    review_id = request.args.get("decided", type=int)
+    if review_id is None:
+        return None
+    return service.own_review(current_user, document, review_id)
 
 
 # -- /admin: every document ------------------------------------------------------------

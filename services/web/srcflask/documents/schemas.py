@@ -172,12 +172,25 @@ class MachineTextStateSchema(MachineTextSchema):
         exclude = ("settings",)
 
     text = fields.Method("finished_text")
+    review = fields.Method("review_summary")
     queued_at = Seconds()
     started_at = Seconds()
     finished_at = Seconds()
 
     def finished_text(self, machine_text) -> str | None:
         return machine_text.text if machine_text.status is MachineTextStatus.DONE else None
+
+    def review_summary(self, machine_text) -> dict | None:
+        """The editor's decision: what, by whom, when, and the revision it became."""
+        review = machine_text.review
+        if review is None:
+            return None
+        return {
+            "decision": review.decision.value,
+            "by": review.editor.name if review.editor else None,
+            "at": review.created_at.isoformat(timespec="seconds"),
+            "revision": review.revision.number if review.revision else None,
+        }
 
 
 def machine_text_state(revision: Revision) -> dict:

@@ -12,7 +12,7 @@ import logging
 from dataclasses import dataclass
 
 from flask import current_app
-from sqlalchemy import Select, and_, func, select, update
+from sqlalchemy import Select, and_, func, or_, select, update
 from sqlalchemy.orm import aliased, joinedload, selectinload
 
 from .. import jobs
@@ -39,6 +39,20 @@ log = logging.getLogger(__name__)
 
 class DocumentError(ValueError):
     """A request about a document that cannot be done now; the message says why."""
+
+
+class EditConflict(DocumentError):
+    """An edit made on an older revision than the latest: saving it would undo someone's save."""
+
+    def __init__(self, latest: Revision, base: int):
+        self.latest, self.base = latest, base
+        who = latest.author.name if latest.author else "someone"
+        super().__init__(
+            f"This document changed since you opened it: {who} saved revision "
+            f"{latest.number} after revision {base}, which you were editing. Your text is "
+            "kept below, with what differs from the saved revision. Save again to replace "
+            "that revision with your text."
+        )
 
 
 # An editor's decisions, by the names forms and the API use.
@@ -108,7 +122,15 @@ class DocumentRow:
     status: MachineTextStatus | None
     editor_name: str | None
     owner_name: str
+    # The editor's decision on the latest machine text, and how the latest revision came.
+    decision: Decision | None = None
+    origin: RevisionOrigin | None = None
     machine_text: MachineText | None = None
+
+    @property
+    def review_state(self) -> str | None:
+        """`needs-review`, `reviewed` (the latest text was decided on), or None."""
+        return review_state(self.status, self.decision, self.origin)
 
     @property
     def owner(self) -> Person:
@@ -131,6 +153,8 @@ def document_row(document: Document) -> DocumentRow:
         machine_text.status if machine_text else None,
         document.editor.name if document.editor else None,
         document.owner.name,
+        machine_text.review.decision if machine_text and machine_text.review else None,
+        revision.origin,
         machine_text,
     )
 
@@ -144,34 +168,113 @@ def latest_revisions():
     )
 
 
-def document_rows_query(user: User, status: MachineTextStatus | None = None) -> Select:
+# Review queues: what an editor has to decide on, and what they have decided.
+REVIEW_QUEUES = ("needs-review", "reviewed")
+NEEDS_REVIEW, REVIEWED = REVIEW_QUEUES
+
+
+def review_state(
+    status: MachineTextStatus | None, decision: Decision | None, origin: RevisionOrigin | None
+) -> str | None:
+    """Where a document stands in review, from its latest revision and machine text.
+
+    It needs review when its latest machine text is ready and undecided. It counts
+    as reviewed when that text was decided on, or when the latest revision is an
+    accepted or edited machine text whose own continuation is not ready yet.
+    """
+    if decision is not None:
+        return REVIEWED
+    if status is MachineTextStatus.DONE:
+        return NEEDS_REVIEW
+    if origin in (RevisionOrigin.ACCEPTED, RevisionOrigin.EDITED):
+        return REVIEWED
+    return None
+
+
+def _review_condition(queue: str):
+    if queue == NEEDS_REVIEW:
+        return and_(MachineText.status == MachineTextStatus.DONE, Review.id.is_(None))
+    reviewed_origin = Revision.origin.in_([RevisionOrigin.ACCEPTED, RevisionOrigin.EDITED])
+    return or_(
+        Review.id.is_not(None),
+        and_(
+            reviewed_origin,
+            or_(MachineText.id.is_(None), MachineText.status != MachineTextStatus.DONE),
+        ),
+    )
+
+
+def _latest_rows(user: User) -> Select:
     latest = latest_revisions()
     editor = aliased(User)
     owner = aliased(User)
-    query = (
-        select(Document, Revision.number, MachineText.status, editor.name, owner.name)
+    return (
+        select(
+            Document,
+            Revision.number,
+            MachineText.status,
+            editor.name,
+            owner.name,
+            Review.decision,
+            Revision.origin,
+        )
         .join(latest, latest.c.document_id == Document.id)
         .join(
             Revision, and_(Revision.document_id == Document.id, Revision.number == latest.c.number)
         )
         .outerjoin(MachineText, MachineText.revision_id == Revision.id)
+        .outerjoin(Review, Review.machine_text_id == MachineText.id)
         .outerjoin(editor, editor.id == Document.editor_id)
         .join(owner, owner.id == Document.owner_id)
         .where(visible_to(user))
-        .order_by(Document.updated_at.desc(), Document.id.desc())
     )
+
+
+def document_rows_query(
+    user: User, status: MachineTextStatus | None = None, queue: str | None = None
+) -> Select:
+    query = _latest_rows(user).order_by(Document.updated_at.desc(), Document.id.desc())
     if status is not None:
         query = query.where(MachineText.status == status)
+    if queue is not None:
+        query = query.where(_review_condition(queue))
     return query
 
 
 def document_rows(
-    user: User, page: int = 1, per_page: int = 25, status: MachineTextStatus | None = None
+    user: User,
+    page: int = 1,
+    per_page: int = 25,
+    status: MachineTextStatus | None = None,
+    queue: str | None = None,
 ) -> Page:
-    """The documents `user` may read, newest first, with the state of their machine text."""
-    result = paginate(document_rows_query(user, status), page, per_page, scalars=False)
+    """The documents `user` may read, newest first, with the state of their machine text.
+
+    `queue` (one of REVIEW_QUEUES) keeps the documents that need review, or were reviewed.
+    """
+    result = paginate(document_rows_query(user, status, queue), page, per_page, scalars=False)
     result.items = [DocumentRow(*row) for row in result.items]
     return result
+
+
+def review_counts(user: User) -> dict[str, int]:
+    """How many of the documents `user` may read are in each review queue."""
+    counts = {}
+    for queue in REVIEW_QUEUES:
+        rows = _latest_rows(user).where(_review_condition(queue)).subquery()
+        counts[queue] = db.session.scalar(select(func.count()).select_from(rows))
+    return counts
+
+
+def next_to_review(user: User, besides: int | None = None) -> Document | None:
+    """The document waiting longest for `user`'s review, other than `besides`."""
+    query = _latest_rows(user).where(_review_condition(NEEDS_REVIEW))
+    if besides is not None:
+        query = query.where(Document.id != besides)
+    row = db.session.execute(
+        query.order_by(MachineText.finished_at.asc(), Document.id.asc()).limit(1)
+    ).first()
+    return row[0] if row else None
 
 
 # -- revisions and machine text ---------------------------------------------------
@@ -197,7 +300,9 @@ def revision_history(document: Document) -> list[Revision]:
     return db.session.scalars(
         select(Revision)
         .options(
-            selectinload(Revision.machine_text).joinedload(MachineText.review),
+            selectinload(Revision.machine_text)
+            .joinedload(MachineText.review)
+            .joinedload(Review.editor),
             joinedload(Revision.author),
         )
         .where(Revision.document_id == document.id)
@@ -327,16 +432,28 @@ def create_document(owner: User, title: str, body: str, editor_id: int | None) -
 
 
 def save_document(
-    document: Document, author: User, title: str, body: str, editor_id: int | None
+    document: Document,
+    author: User,
+    title: str,
+    body: str,
+    editor_id: int | None,
+    base_revision: int | None = None,
 ) -> Revision | None:
-    """Save an edit; a new revision (and machine text) only when the text changed."""
+    """Save an edit; a new revision (and machine text) only when the text changed.
+
+    `base_revision` is the revision the edit started from: when a newer one was
+    saved since, EditConflict is raised and nothing is saved.
+    """
     _lock(document)
+    latest = latest_revision(document)
+    if base_revision is not None and base_revision != latest.number:
+        raise EditConflict(latest, base_revision)
     editor = check_editor(editor_id, keep=document)
     document.editor = editor
     if (title, body) == (document.title, document.body):
         db.session.commit()
         return None
-    number = latest_revision(document).number + 1
+    number = latest.number + 1
     document.title, document.body, document.updated_at = title, body, utcnow()
     revision = _add_revision(document, author, RevisionOrigin.SAVE, number)
     _commit_and_queue(revision)
@@ -412,14 +529,47 @@ def review_machine_text(
     return review
 
 
+# A body ending here has finished its sentence: the continuation starts a paragraph.
+SENTENCE_ENDS = ".!?:;\u2026\"'\u201d\u2019)]*"
+# A continuation starting with one of these closes the body's sentence: no space before it.
+CLOSING = ",.;:!?)]\u201d\u2019'"
+
+
+def own_review(editor: User, document: Document, review_id: int) -> Review | None:
+    """`editor`'s review `review_id` of a machine text of `document`; None otherwise."""
+    if not 0 < review_id <= MAX_ID:
+        return None
+    return db.session.scalar(
+        select(Review)
+        .join(MachineText, MachineText.id == Review.machine_text_id)
+        .join(Revision, Revision.id == MachineText.revision_id)
+        .where(
+            Review.id == review_id,
+            Review.editor_id == editor.id,
+            Revision.document_id == document.id,
+        )
+    )
+
+
 def join_continuation(body: str, continuation: str) -> str:
-    """Append a continuation to a body, with a space unless one side has a break already."""
+    """Append an accepted continuation to a body.
+
+    After a finished sentence the continuation starts a new paragraph. After an
+    unfinished one it goes on the same line, after a space (none before closing
+    punctuation). A continuation that brings its own line break keeps it.
+    """
     continuation = continuation.rstrip()
-    if not body:
+    body = body.rstrip(" \t")
+    if not body.strip():
         return continuation.lstrip()
-    if not continuation:
+    if not continuation.strip():
         return body
-    if body[-1].isspace() or continuation[0].isspace():
+    if continuation[0] in "\r\n" or body.endswith("\n"):
+        return body.rstrip("\n") + "\n\n" + continuation.lstrip()
+    continuation = continuation.lstrip()
+    if body[-1] in SENTENCE_ENDS:
+        return f"{body}\n\n{continuation}"
+    if continuation[0] in CLOSING:
         return body + continuation
     return f"{body} {continuation}"
 

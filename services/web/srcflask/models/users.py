@@ -37,6 +37,11 @@ class Role(enum.StrEnum):
     def label(self) -> str:
         return self.value.capitalize()
 
+    @property
+    def with_article(self) -> str:
+        """The role in a sentence: "an editor", "a sponsor", "an admin"."""
+        return f"{'an' if self.value[0] in 'aeiou' else 'a'} {self.value}"
+
 
 class UserStatus(enum.StrEnum):
     PENDING = "pending"
@@ -173,7 +178,7 @@ class User(UserMixin, db.Model):
     def change_role(self, role: Role, admin: User) -> None:
         """Give the account another role."""
         if role is self.role:
-            raise LifecycleError(f"{self.name} is already {role.label.lower()}.")
+            raise LifecycleError(f"{self.name} is already {role.with_article}.")
         if self.role is Role.ADMIN:
             self._guard_admin_removal(admin, "demote")
         self.role = role

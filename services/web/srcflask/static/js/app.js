@@ -9,3 +9,49 @@ document.addEventListener("submit", (event) => {
     event.preventDefault();
   }
 });
+
+// Text boxes with data-count-max show how long their text is, and say when it is too long
+// (no maxlength: a browser would silently cut a long paste).
+document.addEventListener("DOMContentLoaded", () => {
+  for (const box of document.querySelectorAll("textarea[data-count-max]")) {
+    const max = Number(box.dataset.countMax);
+    const counter = document.createElement("p");
+    counter.className = "counter";
+    counter.setAttribute("aria-live", "polite");
+    counter.dataset.counter = "";
+    box.insertAdjacentElement("afterend", counter);
+    const update = () => {
+      // Count as the server does: line breaks as one character each.
+      const length = box.value.replace(/\r\n/g, "\n").length;
+      const over = length - max;
+      counter.textContent = over > 0
+        ? `${length.toLocaleString("en")} of ${max.toLocaleString("en")} characters: ` +
+          `${over.toLocaleString("en")} too many`
+        : `${length.toLocaleString("en")} of ${max.toLocaleString("en")} characters`;
+      counter.classList.toggle("counter-over", over > 0);
+    };
+    box.addEventListener("input", update);
+    update();
+  }
+});
+
+// Copy buttons: data-copy names the element whose text they copy.
+document.addEventListener("click", async (event) => {
+  const button = event.target instanceof Element ? event.target.closest("[data-copy]") : null;
+  if (!button) return;
+  const source = document.getElementById(button.dataset.copy);
+  if (!source) return;
+  const text = source.textContent.trim();
+  try {
+    await navigator.clipboard.writeText(text);
+    button.textContent = "Copied";
+  } catch (error) {
+    // No clipboard here (a page not served over HTTPS): select the text for Ctrl+C instead.
+    const range = document.createRange();
+    range.selectNodeContents(source);
+    const selection = window.getSelection();
+    selection.removeAllRanges();
+    selection.addRange(range);
+    button.textContent = "Selected: press Ctrl+C";
+  }
+});

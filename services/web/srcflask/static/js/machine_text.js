@@ -39,7 +39,8 @@
       field("progress-text").textContent = max ? `${done} of ${max} tokens` : "starting";
     } else if (state.status === "done") {
       // textContent, never innerHTML: model output is shown as text.
-      field("text").textContent = state.text || "";
+      const text = field("text");  // absent on the review page: the edit box shows it
+      if (text) text.textContent = state.text || "";
       field("meta").textContent = `Written by ${state.model_version}: ${state.generated_tokens} tokens` +
         (state.truncated ? ", from the most recent part of a long document." : ".");
       document.dispatchEvent(new CustomEvent("machine-text-ready", { detail: state }));

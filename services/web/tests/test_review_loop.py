@@ -1,0 +1,216 @@
+"""The review loop: editors' queues and what each person sees after a decision."""
+
+from __future__ import annotations
+
+import pytest
+from sqlalchemy import select
+
+from srcflask.documents.service import join_continuation
+from srcflask.extensions import db
+from srcflask.models import Review, Role, User
+
+from .conftest import login_as
+from .factories import DocumentFactory
+from .test_documents import create, doc_id_from, revisions
+
+
+@pytest.fixture
+def written(app, sponsor_client, editor, production_model, run_jobs, model_script):
+    """Write documents assigned to `editor` and run their machine text; return their ids."""
+
+    def write(*bodies: str, text: str = "and it rained all week.") -> list[int]:
+        model_script.text = text
+        ids = [
+            doc_id_from(
+                create(sponsor_client, title=f"Doc {i}", body=body, editor_id=str(editor.id))
+            )
+            for i, body in enumerate(bodies)
+        ]
+        run_jobs()
+        return ids
+
+    return write
+
+
+# -- joining accepted text -------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("body", "continuation", "joined"),
+    [
+        ("It was cold.", "It rained.", "It was cold.\n\nIt rained."),
+        ("It was cold.  ", " It rained. ", "It was cold.\n\nIt rained."),
+        ("She asked: “Why?”", "Nobody knew.", "She asked: “Why?”\n\nNobody knew."),
+        ("Steps:", "1. Chop.", "Steps:\n\n1. Chop."),
+        ("It was cold,", "and it rained.", "It was cold, and it rained."),
+        ("It was cold", ", and it rained.", "It was cold, and it rained."),
+        ("First line\n", "Second.", "First line\n\nSecond."),
+        ("First line", "\nSecond.", "First line\n\nSecond."),
+        ("", "  Only text.", "Only text."),
+        ("Body.", "   ", "Body."),
+    ],
+)
+def test_accepted_text_starts_a_paragraph_after_a_finished_sentence(body, continuation, joined):
+    assert join_continuation(body, continuation) == joined
+
+
+def test_accepting_after_a_finished_sentence_adds_a_paragraph(app, editor_client, written):
+    [document_id] = written("It was cold.", text="Then it rained.")
+    editor_client.post(f"/editor/documents/{document_id}/review", data={"decision": "accept"})
+    _, second = revisions(app, document_id)
+    assert second.body == "It was cold.\n\nThen it rained."
+
+
+# -- queues ----------------------------------------------------------------------
+
+
+def test_the_editors_queues_count_and_list_what_needs_review_and_what_was_reviewed(
+    app, editor_client, written
+):
+    first, second, third = written("One,", "Two,", "Three,")
+    editor_client.post(f"/editor/documents/{first}/review", data={"decision": "reject"})
+
+    page = editor_client.get("/editor/documents").get_data(as_text=True)
+    assert 'Needs review <span class="count">2</span>' in page
+    assert 'Reviewed <span class="count">1</span>' in page
+    assert page.count("review-needed") == 2 and page.count(">Rejected</span>") == 1
+
+    needs = editor_client.get("/editor/documents?review=needs-review").get_data(as_text=True)
+    assert f"/editor/documents/{second}/review" in needs
+    assert f"/editor/documents/{third}/review" in needs
+    assert f"/editor/documents/{first}/review" not in needs
+
+    reviewed = editor_client.get("/editor/documents?review=reviewed").get_data(as_text=True)
+    assert f"/editor/documents/{first}/review" in reviewed
+    assert f"/editor/documents/{second}/review" not in reviewed
+
+
+def test_an_accepted_text_counts_as_reviewed_until_its_continuation_is_ready(
+    app, editor_client, written, run_jobs
+):
+    [document_id] = written("One,")
+    editor_client.post(f"/editor/documents/{document_id}/review", data={"decision": "accept"})
+    reviewed = editor_client.get("/editor/documents?review=reviewed").get_data(as_text=True)
+    assert f"/editor/documents/{document_id}/review" in reviewed
+
+    run_jobs()  # the new revision's machine text is written: it needs review again
+    needs = editor_client.get("/editor/documents?review=needs-review").get_data(as_text=True)
+    assert f"/editor/documents/{document_id}/review" in needs
+
+
+def test_an_unknown_review_queue_is_a_clear_400(editor_client):
+    response = editor_client.get("/editor/documents?review=maybe")
+    assert response.status_code == 400
+    assert "Unknown review queue" in response.get_data(as_text=True)
+
+
+def test_after_a_decision_the_page_links_the_next_document_needing_review(
+    app, editor_client, written
+):
+    first, second = written("One,", "Two,")
+    response = editor_client.post(
+        f"/editor/documents/{first}/review", data={"decision": "reject"}, follow_redirects=True
+    )
+    page = response.get_data(as_text=True)
+    assert "You rejected the machine text of revision 1. The document stays as it was." in page
+    assert f'href="/editor/documents/{second}/review" data-next-review>Doc 1</a>' in page
+
+
+def test_the_decision_summary_shows_only_the_editors_own_review_of_that_document(
+    app, editor_client, written, make_user
+):
+    first, second = written("One,", "Two,")
+    editor_client.post(f"/editor/documents/{first}/review", data={"decision": "reject"})
+    with app.app_context():
+        review_id = db.session.scalar(select(Review.id))
+    # The review of `first`, named on `second`'s page: not shown.
+    page = editor_client.get(f"/editor/documents/{second}/review?decided={review_id}")
+    assert "data-decided" not in page.get_data(as_text=True)
+    for bad in ("abc", "0", "99999999999999999999"):
+        odd = editor_client.get(f"/editor/documents/{first}/review?decided={bad}")
+        assert odd.status_code == 200 and "data-decided" not in odd.get_data(as_text=True)
+
+
+# -- unassigned while reviewing --------------------------------------------------
+
+
+def test_an_editor_unassigned_while_reviewing_is_told_and_keeps_the_typed_text(
+    app, editor_client, sponsor_client, written
+):
+    [document_id] = written("One,")
+    sponsor_client.post(f"/sponsor/documents/{document_id}/editor", data={"editor_id": ""})
+
+    response = editor_client.post(
+        f"/editor/documents/{document_id}/review",
+        data={"decision": "edit", "text": "My careful <b>edit</b>."},
+    )
+
+    assert response.status_code == 404
+    page = response.get_data(as_text=True)
+    assert "This document is no longer assigned to you" in page
+    assert ">My careful &lt;b&gt;edit&lt;/b&gt;.</textarea>" in page
+    assert "Doc 0" not in page and "One," not in page  # nothing of the document itself
+    assert editor_client.get(f"/editor/documents/{document_id}/review").status_code == 404
+    with app.app_context():
+        assert db.session.scalar(select(Review)) is None
+
+
+def test_the_unassigned_answer_is_the_same_for_a_document_that_does_not_exist(editor_client):
+    response = editor_client.post("/editor/documents/987654/review", data={"text": "Kept."})
+    assert response.status_code == 404
+    assert ">Kept.</textarea>" in response.get_data(as_text=True)
+
+
+# -- what the sponsor sees -------------------------------------------------------
+
+
+def test_the_sponsor_sees_each_decision_on_the_page_in_the_history_and_in_the_list(
+    app, sponsor_client, editor_client, editor, written
+):
+    first, second = written("One,", "Two,")
+    editor_client.post(f"/editor/documents/{first}/review", data={"decision": "reject"})
+
+    page = sponsor_client.get(f"/sponsor/documents/{first}").get_data(as_text=True)
+    assert f"<strong>Rejected</strong>\n      by {editor.name}" in page
+    assert "the document stayed as it was" in page
+    assert f"Rejected by {editor.name}" in page  # the history's latest row
+
+    other = sponsor_client.get(f"/sponsor/documents/{second}").get_data(as_text=True)
+    assert "Not reviewed yet." in other
+
+    listed = sponsor_client.get("/sponsor/documents").get_data(as_text=True)
+    assert "<th>Review</th>" in listed
+    assert listed.count(">Rejected</span>") == 1 and listed.count("Needs review") == 1
+
+
+def test_an_accepted_text_shows_the_revision_it_became(
+    app, sponsor_client, editor_client, editor, written
+):
+    [document_id] = written("One,")
+    editor_client.post(f"/editor/documents/{document_id}/review", data={"decision": "accept"})
+
+    history = sponsor_client.get(f"/sponsor/documents/{document_id}").get_data(as_text=True)
+    assert f"Accepted by {editor.name}" in history
+    revision_one = sponsor_client.get(f"/documents/{document_id}/revisions/1")
+    assert revision_one.status_code == 200
+
+
+def test_review_counts_follow_the_latest_machine_text(app, editor, sponsor):
+    from srcflask.documents import service
+
+    with app.app_context():
+        owner = db.session.get(User, sponsor.id)
+        assigned = db.session.get(User, editor.id)
+        for status in ("done", "done", "queued", "failed"):
+            DocumentFactory(owner=owner, editor=assigned, machine_text__status=status)
+        counts = service.review_counts(db.session.get(User, editor.id))
+        assert counts == {"needs-review": 2, "reviewed": 0}
+
+
+def test_other_editors_documents_are_not_in_an_editors_queues(app, written, make_user):
+    written("One,")
+    other = make_user(role=Role.EDITOR)
+    client = login_as(app.test_client(), other)
+    page = client.get("/editor/documents?review=needs-review").get_data(as_text=True)
+    assert 'Needs review <span class="count">0</span>' in page
+    assert "Doc 0" not in page
