@@ -13,13 +13,13 @@ from datetime import timedelta
 from typing import TypeVar
 from urllib.parse import urlsplit
 
-from flask import Flask, abort, current_app, g, jsonify, redirect, request, url_for
+from flask import Flask, abort, current_app, flash, g, jsonify, redirect, request, url_for
 from flask_login import current_user
 from sqlalchemy import select
 from sqlalchemy.orm import joinedload
 
 from .extensions import csrf, db, login_manager
-from .models import ApiToken, LoginSession, Role, User
+from .models import ApiToken, LoginSession, Role, User, UserStatus
 from .models.api import hash_token
 from .models.types import utcnow
 from .models.users import hash_session_key
@@ -191,6 +191,7 @@ def load_user(session_id: str) -> User | None:
         .where(LoginSession.key_hash == hash_session_key(key))
     )
     if row is None or row.user_id != int(user_id) or row.user.session_version != int(version):
+        note_why_the_session_ended(int(user_id))
         return None
     now = utcnow()
     if now - row.last_seen_at > current_app.config["PERMANENT_SESSION_LIFETIME"]:
@@ -204,6 +205,26 @@ def load_user(session_id: str) -> User | None:
     return row.user
 
 
+# What a person whose login session an admin ended is told at their next request.
+ENDED_BY_ADMIN = {
+    UserStatus.SUSPENDED: (
+        "An admin has suspended your account, so you were logged out. Contact the people "
+        "who run srcflask in your organization to have it reinstated."
+    ),
+    UserStatus.REJECTED: (
+        "An admin has turned down your account, so you were logged out. Contact the people "
+        "who run srcflask in your organization if you think this is a mistake."
+    ),
+}
+
+
+def note_why_the_session_ended(user_id: int) -> None:
+    """Remember, for this request, that an admin's decision ended this login session."""
+    user = db.session.get(User, user_id)
+    if user is not None and user.status in ENDED_BY_ADMIN:
+        g.session_ended_by = user.status
+
+
 def unauthorized():
     if wants_json():
         message = g.get("api_auth_problem") or (
@@ -211,6 +232,10 @@ def unauthorized():
         )
         response = jsonify(error={"code": "unauthorized", "message": message})
         return response, 401, {"WWW-Authenticate": 'Bearer realm="srcflask"'}
+    ended_by = g.pop("session_ended_by", None)
+    if ended_by is not None:
+        flash(ENDED_BY_ADMIN[ended_by], "error")
+        return redirect(url_for("auth.login"), 303)
     if request.method != "GET":
         # A form post cannot be replayed after login: just ask to log in.
         return redirect(url_for("auth.login"), 303)

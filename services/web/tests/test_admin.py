@@ -154,8 +154,14 @@ def test_suspension_ends_the_users_active_session(app, admin_client, make_user):
 
     admin_client.post(f"/admin/users/{victim.id}/suspend")
 
-    # The old session is gone: the next request asks for a login, not the status page.
-    assert victim_client.get("/editor/").location.startswith("/auth/login")
+    # The old session is gone: the next request asks for a login, and says why.
+    told = victim_client.get("/editor/", follow_redirects=True)
+    assert told.request.path == "/auth/login"
+    assert "An admin has suspended your account, so you were logged out." in told.get_data(
+        as_text=True
+    )
+    # Said once: the login page after that is the plain one.
+    assert "suspended" not in victim_client.get("/auth/login").get_data(as_text=True)
     relogin = victim_client.post(
         "/auth/login", data={"email": victim.email, "password": victim.password}
     )
@@ -170,7 +176,9 @@ def test_rejection_ends_the_users_active_session(app, admin_client, make_user):
 
     admin_client.post(f"/admin/users/{applicant.id}/reject")
 
-    assert applicant_client.get("/auth/status").location.startswith("/auth/login")
+    told = applicant_client.get("/auth/status", follow_redirects=True)
+    assert told.request.path == "/auth/login"
+    assert "An admin has turned down your account" in told.get_data(as_text=True)
 
 
 def test_admin_cannot_suspend_or_demote_themself(app, admin_client, admin, make_user):

@@ -34,6 +34,8 @@ CHROMIUM_FLAGS = [
 ]
 WEB = Path(__file__).resolve().parent.parent
 SHOTS = Path(__file__).resolve().parent / "artifacts" / "browser"
+# A laptop and a phone: every screenshot is taken at both.
+WIDTHS = (1280, 390)
 ADMIN_EMAIL, ADMIN_PASSWORD = "root@example.org", "a long admin passphrase"
 PASSWORD = "violet rivers run deep"
 # A realistic document from the quality benchmark: minutes that stop at "Three options are on
@@ -133,7 +135,13 @@ class Person:
         self.page.goto(self.base + path)
 
     def shot(self, name: str) -> None:
-        self.page.screenshot(path=str(SHOTS / f"{name}.png"), full_page=True)
+        """Screenshots at 1280 and 390 px; at neither may the page be wider than the screen."""
+        for width in WIDTHS:
+            self.page.set_viewport_size({"width": width, "height": 900})
+            self.page.screenshot(path=str(SHOTS / f"{name}-{width}.png"), full_page=True)
+            page_width = self.page.evaluate("document.documentElement.scrollWidth")
+            assert page_width <= width, f"{name} is {page_width} px wide at {width} px"
+        self.page.set_viewport_size({"width": WIDTHS[0], "height": 900})
 
     def login(self, email: str, password: str) -> None:
         self.go("/auth/login")
@@ -209,17 +217,20 @@ def test_sign_up_approve_write_generate_review_in_chromium(server, browser):
     editor.login("erin@example.org", PASSWORD)
     assert editor.page.url.endswith("/editor/documents")
     assert DOCUMENT_TITLE in editor.page.inner_text("table")
+    assert "Needs review 1" in editor.page.inner_text("nav[aria-label='Review queue']")
     editor.shot("08-editor-documents")
     editor.page.click(f"text={DOCUMENT_TITLE}")
     box = editor.page.locator("[data-review-text]")
     assert box.input_value().strip() == machine_text
+    # The machine text is shown once: in the edit box, not again in the panel.
+    assert editor.page.locator('[data-field="text"]').count() == 0
     editor.shot("09-editor-review-side-by-side")
     edited = box.input_value().strip() + " The editor checked this."
     box.fill(edited)
     editor.page.click("button[value=edit]")
-    assert "Your edit is now part of the document (revision 2)" in editor.page.inner_text(
-        ".flashes"
-    )
+    decided = editor.page.inner_text("[data-decided]")
+    assert "Accepted with edits: revision 2" in decided and "The editor checked this." in decided
+    assert "No other document needs your review now." in decided
     editor.shot("10-editor-after-saving-edit")
 
     # 6. The sponsor sees the editor's revision.
@@ -228,10 +239,33 @@ def test_sign_up_approve_write_generate_review_in_chromium(server, browser):
     assert body.startswith(DOCUMENT_BODY) and body.endswith("The editor checked this.")
     history = sponsor.page.inner_text(".history")
     assert "Edited machine text" in history and "Erin Editor" in history
+    assert "Accepted with edits by Erin Editor" in history
     sponsor.shot("11-sponsor-sees-edited-revision")
     sponsor.page.click("text=See changes")
     assert "The editor checked this." in sponsor.page.inner_text(".diff")
     sponsor.shot("12-sponsor-revision-diff")
+
+    # 7. Two tabs: the second save is refused, with its text kept and the differences shown.
+    edit_url = document_url + "/edit"
+    first_tab = sponsor.page
+    second_tab = sponsor.context.new_page()
+    first_tab.goto(edit_url)
+    second_tab.goto(edit_url)
+    second_tab.fill("#body", DOCUMENT_BODY + "\nAdded in the second tab.")
+    second_tab.click(".document-form button[type=submit]")
+    first_tab.fill("#body", DOCUMENT_BODY + "\nAdded in the first tab.")
+    assert "characters" in first_tab.inner_text("[data-counter]")
+    first_tab.click(".document-form button[type=submit]")
+    assert "This document changed since you opened it" in first_tab.inner_text(".form-errors")
+    assert first_tab.input_value("#body").endswith("Added in the first tab.")
+    assert "Added in the" in first_tab.inner_text("[data-conflict]")
+    sponsor.shot("13-sponsor-edit-conflict")
+    second_tab.close()
+
+    # 8. The admin reads the audit trail as sentences.
+    admin.go("/admin/audit")
+    assert "Root Admin approved Sam Sponsor's account." in admin.page.inner_text("table")
+    admin.shot("14-admin-audit-log")
 
     for person in (editor, sponsor, admin):
         assert person.problems == [], f"{person.name}'s browser reported: {person.problems}"
