@@ -16,6 +16,15 @@ def format_datetime(value: datetime | str | None) -> str:
     return value.astimezone(UTC).strftime("%Y-%m-%d %H:%M UTC")
 
 
+def about_seconds(seconds: int | float | None) -> str:
+    """A wait in words: "about 40 seconds", "about 3 minutes"."""
+    if not seconds:
+        return "a moment"
+    if seconds < 90:
+        return f"about {max(5, round(seconds / 5) * 5)} seconds"
+    return f"about {round(seconds / 60)} minutes"
+
+
 def format_filesize(size: int | None) -> str:
     """Show a byte count in the largest unit that keeps it above 1."""
     if size is None:
@@ -48,6 +57,7 @@ def format_percent(share: float | None) -> str:
 def init_app(app: Flask) -> None:
     app.add_template_filter(format_datetime, "datetime")
     app.add_template_filter(format_filesize, "filesize")
+    app.add_template_filter(about_seconds, "about_seconds")
     app.add_template_filter(format_count, "count")
     app.add_template_filter(format_percent, "percent")
 

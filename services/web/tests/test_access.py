@@ -184,6 +184,10 @@ MATRIX: dict[tuple[str, str], Row] = {
     # Every reader of the document
     ("GET", "/documents/<int:document_id>"): Row(DOC, readers(200, owner=(302, SPONSOR_DOC))),
     ("GET", "/documents/<int:document_id>/machine-text"): Row(DOC + "/machine-text", readers(200)),
+    # Every approved person may ask; the answer holds only documents they may read.
+    ("GET", "/documents/machine-text"): Row(
+        "/documents/machine-text?ids={doc}", gate({v: 200 for v in APPROVED})
+    ),
     ("POST", "/documents/<int:document_id>/machine-text/retry"): Row(
         DOC + "/machine-text/retry", readers((303, DOC), owner=TO_SPONSOR_DOC, post=True)
     ),

@@ -214,3 +214,106 @@ def test_other_editors_documents_are_not_in_an_editors_queues(app, written, make
     page = client.get("/editor/documents?review=needs-review").get_data(as_text=True)
     assert 'Needs review <span class="count">0</span>' in page
     assert "Doc 0" not in page
+
+
+# -- lists that refresh themselves -----------------------------------------------
+
+
+def test_lists_ask_for_the_state_of_their_rows_and_get_only_readable_ones(
+    app, sponsor_client, editor_client, written, make_user, run_jobs
+):
+    first, second = written("One,", "Two,")
+    stranger = login_as(app.test_client(), make_user(role=Role.SPONSOR))
+
+    listed = sponsor_client.get("/sponsor/documents").get_data(as_text=True)
+    assert 'data-list-status-url="/documents/machine-text"' in listed
+    assert f'data-row-document="{first}" data-row-status="done"' in listed
+
+    editor_client.post(f"/editor/documents/{first}/review", data={"decision": "reject"})
+    answer = sponsor_client.get(f"/documents/machine-text?ids={first},{second},987654")
+    assert answer.headers["Cache-Control"] == "no-store"
+    assert answer.json["documents"] == {
+        str(first): {
+            "status": "done",
+            "review": "reviewed",
+            "decision": "rejected",
+            "origin": "save",
+        },
+        str(second): {
+            "status": "done",
+            "review": "needs-review",
+            "decision": None,
+            "origin": "save",
+        },
+    }
+    assert stranger.get(f"/documents/machine-text?ids={first},{second}").json == {"documents": {}}
+
+
+@pytest.mark.parametrize("ids", ["1,x", "-1", "1;2", ",".join(["1"] * 101), "12345678901"])
+def test_list_state_requests_with_bad_ids_get_a_clear_400(sponsor_client, ids):
+    response = sponsor_client.get(f"/documents/machine-text?ids={ids}")
+    assert response.status_code == 400
+    assert "ids must be up to 100 document ids" in response.get_data(as_text=True)
+
+
+def test_the_saved_note_is_marked_for_the_page_to_update(sponsor_client, production_model):
+    saved = sponsor_client.post(
+        "/sponsor/documents/new",
+        data={"title": "T", "body": "Some text.", "editor_id": ""},
+        follow_redirects=True,
+    )
+    assert '<p class="flash flash-machine-text">Saved. The machine text is being written.</p>' in (
+        saved.get_data(as_text=True)
+    )
+
+
+# -- how long until it is ready --------------------------------------------------
+
+
+def test_waiting_machine_text_shows_an_estimate_from_measured_speed(app, sponsor_client, written):
+    from datetime import timedelta
+
+    from srcflask.models import MachineText
+
+    done = written("One,", "Two,", "Three,")
+    with app.app_context():
+        # The model took 20, 30 and 40 seconds: the median is 30.
+        for seconds, machine_text in zip(
+            (20, 30, 40), db.session.scalars(select(MachineText)).all(), strict=True
+        ):
+            machine_text.finished_at = machine_text.started_at + timedelta(seconds=seconds)
+        db.session.commit()
+    app.config["GENERATION_BATCH_SIZE"] = 2
+    queued = [
+        doc_id_from(create(sponsor_client, title=f"Q{i}", body="Waiting text,")) for i in range(3)
+    ]
+
+    states = [sponsor_client.get(f"/documents/{i}/machine-text").json for i in queued]
+    assert [s["status"] for s in states] == ["queued"] * 3
+    # Batches of 2: the first two wait one batch (30 s), the third two batches (60 s).
+    assert [s["estimate_seconds"] for s in states] == [30, 30, 60]
+    page = sponsor_client.get(f"/sponsor/documents/{queued[2]}").get_data(as_text=True)
+    assert "Ready in about 60 seconds." in page
+    assert sponsor_client.get(f"/documents/{done[0]}/machine-text").json["estimate_seconds"] is None
+
+
+def test_no_estimate_before_anything_was_measured(sponsor_client, production_model):
+    document_id = doc_id_from(create(sponsor_client, title="T", body="Text,"))
+    state = sponsor_client.get(f"/documents/{document_id}/machine-text").json
+    assert state["status"] == "queued" and state["estimate_seconds"] is None
+
+
+@pytest.mark.parametrize(
+    ("seconds", "words"),
+    [
+        (None, "a moment"),
+        (3, "about 5 seconds"),
+        (42, "about 40 seconds"),
+        (89, "about 90 seconds"),
+        (200, "about 3 minutes"),
+    ],
+)
+def test_waits_are_said_in_words(seconds, words):
+    from srcflask.templating import about_seconds
+
+    assert about_seconds(seconds) == words

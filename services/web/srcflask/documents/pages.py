@@ -97,6 +97,35 @@ def show(document_id: int):
     return render_document_page(document)
 
 
+# The most documents one list refresh asks about: a page of a list.
+MAX_LIST_IDS = 100
+
+
+@documents_bp.get("/machine-text")
+def list_states():
+    """Machine-text status and review state of listed documents, for lists that refresh.
+
+    `?ids=3,5,8`: documents the caller may not read are left out of the answer.
+    """
+    raw = [part for part in request.args.get("ids", "").split(",") if part]
+    if len(raw) > MAX_LIST_IDS or not all(part.isdigit() and len(part) <= 10 for part in raw):
+        abort(400, description=f"ids must be up to {MAX_LIST_IDS} document ids, comma-separated.")
+    rows = service.row_states(current_user, [int(part) for part in raw])
+    response = jsonify(
+        documents={
+            str(document_id): {
+                "status": row.status.value if row.status else None,
+                "review": row.review_state,
+                "decision": row.decision.value if row.decision else None,
+                "origin": row.origin.value if row.origin else None,
+            }
+            for document_id, row in rows.items()
+        }
+    )
+    response.headers["Cache-Control"] = "no-store"
+    return response
+
+
 @documents_bp.get("/<int:document_id>/machine-text")
 def machine_text(document_id: int):
     """The state of the latest machine text, for pages that update themselves."""
@@ -191,7 +220,8 @@ def new_document():
         except service.DocumentError as error:
             form.editor_id.errors = [str(error)]
         else:
-            flash(f"Saved. {machine_text_note(document.revisions[0])}", "success")
+            first = document.revisions[0]
+            flash(f"Saved. {machine_text_note(first)}", note_category(first))
             return redirect(url_for("sponsor.show_document", document_id=document.id), 303)
     status = 422 if form.errors else 200
     return render_template("sponsor/document_form.html", form=form, document=None), status
@@ -235,7 +265,7 @@ def edit_document(document_id: int):
             else:
                 flash(
                     f"Saved revision {revision.number}. {machine_text_note(revision)}",
-                    "success",
+                    note_category(revision),
                 )
             return redirect(url_for("sponsor.show_document", document_id=document.id), 303)
     status = 409 if conflict else 422 if form.errors else 200
@@ -265,6 +295,11 @@ def delete_document(document_id: int):
     service.delete_document(document)
     flash(f"“{document.title}” is deleted.", "success")
     return redirect(url_for("sponsor.documents"), 303)
+
+
+def note_category(revision) -> str:
+    """`machine-text` for a save whose text is on its way: the page updates that note."""
+    return "success" if revision.machine_text is None else "machine-text"
 
 
 def machine_text_note(revision) -> str:

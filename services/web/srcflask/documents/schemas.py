@@ -20,7 +20,7 @@ from ..ml.engine import has_text_to_continue
 from ..models import Decision, MachineTextStatus, Revision
 from ..models.documents import BODY_MAX, TITLE_MAX
 from ..models.jobs import JobStatus
-from .service import queue_position
+from .service import estimate_seconds, queue_position
 
 
 class MachineTextProgressSchema(ma.Schema):
@@ -173,12 +173,16 @@ class MachineTextStateSchema(MachineTextSchema):
 
     text = fields.Method("finished_text")
     review = fields.Method("review_summary")
+    estimate_seconds = fields.Method("estimate")
     queued_at = Seconds()
     started_at = Seconds()
     finished_at = Seconds()
 
     def finished_text(self, machine_text) -> str | None:
         return machine_text.text if machine_text.status is MachineTextStatus.DONE else None
+
+    def estimate(self, machine_text) -> int | None:
+        return estimate_seconds(machine_text, queue_position(machine_text))
 
     def review_summary(self, machine_text) -> dict | None:
         """The editor's decision: what, by whom, when, and the revision it became."""

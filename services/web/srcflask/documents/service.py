@@ -257,6 +257,15 @@ def document_rows(
     return result
 
 
+def row_states(user: User, ids: list[int]) -> dict[int, DocumentRow]:
+    """The list rows of the documents `ids` that `user` may read (others are left out)."""
+    ids = [i for i in ids if 0 < i <= MAX_ID]
+    if not ids:
+        return {}
+    rows = db.session.execute(_latest_rows(user).where(Document.id.in_(ids))).all()
+    return {row[0].id: DocumentRow(*row) for row in rows}
+
+
 def review_counts(user: User) -> dict[str, int]:
     """How many of the documents `user` may read are in each review queue."""
     counts = {}
@@ -572,6 +581,51 @@ def join_continuation(body: str, continuation: str) -> str:
     if continuation[0] in CLOSING:
         return body + continuation
     return f"{body} {continuation}"
+
+
+# How many recent machine texts the waiting estimate is measured on.
+TIMING_SAMPLE = 20
+
+
+def typical_seconds() -> float | None:
+    """The median time the model took for the latest machine texts; None before any."""
+    rows = db.session.execute(
+        select(MachineText.started_at, MachineText.finished_at)
+        .where(
+            MachineText.status == MachineTextStatus.DONE,
+            MachineText.started_at.is_not(None),
+            MachineText.finished_at.is_not(None),
+        )
+        .order_by(MachineText.finished_at.desc())
+        .limit(TIMING_SAMPLE)
+    ).all()
+    took = sorted((finished - started).total_seconds() for started, finished in rows)
+    if not took:
+        return None
+    middle = len(took) // 2
+    return took[middle] if len(took) % 2 else (took[middle - 1] + took[middle]) / 2
+
+
+def estimate_seconds(machine_text: MachineText, position: int | None) -> int | None:
+    """About how long until `machine_text` is written, from the model's measured speed.
+
+    None when nothing was measured yet or the text is not on its way. Jobs run in
+    batches, so a text `position` places back waits for the batches before its own.
+    """
+    status = machine_text.status
+    if status not in (MachineTextStatus.QUEUED, MachineTextStatus.RUNNING):
+        return None
+    typical = typical_seconds()
+    if typical is None:
+        return None
+    if status is MachineTextStatus.RUNNING:
+        done = machine_text.progress_tokens or 0
+        most = machine_text.max_new_tokens or 0
+        left = 1 - done / most if most else 1
+        return max(1, round(typical * left))
+    batch = max(1, current_app.config["GENERATION_BATCH_SIZE"])
+    batches = -(-(position or 1) // batch)
+    return max(1, round(typical * batches))
 
 
 def queue_position(machine_text: MachineText) -> int | None:

@@ -24,12 +24,20 @@
     badge.className = `mt-status mt-status-${status}`;
   }
 
+  // As the server's about_seconds filter words it.
+  function aboutSeconds(seconds) {
+    if (seconds < 90) return `about ${Math.max(5, Math.round(seconds / 5) * 5)} seconds`;
+    return `about ${Math.round(seconds / 60)} minutes`;
+  }
+
   function render(panel, state) {
     show(panel, state.status);
     const field = (name) => panel.querySelector(`[data-field="${name}"]`);
+    const estimate = state.estimate_seconds ? `Ready in ${aboutSeconds(state.estimate_seconds)}.` : "";
     if (state.status === "queued") {
       field("queue").textContent = state.queue_position
         ? `number ${state.queue_position} in the queue` : "in the queue";
+      field("estimate").textContent = estimate;
     } else if (state.status === "running") {
       const max = state.progress && state.progress.max_tokens;
       const done = (state.progress && state.progress.tokens) || 0;
@@ -37,6 +45,7 @@
       bar.max = max || 100;
       bar.value = done;
       field("progress-text").textContent = max ? `${done} of ${max} tokens` : "starting";
+      field("estimate-running").textContent = estimate;
     } else if (state.status === "done") {
       // textContent, never innerHTML: model output is shown as text.
       const text = field("text");  // absent on the review page: the edit box shows it
@@ -75,7 +84,71 @@
     for (const button of document.querySelectorAll("[data-needs-done]")) button.disabled = false;
   });
 
+  // The "being written" note of a save goes once the text is ready.
+  document.addEventListener("machine-text-ready", () => {
+    for (const note of document.querySelectorAll(".flash-machine-text")) {
+      note.textContent = "The machine text is ready.";
+      note.className = "flash flash-success";
+    }
+  });
+
+  // Lists: rows whose machine text is on its way refresh their badges by themselves.
+  const DECISIONS = { accepted: "Accepted", edited: "Accepted with edits", rejected: "Rejected" };
+  const PENDING = ["waiting", "queued", "running"];
+
+  function badge(text, className) {
+    const span = document.createElement("span");
+    span.className = className;
+    span.textContent = text;
+    return span;
+  }
+
+  function reviewBadge(state) {
+    if (state.decision) {
+      return badge(DECISIONS[state.decision], `review-state review-${state.decision}`);
+    }
+    if (state.review === "needs-review") return badge("Needs review", "review-state review-needed");
+    if (state.review === "reviewed") {
+      return badge(state.origin === "accepted" ? "Accepted" : "Accepted with edits",
+        "review-state review-accepted");
+    }
+    return badge("—", "muted");
+  }
+
+  function watchList(table) {
+    const url = table.dataset.listStatusUrl;
+    let failures = 0;
+    const tick = async () => {
+      const rows = [...table.querySelectorAll("[data-row-document]")]
+        .filter((row) => PENDING.includes(row.dataset.rowStatus));
+      if (!rows.length) return;
+      const ids = rows.map((row) => row.dataset.rowDocument).join(",");
+      try {
+        const response = await fetch(`${url}?ids=${ids}`,
+          { headers: { Accept: "application/json" }, credentials: "same-origin" });
+        if (!response.ok) throw new Error(`status ${response.status}`);
+        const states = (await response.json()).documents;
+        for (const row of rows) {
+          const state = states[row.dataset.rowDocument];
+          if (!state) continue;
+          row.dataset.rowStatus = state.status || "";
+          const status = row.querySelector('[data-cell="status"]');
+          status.replaceChildren(state.status
+            ? badge(LABELS[state.status] || state.status, `mt-status mt-status-${state.status}`)
+            : badge("—", "muted"));
+          row.querySelector('[data-cell="review"]').replaceChildren(reviewBadge(state));
+        }
+        failures = 0;
+      } catch (error) {
+        failures += 1;
+      }
+      setTimeout(tick, Math.min(POLL_MS * 2 * 2 ** failures, 30000));
+    };
+    setTimeout(tick, POLL_MS * 2);
+  }
+
   document.addEventListener("DOMContentLoaded", () => {
     document.querySelectorAll("[data-machine-text]").forEach(watch);
+    document.querySelectorAll("[data-list-status-url]").forEach(watchList);
   });
 })();
