@@ -673,6 +673,29 @@ def test_the_docs_page_is_served_without_any_cdn(client):
     assert "<script>" not in page
 
 
+def test_the_docs_page_renders_markdown_and_shows_schemas_and_curl_examples(client):
+    page = client.get("/api/v1/docs").get_data(as_text=True)
+    # The description's `code` is code, not backticks.
+    assert "<code>Authorization: Bearer &lt;token&gt;</code>" in page
+    assert "`Authorization" not in page
+    # Each response names its schema; each operation has a curl example.
+    assert '<code>201</code> Created: <a href="#schema-Document">Document</a>' in page
+    assert page.count("data-curl") == page.count('class="card api-operation"')
+    assert "curl -X POST &#39;http://localhost/api/v1/documents&#39;" in page
+    assert "-d &#39;{&#34;title&#34;: &#34;text&#34;}&#39;" in page
+    # Contents grouped by tag.
+    assert "<h2>Contents</h2>" in page and "<h3>Documents</h3>" in page
+
+
+def test_docs_markdown_escapes_before_it_formats():
+    from srcflask.api.pages import markdown
+
+    html = str(markdown("Use `<script>` and **bold <b>**.\n\nSecond"))
+    assert html == (
+        "<p>Use <code>&lt;script&gt;</code> and <strong>bold &lt;b&gt;</strong>.</p>\n<p>Second</p>"
+    )
+
+
 def test_generate_with_a_model_missing_from_the_store_queues_instead_of_a_500(
     app, client, tokens, production_model, run_jobs
 ):

@@ -6,13 +6,73 @@ specification that /api/v1/openapi.json serves.
 
 from __future__ import annotations
 
-from flask import Blueprint, current_app, render_template
+import json
+import re
+
+from flask import Blueprint, current_app, render_template, request
+from markupsafe import Markup, escape
 
 from ..security import public
 
 bp = Blueprint("api_pages", __name__, url_prefix="/api/v1")
 
 METHOD_ORDER = ["get", "post", "patch", "put", "delete"]
+
+
+def markdown(text: str | None) -> Markup:
+    """The little Markdown the API's descriptions use: paragraphs, `code` and **bold**.
+
+    The text is escaped first; only those fixed tags are added around escaped text.
+    """
+    paragraphs = []
+    for block in re.split(r"\n\s*\n", text or ""):
+        if not block.strip():
+            continue
+        html = str(escape(block.strip()))
+        html = re.sub(r"`([^`]+)`", r"<code>\1</code>", html)
+        html = re.sub(r"\*\*(.+?)\*\*", r"<strong>\1</strong>", html)
+        paragraphs.append(f"<p>{html}</p>")
+    return Markup("\n".join(paragraphs))  # noqa: S704  (escaped above, fixed tags only)
+
+
+# Example values for a curl command, by type.
+EXAMPLES = {"string": "text", "integer": 1, "number": 1.0, "boolean": False}
+
+
+def example_body(spec: dict, schema: dict | None) -> dict | None:
+    """A request body with every required field (or every field, if none is required)."""
+    if not schema:
+        return None
+    if "$ref" in schema:
+        schema = spec["components"]["schemas"][schema["$ref"].rsplit("/", 1)[-1]]
+    properties = schema.get("properties", {})
+    wanted = schema.get("required") or list(properties)
+    body = {}
+    for name in wanted:
+        prop = properties.get(name, {})
+        if "enum" in prop:
+            body[name] = next(value for value in prop["enum"] if value is not None)
+        elif "$ref" in prop or prop.get("type") == "object":
+            body[name] = {}
+        else:
+            body[name] = EXAMPLES.get(prop.get("type"), "text")
+    return body
+
+
+def curl_example(spec: dict, method: str, path: str, operation: dict) -> str:
+    url = request.host_url.rstrip("/") + re.sub(r"\{[^}]+\}", "1", path)
+    lines = [f"curl -X {method} '{url}'", '  -H "Authorization: Bearer $SRCFLASK_TOKEN"']
+    schema = operation.get("requestBody", {}).get("content", {}).get("application/json", {})
+    body = example_body(spec, schema.get("schema"))
+    if body is not None:
+        lines.append('  -H "Content-Type: application/json"')
+        lines.append(f"  -d '{json.dumps(body)}'")
+    return " \\\n".join(lines)
+
+
+def response_schema(response: dict) -> str | None:
+    schema = response.get("content", {}).get("application/json", {}).get("schema")
+    return schema_name(schema) if schema else None
 
 
 def schema_name(ref: dict | None) -> str | None:
@@ -83,9 +143,14 @@ def operations(spec: dict) -> list[dict]:
                     ],
                     "body": schema_name(body["schema"]) if body else None,
                     "responses": [
-                        {"code": code, "description": response.get("description", "")}
+                        {
+                            "code": code,
+                            "description": response.get("description", ""),
+                            "schema": response_schema(response),
+                        }
                         for code, response in sorted(operation.get("responses", {}).items())
                     ],
+                    "curl": curl_example(spec, method.upper(), path, operation),
                 }
             )
     return rows
@@ -116,6 +181,13 @@ def schemas(spec: dict) -> list[dict]:
 @public
 def docs():
     spec = current_app.extensions["srcflask.api"].spec.to_dict()
+    found = operations(spec)
+    tags = list(dict.fromkeys(op["tag"] for op in found))
     return render_template(
-        "api/docs.html", spec=spec, operations=operations(spec), schemas=schemas(spec)
+        "api/docs.html",
+        spec=spec,
+        operations=found,
+        tags=tags,
+        schemas=schemas(spec),
+        markdown=markdown,
     )
