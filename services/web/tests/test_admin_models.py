@@ -33,6 +33,9 @@ def test_models_page_lists_every_version_with_its_metadata(app, admin_client, tw
     with app.app_context():
         first = db.session.get(ModelVersion, two_versions[0])
         assert first.sha256 in page
+        # Long hashes and paths are cut on screen and copied whole.
+        assert f'id="sha-{first.id}" title="{first.sha256}">{first.sha256}</code>' in page
+        assert f'data-copy="sha-{first.id}"' in page and f'data-copy="source-{first.id}"' in page
         assert "first tiny llama" in page
         assert "LlamaForCausalLM" in page
         assert f"{first.metrics['greedy_tokens_per_second']} tokens/s greedy" in page
