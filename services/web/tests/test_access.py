@@ -146,6 +146,9 @@ MATRIX: dict[tuple[str, str], Row] = {
     # Sponsors
     ("GET", "/sponsor/"): Row("/sponsor/", only(SPONSORS, (302, "/sponsor/documents"))),
     ("GET", "/sponsor/documents"): Row("/sponsor/documents", only(SPONSORS, 200)),
+    ("GET", "/sponsor/documents/export.<any(csv, jsonl):kind>"): Row(
+        "/sponsor/documents/export.csv", only(SPONSORS, 200)
+    ),
     ("GET", "/sponsor/documents/new"): Row("/sponsor/documents/new", only(SPONSORS, 200)),
     ("POST", "/sponsor/documents/new"): Row(
         "/sponsor/documents/new",

@@ -317,3 +317,50 @@ def test_waits_are_said_in_words(seconds, words):
     from srcflask.templating import about_seconds
 
     assert about_seconds(seconds) == words
+
+
+# -- export ----------------------------------------------------------------------
+
+
+def test_a_sponsor_downloads_their_documents_with_machine_text_and_review(
+    app, sponsor_client, editor_client, editor, written, make_user
+):
+    import csv
+    import io
+    import json
+
+    first, second = written("One,", '=HYPERLINK("http://evil")')
+    editor_client.post(f"/editor/documents/{first}/review", data={"decision": "reject"})
+    other = login_as(app.test_client(), make_user(role=Role.SPONSOR))
+    doc_id_from(create(other, title="Not yours", body="Secret body."))
+
+    response = sponsor_client.get("/sponsor/documents/export.jsonl")
+    assert response.status_code == 200
+    assert response.mimetype == "application/x-ndjson"
+    assert 'filename="srcflask-documents.jsonl"' in response.headers["Content-Disposition"]
+    rows = [json.loads(line) for line in response.get_data(as_text=True).splitlines()]
+    assert [row["id"] for row in rows] == [first, second]
+    assert rows[0] | {"updated_at": None} == {
+        "id": first,
+        "title": "Doc 0",
+        "body": "One,",
+        "editor_email": editor.email,
+        "revision": 1,
+        "machine_text_status": "done",
+        "machine_text": "and it rained all week.",
+        "review": "rejected",
+        "updated_at": None,
+    }
+    assert rows[1]["review"] == "needs-review"
+
+    sheet = sponsor_client.get("/sponsor/documents/export.csv")
+    assert sheet.mimetype == "text/csv"
+    table = list(csv.DictReader(io.StringIO(sheet.get_data(as_text=True))))
+    assert [row["title"] for row in table] == ["Doc 0", "Doc 1"]
+    # A cell a spreadsheet would run as a formula is written as text.
+    assert table[1]["body"] == '\'=HYPERLINK("http://evil")'
+    assert "Secret body." not in sheet.get_data(as_text=True)
+
+
+def test_an_unknown_export_format_is_a_404(sponsor_client):
+    assert sponsor_client.get("/sponsor/documents/export.xlsx").status_code == 404

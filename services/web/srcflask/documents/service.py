@@ -9,7 +9,9 @@ request never waits for the model, and a failed hand-over loses nothing
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import Any
 
 from flask import current_app
 from sqlalchemy import Select, and_, func, or_, select, update
@@ -264,6 +266,49 @@ def row_states(user: User, ids: list[int]) -> dict[int, DocumentRow]:
         return {}
     rows = db.session.execute(_latest_rows(user).where(Document.id.in_(ids))).all()
     return {row[0].id: DocumentRow(*row) for row in rows}
+
+
+# -- export --------------------------------------------------------------------------
+
+EXPORT_FIELDS = (
+    "id",
+    "title",
+    "body",
+    "editor_email",
+    "revision",
+    "machine_text_status",
+    "machine_text",
+    "review",
+    "updated_at",
+)
+
+
+def export_rows(user: User) -> Iterator[dict[str, Any]]:
+    """Every document `user` may read, oldest first, with its latest machine text and review.
+
+    Read in chunks, so a long export never holds every document in memory.
+    """
+    editors = dict(
+        db.session.execute(select(User.id, User.email).where(User.role == Role.EDITOR)).all()
+    )
+    query = (
+        _latest_rows(user)
+        .add_columns(MachineText.text)
+        .order_by(Document.id)
+        .execution_options(yield_per=200)
+    )
+    for document, number, status, _, _, decision, origin, text in db.session.execute(query):
+        yield {
+            "id": document.id,
+            "title": document.title,
+            "body": document.body,
+            "editor_email": editors.get(document.editor_id),
+            "revision": number,
+            "machine_text_status": status.value if status else None,
+            "machine_text": text if status is MachineTextStatus.DONE else None,
+            "review": decision.value if decision else review_state(status, None, origin),
+            "updated_at": document.updated_at.isoformat(timespec="seconds"),
+        }
 
 
 def review_counts(user: User) -> dict[str, int]:
