@@ -146,6 +146,10 @@ MATRIX: dict[tuple[str, str], Row] = {
     # Sponsors
     ("GET", "/sponsor/"): Row("/sponsor/", only(SPONSORS, (302, "/sponsor/documents"))),
     ("GET", "/sponsor/documents"): Row("/sponsor/documents", only(SPONSORS, 200)),
+    ("GET", "/sponsor/documents/import"): Row("/sponsor/documents/import", only(SPONSORS, 200)),
+    ("POST", "/sponsor/documents/import"): Row(
+        "/sponsor/documents/import", only(SPONSORS, 422, post=True)
+    ),
     ("GET", "/sponsor/documents/export.<any(csv, jsonl):kind>"): Row(
         "/sponsor/documents/export.csv", only(SPONSORS, 200)
     ),
@@ -272,6 +276,11 @@ MATRIX: dict[tuple[str, str], Row] = {
     ("GET", "/api/v1/documents"): Row("/api/v1/documents", api_only(APPROVED, 200)),
     ("POST", "/api/v1/documents"): Row(
         "/api/v1/documents", api_only(SPONSORS, 201), json={"title": "From a script"}
+    ),
+    ("POST", "/api/v1/documents/import"): Row(
+        "/api/v1/documents/import",
+        api_only(SPONSORS, 201),
+        json={"documents": [{"title": "From a file"}]},
     ),
     ("GET", "/api/v1/documents/<int:document_id>"): Row(API_DOC, api_readers(200)),
     ("PATCH", "/api/v1/documents/<int:document_id>"): Row(

@@ -687,13 +687,19 @@ def test_the_docs_page_renders_markdown_and_shows_schemas_and_curl_examples(clie
     assert "<h2>Contents</h2>" in page and "<h3>Documents</h3>" in page
 
 
-def test_docs_markdown_escapes_before_it_formats():
+def test_docs_markdown_is_parts_the_template_escapes(client):
     from srcflask.api.pages import markdown
 
-    html = str(markdown("Use `<script>` and **bold <b>**.\n\nSecond"))
-    assert html == (
-        "<p>Use <code>&lt;script&gt;</code> and <strong>bold &lt;b&gt;</strong>.</p>\n<p>Second</p>"
-    )
+    assert markdown("Use `<script>` and **bold <b>**.\n\nSecond") == [
+        [
+            ("text", "Use "),
+            ("code", "<script>"),
+            ("text", " and "),
+            ("strong", "bold <b>"),
+            ("text", "."),
+        ],
+        [("text", "Second")],
+    ]
 
 
 def test_generate_with_a_model_missing_from_the_store_queues_instead_of_a_500(
@@ -711,3 +717,81 @@ def test_generate_with_a_model_missing_from_the_store_queues_instead_of_a_500(
     run_jobs()
     job = client.get(response.headers["Location"], headers=tokens["sponsor"]).json
     assert job["status"] == "failed" and "could not be loaded" in job["error"]
+
+
+# -- many documents at once, and edits that started from an older revision -----------
+
+
+def test_documents_are_imported_through_the_api_all_or_none(
+    app, client, tokens, editor, production_model
+):
+    from srcflask.models import Document
+
+    bad = client.post(
+        "/api/v1/documents/import",
+        json={
+            "documents": [
+                {"title": "Fine"},
+                {"title": ""},
+                {"title": "T", "x": 1},
+                {"title": "T", "body": "nul \u0000 here"},
+                {"title": "\ud800"},
+            ]
+        },
+        headers=tokens["sponsor"],
+    )
+    assert bad.status_code == 422
+    assert error_of(bad)["fields"]["documents"] == {
+        "1": ["The title is missing."],
+        "2": ["Unknown field(s): x."],
+        "3": ["body must be text without NUL characters or broken Unicode."],
+        "4": [
+            "title must be text without NUL characters or broken Unicode.",
+            "The title is missing.",
+        ],
+    }
+    not_objects = client.post(
+        "/api/v1/documents/import", json={"documents": [7]}, headers=tokens["sponsor"]
+    )
+    assert not_objects.status_code == 422
+    assert error_of(not_objects)["fields"]["documents"] == {"0": ["Not a valid mapping type."]}
+    with app.app_context():
+        assert db.session.scalar(select(Document)) is None
+
+    good = client.post(
+        "/api/v1/documents/import",
+        json={
+            "documents": [
+                {"title": "One", "body": "Text one.", "editor_email": editor.email},
+                {"title": "Two", "body": ""},
+            ]
+        },
+        headers=tokens["sponsor"],
+    )
+    assert good.status_code == 201
+    items = good.json["items"]
+    assert [(i["title"], i["machine_text_status"]) for i in items] == [
+        ("One", "queued"),
+        ("Two", None),
+    ]
+    assert items[0]["editor"]["id"] == editor.id
+    editors_try = client.post(
+        "/api/v1/documents/import", json={"documents": [{"title": "X"}]}, headers=tokens["editor"]
+    )
+    assert editors_try.status_code == 403
+
+
+def test_an_api_edit_from_an_older_revision_is_refused_with_409(client, tokens):
+    created = client.post(
+        "/api/v1/documents", json={"title": "T", "body": "One."}, headers=tokens["sponsor"]
+    ).json
+    url = f"/api/v1/documents/{created['id']}"
+    first = client.patch(url, json={"body": "Two.", "base_revision": 1}, headers=tokens["sponsor"])
+    assert first.status_code == 200 and first.json["revision"] == 2
+
+    sponsor = tokens["sponsor"]
+    stale = client.patch(url, json={"body": "Three.", "base_revision": 1}, headers=sponsor)
+    assert stale.status_code == 409
+    assert "send the change with base_revision 2" in error_of(stale)["message"]
+    only_base = client.patch(url, json={"base_revision": 2}, headers=tokens["sponsor"])
+    assert only_base.status_code == 422

@@ -7,7 +7,7 @@ from sqlalchemy import select
 
 from srcflask.documents.service import join_continuation
 from srcflask.extensions import db
-from srcflask.models import Review, Role, User
+from srcflask.models import Review, Role, User, UserStatus
 
 from .conftest import login_as
 from .factories import DocumentFactory
@@ -364,3 +364,121 @@ def test_a_sponsor_downloads_their_documents_with_machine_text_and_review(
 
 def test_an_unknown_export_format_is_a_404(sponsor_client):
     assert sponsor_client.get("/sponsor/documents/export.xlsx").status_code == 404
+
+
+# -- import ----------------------------------------------------------------------
+
+
+def upload(client, name: str, content: str | bytes):
+    import io
+
+    data = content.encode() if isinstance(content, str) else content
+    return client.post(
+        "/sponsor/documents/import",
+        data={"file": (io.BytesIO(data), name)},
+        content_type="multipart/form-data",
+    )
+
+
+def titles(app) -> list[str]:
+    from srcflask.models import Document
+
+    with app.app_context():
+        return [d.title for d in db.session.scalars(select(Document).order_by(Document.id))]
+
+
+def test_a_csv_of_documents_is_imported_and_their_machine_text_queued(
+    app, sponsor_client, editor, production_model
+):
+    from srcflask.models import MachineText, MachineTextStatus
+
+    content = (
+        "title,body,editor_email\r\n"
+        f'Report,"Sales rose.\r\nCosts fell.",{editor.email.upper()}\r\n'
+        "Notes,Present: Ann.,\r\n"
+        "Empty body,,\r\n"
+    )
+    response = upload(sponsor_client, "docs.csv", content)
+
+    assert response.status_code == 303
+    page = sponsor_client.get(response.location).get_data(as_text=True)
+    assert "Imported 3 documents. Their machine text is queued." in page
+    assert titles(app) == ["Report", "Notes", "Empty body"]
+    with app.app_context():
+        from srcflask.models import Document
+
+        report = db.session.scalar(select(Document).where(Document.title == "Report"))
+        assert report.body == "Sales rose.\nCosts fell." and report.editor_id == editor.id
+        statuses = db.session.scalars(select(MachineText.status)).all()
+        assert statuses == [MachineTextStatus.QUEUED] * 2  # the empty body has nothing to continue
+
+
+def test_a_file_with_any_bad_row_imports_nothing_and_names_every_problem(
+    app, sponsor_client, make_user
+):
+    pending_editor = make_user(role=Role.EDITOR, status=UserStatus.PENDING)
+    content = "\n".join(
+        [
+            '{"title": "Fine", "body": "Good text."}',
+            '{"title": "", "body": "No title"}',
+            "not json",
+            '{"title": "T", "body": "b", "colour": "red"}',
+            f'{{"title": "T", "editor_email": "{pending_editor.email}"}}',
+            '{"title": "<b>x</b>", "body": ' + '"' + "y" * 20_001 + '"}',
+            '{"title": 5}',
+        ]
+    )
+    response = upload(sponsor_client, "docs.jsonl", content)
+
+    assert response.status_code == 422
+    page = response.get_data(as_text=True)
+    assert "Nothing was imported" in page
+    for line, problem in [
+        (2, "The title is missing."),
+        (3, "This line is not a JSON object."),
+        (4, "Unknown field(s): colour."),
+        (5, f"No approved editor has the email {pending_editor.email}."),
+        (6, "The body is 20,001 characters; the most is 20,000."),
+        (7, "title must be text."),
+    ]:
+        assert f"<tr><td>{line}</td><td>{problem}</td></tr>" in page
+    assert titles(app) == []
+
+
+@pytest.mark.parametrize(
+    ("name", "content", "problem"),
+    [
+        ("docs.txt", "title\nA", "Choose a file ending in .csv or .jsonl."),
+        ("docs.csv", "name,body\nA,b", "The first line must name the columns"),
+        ("docs.csv", "title\n", "The file has no documents in it."),
+        ("docs.csv", b"title\n\xff\xfe", "The file is not UTF-8 text."),
+        ("docs.csv", "title\nA\x00", "The file contains NUL characters."),
+        ("docs.csv", "title,body\nA,b,extra", "This row has more cells than the header"),
+        ("docs.csv", "title\n" + "T\n" * 501, "import at most 500 at a time"),
+    ],
+)
+def test_bad_files_are_refused_with_a_clear_reason(app, sponsor_client, name, content, problem):
+    response = upload(sponsor_client, name, content)
+    assert response.status_code == 422
+    assert problem in response.get_data(as_text=True)
+    assert titles(app) == []
+
+
+def test_an_import_without_a_file_asks_for_one(sponsor_client):
+    response = sponsor_client.post("/sponsor/documents/import", data={})
+    assert response.status_code == 422
+    assert "Choose a .csv or .jsonl file." in response.get_data(as_text=True)
+
+
+def test_imported_machine_text_past_the_share_of_the_queue_waits(
+    app, sponsor_client, production_model
+):
+    from srcflask.models import MachineText
+
+    app.config["JOB_MAX_QUEUED_PER_USER"] = 2
+    response = upload(sponsor_client, "docs.csv", "title,body\n" + "T,Some text.\n" * 4)
+    page = sponsor_client.get(response.location).get_data(as_text=True)
+    assert "Imported 4 documents. Their machine text is queued; 2 wait until" in page
+    with app.app_context():
+        statuses = sorted(s.value for s in db.session.scalars(select(MachineText.status)))
+    assert statuses == ["queued", "queued", "waiting", "waiting"]

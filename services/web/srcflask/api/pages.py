@@ -10,7 +10,6 @@ import json
 import re
 
 from flask import Blueprint, current_app, render_template, request
-from markupsafe import Markup, escape
 
 from ..security import public
 
@@ -19,20 +18,31 @@ bp = Blueprint("api_pages", __name__, url_prefix="/api/v1")
 METHOD_ORDER = ["get", "post", "patch", "put", "delete"]
 
 
-def markdown(text: str | None) -> Markup:
-    """The little Markdown the API's descriptions use: paragraphs, `code` and **bold**.
+# `code` or **bold** inside a paragraph.
+INLINE = re.compile(r"`([^`]+)`|\*\*(.+?)\*\*")
 
-    The text is escaped first; only those fixed tags are added around escaped text.
+
+def markdown(text: str | None) -> list[list[tuple[str, str]]]:
+    """The little Markdown the API's descriptions use, as paragraphs of (kind, text) parts.
+
+    Kinds are `text`, `code` and `strong`; the template wraps each part in its tag
+    and escapes the text, so nothing here is marked safe.
     """
     paragraphs = []
     for block in re.split(r"\n\s*\n", text or ""):
-        if not block.strip():
+        block = block.strip()
+        if not block:
             continue
-        html = str(escape(block.strip()))
-        html = re.sub(r"`([^`]+)`", r"<code>\1</code>", html)
-        html = re.sub(r"\*\*(.+?)\*\*", r"<strong>\1</strong>", html)
-        paragraphs.append(f"<p>{html}</p>")
-    return Markup("\n".join(paragraphs))  # noqa: S704  (escaped above, fixed tags only)
+        parts, at = [], 0
+        for match in INLINE.finditer(block):
+            if match.start() > at:
+                parts.append(("text", block[at : match.start()]))
+            parts.append(("code", match[1]) if match[1] is not None else ("strong", match[2]))
+            at = match.end()
+        if at < len(block):
+            parts.append(("text", block[at:]))
+        paragraphs.append(parts)
+    return paragraphs
 
 
 # Example values for a curl command, by type.

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from flask_login import current_user
-from flask_smorest import Blueprint
+from flask_smorest import Blueprint, abort
 from sqlalchemy import select
 from sqlalchemy.orm import joinedload
 
@@ -11,9 +11,11 @@ from ..api.common import errors, refuse, require_role
 from ..extensions import db
 from ..models import Document, MachineText, Role
 from ..models.jobs import JobStatus
-from . import service
+from . import imports, service
 from .schemas import (
     DocumentCreateSchema,
+    DocumentImportResultSchema,
+    DocumentImportSchema,
     DocumentPageSchema,
     DocumentQuerySchema,
     DocumentSchema,
@@ -83,6 +85,29 @@ def create_document(data):
     return service.document_row(document)
 
 
+@blp.route("/documents/import", methods=["POST"])
+@blp.arguments(DocumentImportSchema)
+@blp.response(201, DocumentImportResultSchema)
+@errors(blp, 413, 422)
+def import_documents(data):
+    """Write many documents at once (sponsors): every one is checked, then all are saved."""
+    require_role(Role.SPONSOR)
+    try:
+        documents = service.import_documents(current_user, imports.check_rows(data["documents"]))
+    except imports.ImportRefused as refusal:
+        by_position: dict[str, list[str]] = {}
+        for position, message in refusal.problems:
+            key = str(position - 1) if position else "_all"
+            by_position.setdefault(key, []).append(message)
+        abort(
+            422,
+            message="Nothing was imported: fix the documents `fields` names (by position).",
+            errors={"json": {"documents": by_position}},
+        )
+    rows = service.row_states(current_user, [document.id for document in documents])
+    return {"items": [rows[document.id] for document in documents]}
+
+
 @blp.route("/documents/<int:document_id>", methods=["GET"])
 @blp.response(200, DocumentSchema)
 @errors(blp, 404)
@@ -94,19 +119,28 @@ def get_document(document_id: int):
 @blp.route("/documents/<int:document_id>", methods=["PATCH"])
 @blp.arguments(DocumentUpdateSchema)
 @blp.response(200, DocumentSchema)
-@errors(blp, 404, 413, 422)
+@errors(blp, 404, 409, 413, 422)
 def update_document(data, document_id: int):
     """Change the title, body or editor (the owning sponsor); new text makes a new revision."""
     document = owned_or_404(document_id)
     editor_id = data.get("editor_id", document.editor_id)
     editor = editor_choice(editor_id, document)
-    service.save_document(
-        document,
-        current_user,
-        data.get("title", document.title),
-        data.get("body", document.body),
-        editor.id if editor else None,
-    )
+    try:
+        service.save_document(
+            document,
+            current_user,
+            data.get("title", document.title),
+            data.get("body", document.body),
+            editor.id if editor else None,
+            base_revision=data.get("base_revision"),
+        )
+    except service.EditConflict as conflict:
+        refuse(
+            409,
+            f"Revision {conflict.latest.number} was saved after revision {conflict.base}, "
+            "which this change started from. Read the document again, then send the change "
+            f"with base_revision {conflict.latest.number}.",
+        )
     return service.document_row(document)
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from flask_wtf import FlaskForm
+from flask_wtf.file import FileField, FileRequired
 from wtforms import HiddenField, SelectChoice, SelectField, StringField, TextAreaField
 from wtforms.validators import DataRequired, Length, ValidationError
 
@@ -84,4 +85,13 @@ class ReviewForm(FlaskForm):
         "Machine text",
         filters=[normalise_newlines],
         validators=[Length(max=BODY_MAX, message=f"At most {BODY_MAX:,} characters.")],
+    )
+
+
+class ImportForm(FlaskForm):
+    file = FileField(
+        "File",
+        validators=[FileRequired(message="Choose a .csv or .jsonl file.")],
+        description="CSV with a header line, or JSON Lines (one object per line), with the "
+        "fields title, body and editor_email (optional). At most 500 documents and 1 MiB.",
     )

@@ -25,12 +25,13 @@ from flask import (
 from flask_login import current_user
 
 from ..areas import admin_bp, editor_bp, sponsor_bp
+from ..inputs import accepts_files
 from ..models import MachineTextStatus, Role
 from ..models.documents import BODY_MAX
 from ..pagination import requested_page
-from . import service
+from . import imports, service
 from .diff import DiffCache, diff_texts, summary
-from .forms import DocumentForm, EditorForm, ReviewForm, editor_choices
+from .forms import DocumentForm, EditorForm, ImportForm, ReviewForm, editor_choices
 from .schemas import machine_text_state
 
 documents_bp = Blueprint("documents", __name__, url_prefix="/documents")
@@ -250,6 +251,46 @@ def export_documents(kind: str):
     response.headers["Content-Disposition"] = f'attachment; filename="srcflask-documents.{kind}"'
     response.headers["Cache-Control"] = "no-store"
     return response
+
+
+@sponsor_bp.route("/documents/import", methods=["GET", "POST"], endpoint="import_documents")
+@accepts_files
+def import_documents():
+    """Many documents at once from a CSV or JSONL file: all of them, or none."""
+    form = ImportForm()
+    problems = None
+    status = 200
+    if form.validate_on_submit():
+        upload = form.file.data
+        kind = imports.kind_of(upload.filename or "")
+        try:
+            if kind is None:
+                raise imports.ImportRefused([(None, "Choose a file ending in .csv or .jsonl.")])
+            rows = imports.read_rows(upload.read(imports.MAX_BYTES + 1), kind)
+            documents = service.import_documents(current_user, rows)
+        except imports.ImportRefused as refusal:
+            problems = refusal.problems
+            status = 422
+        else:
+            waiting = sum(
+                1
+                for document in documents
+                for revision in document.revisions
+                if revision.machine_text
+                and revision.machine_text.status is MachineTextStatus.WAITING
+            )
+            message = f"Imported {len(documents)} document{'s' if len(documents) != 1 else ''}."
+            if waiting:
+                message += (
+                    f" Their machine text is queued; {waiting} wait until earlier ones are done."
+                )
+            else:
+                message += " Their machine text is queued."
+            flash(message, "success")
+            return redirect(url_for("sponsor.documents"), 303)
+    elif request.method == "POST":
+        status = 422
+    return render_template("sponsor/import.html", form=form, problems=problems), status
 
 
 @sponsor_bp.route("/documents/new", methods=["GET", "POST"])

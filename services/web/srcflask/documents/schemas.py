@@ -20,6 +20,7 @@ from ..ml.engine import has_text_to_continue
 from ..models import Decision, MachineTextStatus, Revision
 from ..models.documents import BODY_MAX, TITLE_MAX
 from ..models.jobs import JobStatus
+from .imports import MAX_ROWS
 from .service import estimate_seconds, queue_position
 
 
@@ -101,10 +102,16 @@ class DocumentUpdateSchema(ma.Schema):
     title = Text(validate=[validate.Length(min=1, max=TITLE_MAX), not_blank])
     body = Text(validate=validate.Length(max=BODY_MAX))
     editor_id = Id(allow_none=True)
+    base_revision = Id(
+        metadata={
+            "description": "The revision this change started from: when a newer one was "
+            "saved since, the change is refused with 409 instead of undoing it"
+        }
+    )
 
     @validates_schema
     def not_empty(self, data, **kwargs):
-        if not data:
+        if not data.keys() - {"base_revision"}:
             raise ValidationError("Give at least one of title, body or editor_id.")
 
 
@@ -209,3 +216,22 @@ def machine_text_state(revision: Revision) -> dict:
             "nothing_to_continue": not has_text_to_continue(revision.body),
         }
     return MachineTextStateSchema().dump(revision.machine_text)
+
+
+# -- many documents at once ----------------------------------------------------------
+
+
+class DocumentImportSchema(ma.Schema):
+    documents = fields.List(
+        fields.Dict(),
+        required=True,
+        validate=validate.Length(min=1, max=MAX_ROWS),
+        metadata={
+            "description": "Objects with `title`, and optionally `body` and `editor_email`; "
+            "all are saved, or none"
+        },
+    )
+
+
+class DocumentImportResultSchema(ma.Schema):
+    items = fields.List(fields.Nested(DocumentSummarySchema), required=True)
