@@ -8,7 +8,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from ..models import AuditEvent
+from ..models import AuditEvent, Role
 
 STATUS_VERBS = {
     "approve": "approved {target}'s account",
@@ -30,8 +30,9 @@ def name_of(label: str | None) -> str:
 
 
 def with_article(role: str | None) -> str:
-    role = role or "user"
-    return f"{'an' if role[:1] in 'aeiou' else 'a'} {role}"
+    """A role value from an audit row in a sentence ("an editor"), as Role words it."""
+    known = Role._value2member_map_.get(role or "")
+    return known.with_article if known is not None else "a user"
 
 
 def _changes(details: dict[str, Any]) -> str:

@@ -93,7 +93,7 @@ def import_documents(data):
     """Write many documents at once (sponsors): every one is checked, then all are saved."""
     require_role(Role.SPONSOR)
     try:
-        documents = service.import_documents(current_user, imports.check_rows(data["documents"]))
+        imported = service.import_documents(current_user, imports.check_rows(data["documents"]))
     except imports.ImportRefused as refusal:
         by_position: dict[str, list[str]] = {}
         for position, message in refusal.problems:
@@ -104,8 +104,9 @@ def import_documents(data):
             message="Nothing was imported: fix the documents `fields` names (by position).",
             errors={"json": {"documents": by_position}},
         )
-    rows = service.row_states(current_user, [document.id for document in documents])
-    return {"items": [rows[document.id] for document in documents]}
+    ids = [document.id for document in imported.documents]
+    rows = service.row_states(current_user, ids)
+    return {"items": [rows[document_id] for document_id in ids]}
 
 
 @blp.route("/documents/<int:document_id>", methods=["GET"])

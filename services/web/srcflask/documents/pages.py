@@ -267,19 +267,13 @@ def import_documents():
             if kind is None:
                 raise imports.ImportRefused([(None, "Choose a file ending in .csv or .jsonl.")])
             rows = imports.read_rows(upload.read(imports.MAX_BYTES + 1), kind)
-            documents = service.import_documents(current_user, rows)
+            imported = service.import_documents(current_user, rows)
         except imports.ImportRefused as refusal:
             problems = refusal.problems
             status = 422
         else:
-            waiting = sum(
-                1
-                for document in documents
-                for revision in document.revisions
-                if revision.machine_text
-                and revision.machine_text.status is MachineTextStatus.WAITING
-            )
-            message = f"Imported {len(documents)} document{'s' if len(documents) != 1 else ''}."
+            count, waiting = len(imported.documents), imported.waiting
+            message = f"Imported {count} document{'s' if count != 1 else ''}."
             if waiting:
                 message += (
                     f" Their machine text is queued; {waiting} wait until earlier ones are done."

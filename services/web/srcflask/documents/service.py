@@ -486,7 +486,15 @@ def create_document(owner: User, title: str, body: str, editor_id: int | None) -
     return document
 
 
-def import_documents(owner: User, rows: list[ImportRow]) -> list[Document]:
+@dataclass
+class Imported:
+    """What an import made: the documents, and how many of their machine texts wait."""
+
+    documents: list[Document]
+    waiting: int
+
+
+def import_documents(owner: User, rows: list[ImportRow]) -> Imported:
     """Create a document per checked row, all in one transaction, and queue their machine text.
 
     Past the owner's share of the queue (JOB_MAX_QUEUED_PER_USER) machine texts
@@ -495,7 +503,7 @@ def import_documents(owner: User, rows: list[ImportRow]) -> list[Document]:
     now = utcnow()
     limit = current_app.config["JOB_MAX_QUEUED_PER_USER"]
     ahead = _in_line(owner.id, besides=0)
-    documents = []
+    documents, machine_texts = [], []
     for row in rows:
         document = Document(
             owner=owner,
@@ -511,17 +519,16 @@ def import_documents(owner: User, rows: list[ImportRow]) -> list[Document]:
             if ahead >= limit:
                 revision.machine_text.status = MachineTextStatus.WAITING
             ahead += 1
+            machine_texts.append(revision.machine_text)
         documents.append(document)
+    # Ids and statuses are read before the commit expires the objects: no query per row.
+    db.session.flush()
+    queued = [m.id for m in machine_texts if m.status is MachineTextStatus.QUEUED]
+    waiting = len(machine_texts) - len(queued)
     db.session.commit()
-    queued = [
-        revision.machine_text.id
-        for document in documents
-        for revision in document.revisions
-        if revision.machine_text and revision.machine_text.status is MachineTextStatus.QUEUED
-    ]
     if queued:
         jobs.submit(queued)
-    return documents
+    return Imported(documents, waiting)
 
 
 def save_document(
