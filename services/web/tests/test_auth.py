@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import html
 import os
+import re
 from unittest import mock
 
 import pytest
 from sqlalchemy import select
 
 from srcflask.accounts import service as accounts
-from srcflask.accounts.pages import LOGIN_FAILED, SIGNUP_RECEIVED
+from srcflask.accounts.pages import LOGIN_FAILED
 from srcflask.accounts.passwords import common_passwords
 from srcflask.extensions import db, limiter
 from srcflask.models import AuditEvent, Role, User, UserStatus
@@ -32,23 +33,35 @@ def signup_form(**overrides) -> dict:
     return form | overrides
 
 
+def new_user_id(app, email: str) -> int:
+    [user] = users_with_email(app, email)
+    return user.id
+
+
 def users_with_email(app, email: str) -> list[User]:
     with app.app_context():
         return db.session.scalars(select(User).where(User.email == email)).all()
 
 
-def test_signup_creates_a_pending_account_with_a_slow_hash(app, client):
+def test_signup_creates_a_pending_account_and_signs_it_in(app, client):
     response = client.post("/auth/signup", data=signup_form(email="Nora@Example.ORG"))
 
     assert response.status_code == 303
-    assert response.location == "/auth/login"
+    assert response.location == "/auth/status"
     [user] = users_with_email(app, "nora@example.org")
     assert user.status is UserStatus.PENDING
     assert user.role is Role.SPONSOR
     assert user.organization == "Acme"
+    assert user.duplicate_of_id is None
     assert user.password_hash.startswith(("scrypt:", "argon2"))
     assert GOOD_PASSWORD not in user.password_hash
-    assert SIGNUP_RECEIVED in html.unescape(client.get("/auth/login").get_data(as_text=True))
+    page = html.unescape(client.get("/auth/status").get_data(as_text=True))
+    assert "Your account is pending" in page
+    assert "Thanks for signing up, Nora Newcomer" in page
+    # Signed in, and still reaching nothing but the status page and logout.
+    assert client.get("/sponsor/documents").location == "/auth/status"
+    assert client.get("/api/v1/me").status_code == 403
+    assert client.post("/auth/logout").location == "/auth/login"
 
 
 @pytest.mark.parametrize(
@@ -85,21 +98,107 @@ def test_common_password_list_is_large_enough():
     assert len([p for p in common_passwords() if len(p) >= 8]) >= 1000
 
 
-def test_signup_with_a_taken_email_answers_exactly_like_a_new_one(app, client, make_user):
-    make_user(email="taken@example.org")
+def visit_as_newcomer(app, email: str) -> list[tuple[int, str | None, str]]:
+    """What a visitor who signs up with `email` meets: sign-up, status, a page, logout, login."""
+    client = app.test_client()
+    form = signup_form(email=email)
+    seen = []
+    for method, path, data in [
+        ("post", "/auth/signup", form),
+        ("get", "/auth/status", None),
+        ("get", "/sponsor/documents", None),
+        ("get", "/api/v1/documents", None),
+        ("post", "/auth/logout", None),
+        ("post", "/auth/login", {"email": email, "password": form["password"]}),
+        ("get", "/auth/status", None),
+    ]:
+        response = getattr(client, method)(path, data=data)
+        body = response.get_data(as_text=True).replace(email.lower(), "EMAIL")
+        body = re.sub(r'name="csrf_token" value="[^"]+"', "CSRF", body)  # random per session
+        seen.append((response.status_code, response.location, body))
+    return seen
+
+
+def test_signup_with_a_taken_email_is_answered_exactly_like_a_new_one(app, make_user):
+    owner = make_user(name="Olga Owner", email="taken@example.org")
     with mock.patch.object(
         accounts, "generate_password_hash", wraps=accounts.generate_password_hash
     ) as hasher:
-        new = client.post("/auth/signup", data=signup_form(email="fresh@example.org"))
-        taken = client.post("/auth/signup", data=signup_form(email="TAKEN@example.org"))
+        new = visit_as_newcomer(app, "fresh@example.org")
+        taken = visit_as_newcomer(app, "TAKEN@example.org")
 
-    assert (new.status_code, new.location) == (taken.status_code, taken.location)
+    # Every answer, every redirect and every page is the same, but for the email shown.
+    assert new == taken
+    assert [status for status, _, _ in new] == [303, 200, 302, 403, 303, 303, 200]
+    assert new[1][0:2] == (200, None) and "Your account is pending" in new[1][2]
     # Both paths pay for one password hash, so timing does not tell them apart either.
     assert hasher.call_count == 2
-    assert len(users_with_email(app, "taken@example.org")) == 1
+    owner_row, repeat = sorted(users_with_email(app, "taken@example.org"), key=lambda u: u.id)
+    assert (owner_row.id, owner_row.duplicate_of_id) == (owner.id, None)
+    assert repeat.duplicate_of_id == owner.id and repeat.status is UserStatus.PENDING
     with app.app_context():
-        actions = db.session.scalars(select(AuditEvent.action)).all()
-    assert sorted(actions) == ["account.signup", "account.signup_repeated"]
+        signups = db.session.execute(
+            select(AuditEvent.action, AuditEvent.target_user_id)
+            .where(AuditEvent.action.like("account.signup%"))
+            .order_by(AuditEvent.id)
+        ).all()
+    assert [tuple(row) for row in signups] == [
+        ("account.signup", new_user_id(app, "fresh@example.org")),
+        ("account.signup_repeated", owner.id),
+    ]
+
+
+def test_a_repeated_signup_never_reaches_the_owners_account(app, client, make_user, admin_client):
+    owner = make_user(name="Olga Owner", email="taken@example.org")
+    client.post("/auth/signup", data=signup_form(email="taken@example.org"))
+    client.post("/auth/logout")
+
+    # The owner still logs in to their own account with their own password...
+    owners = app.test_client()
+    logged_in = owners.post("/auth/login", data={"email": owner.email, "password": owner.password})
+    assert logged_in.location == "/sponsor/"
+    # ...and the repeat's password opens only the repeat, which stays pending.
+    landed = client.post(
+        "/auth/login", data={"email": "taken@example.org", "password": GOOD_PASSWORD}
+    )
+    assert landed.location == "/auth/status"
+    assert client.get("/sponsor/documents").location == "/auth/status"
+
+    [repeat] = [u for u in users_with_email(app, owner.email) if u.duplicate_of_id]
+    refused = admin_client.post(f"/admin/users/{repeat.id}/approve", follow_redirects=True)
+    assert "already belongs to another account" in html.unescape(refused.get_data(as_text=True))
+    refused = admin_client.post(
+        f"/admin/users/{repeat.id}/role", data={"role": "editor"}, follow_redirects=True
+    )
+    assert "can only be rejected" in html.unescape(refused.get_data(as_text=True))
+    [repeat] = [u for u in users_with_email(app, owner.email) if u.duplicate_of_id]
+    assert (repeat.status, repeat.role) == (UserStatus.PENDING, Role.SPONSOR)
+
+    users_page = html.unescape(admin_client.get("/admin/users").get_data(as_text=True))
+    assert "Already the email of Olga Owner's account" in users_page
+    assert f"/admin/users/{repeat.id}/approve" not in users_page
+    assert admin_client.post(f"/admin/users/{repeat.id}/reject").status_code == 303
+    assert client.get("/auth/status").location == "/auth/login"  # rejection ends its sessions
+
+
+def test_two_signups_with_one_new_email_at_once_make_an_account_and_a_repeat(app, client):
+    client.post("/auth/signup", data=signup_form())
+    # A second sign-up that read "no account" just before the first one committed: the
+    # unique index refuses its insert, and it becomes a repeat of the account that won.
+    real_find = accounts.find_user_by_email
+    calls = []
+
+    def stale_then_real(email):
+        calls.append(email)
+        return None if len(calls) == 1 else real_find(email)
+
+    with mock.patch.object(accounts, "find_user_by_email", side_effect=stale_then_real):
+        response = app.test_client().post("/auth/signup", data=signup_form())
+
+    assert response.location == "/auth/status"
+    assert len(calls) == 2
+    first, repeat = sorted(users_with_email(app, "nora@example.org"), key=lambda u: u.id)
+    assert (first.duplicate_of_id, repeat.duplicate_of_id) == (None, first.id)
 
 
 def test_login_starts_a_fresh_session_and_lands_on_the_role_home(app, client, sponsor):
@@ -274,21 +373,25 @@ def test_logins_per_ip_reach_429(limited_app):
 
 def test_signups_per_account_reach_429(limited_app):
     app = limited_app(signup_per_ip="100 per hour", signup_per_account="2 per hour")
-    client = app.test_client()
-    codes = [client.post("/auth/signup", data=signup_form()).status_code for _ in range(3)]
+    # A new visitor each time: a sign-up signs its visitor in.
+    codes = [
+        app.test_client().post("/auth/signup", data=signup_form()).status_code for _ in range(3)
+    ]
     assert codes == [303, 303, 429]
-    assert client.post("/auth/signup", data=signup_form(email="b@example.org")).status_code == 303
+    other = app.test_client().post("/auth/signup", data=signup_form(email="b@example.org"))
+    assert other.status_code == 303
 
 
 def test_signups_per_ip_reach_429(limited_app):
     app = limited_app(signup_per_ip="3 per hour", signup_per_account="100 per hour")
-    client = app.test_client()
     codes = [
-        client.post("/auth/signup", data=signup_form(email=f"u{i}@example.org")).status_code
+        app.test_client()
+        .post("/auth/signup", data=signup_form(email=f"u{i}@example.org"))
+        .status_code
         for i in range(4)
     ]
     assert codes == [303, 303, 303, 429]
-    assert "Too many attempts" in client.post(
+    assert "Too many attempts" in app.test_client().post(
         "/auth/signup", data=signup_form(email="late@example.org")
     ).get_data(as_text=True)
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import flask_migrate
+import pytest
 import sqlalchemy as sa
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
@@ -37,4 +38,38 @@ def test_upgrade_is_repeatable_and_downgrade_works(empty_database_url, tmp_path)
         with db.engine.connect() as connection:
             assert set(sa.inspect(connection).get_table_names()) <= {"alembic_version"}
         flask_migrate.upgrade()
+        db.engine.dispose()
+
+
+def test_0008_keeps_accounts_and_refuses_to_downgrade_over_repeated_signups(
+    empty_database_url, tmp_path, caplog
+):
+    app = make_app(empty_database_url, tmp_path / "instance")
+    account = (
+        "INSERT INTO users (id, name, email, organization, password_hash, role, status, "
+        "created_at, session_version, duplicate_of_id) VALUES (:id, 'Sam', 's@x.org', '', "
+        "'h', 'sponsor', 'pending', '2026-01-01 00:00:00+00:00', 1, :of)"
+    )
+    with app.app_context():
+        flask_migrate.upgrade(revision="0007")
+        with db.engine.begin() as connection:
+            connection.execute(
+                sa.text(account.replace(", duplicate_of_id", "").replace(", :of", "")), {"id": 1}
+            )
+        flask_migrate.upgrade()
+        with db.engine.begin() as connection:
+            assert connection.execute(sa.text("SELECT email FROM users")).scalars().all() == [
+                "s@x.org"
+            ]
+            connection.execute(sa.text(account), {"id": 2, "of": 1})  # a repeat shares it
+        with pytest.raises(sa.exc.IntegrityError), db.engine.begin() as connection:
+            connection.execute(sa.text(account), {"id": 3, "of": None})  # a second account not
+        with pytest.raises(SystemExit):  # flask_migrate logs the reason and exits
+            flask_migrate.downgrade(revision="0007")
+        assert "1 repeated sign-up(s) share an email" in caplog.text
+        with db.engine.begin() as connection:
+            connection.execute(sa.text("DELETE FROM users WHERE id = 2"))
+        flask_migrate.downgrade(revision="0007")
+        with db.engine.begin() as connection:
+            assert connection.execute(sa.text("SELECT id FROM users")).scalars().all() == [1]
         db.engine.dispose()

@@ -100,8 +100,14 @@ def sentence(event: AuditEvent) -> str:
     target = name_of(event.target_label)
     details = event.details or {}
     action = event.action
-    if action == "account.signup_repeated":
+    if action == "account.signup_repeated" and actor == "Someone":
         return f"Someone tried to sign up again with {target}'s email address."
+    if action == "account.signup_repeated":
+        return (
+            f"{actor} signed up again with {target}'s email address, as "
+            f"{with_article(details.get('role'))}; "
+            "the new request can only be rejected."
+        )
     if action == "auth.login_locked":
         whose = "from one address" if details.get("scope") == "account_and_address" else "in all"
         return (

@@ -46,10 +46,6 @@ account_bp = Blueprint("account", __name__, url_prefix="/account")
 # -- /auth: signing up, in and out -----------------------------------------------------
 
 
-SIGNUP_RECEIVED = (
-    "Thanks. If this email address can be used, the account has been created and is "
-    "waiting for an admin's approval. Log in to follow its status."
-)
 LOGIN_FAILED = "Wrong email or password."
 
 
@@ -96,7 +92,7 @@ def signup():
         return redirect(url_for("main.index"))
     form = SignupForm()
     if form.validate_on_submit():
-        register(
+        user = register(
             name=form.name.data,
             email=form.email.data,
             organization=form.organization.data or "",
@@ -104,8 +100,8 @@ def signup():
             role=form.role.data,
             ip_address=request.remote_addr,
         )
-        flash(SIGNUP_RECEIVED, "success")
-        return redirect(url_for("auth.login"), 303)
+        sign_in(user)
+        return redirect(url_for("auth.status"), 303)
     return render_template("auth/signup.html", form=form), 422 if form.errors else 200
 
 
@@ -137,10 +133,7 @@ def login():
     if form.validate_on_submit():
         user = authenticate(form.email.data, form.password.data)
         if user is not None:
-            # A fresh session at login: nothing planted before it survives (session fixation).
-            session.clear()
-            start_session(user, request.remote_addr, request.user_agent.string)
-            login_user(user)
+            sign_in(user)
             target = safe_next_url(request.args.get("next")) or url_for(home_endpoint(user))
             return redirect(target, 303)
         form.form_errors.append(LOGIN_FAILED)
@@ -148,6 +141,13 @@ def login():
     elif form.errors:
         status = 422
     return render_template("auth/login.html", form=form), status
+
+
+def sign_in(user: User) -> None:
+    # A fresh session: nothing planted before it survives (session fixation).
+    session.clear()
+    start_session(user, request.remote_addr, request.user_agent.string)
+    login_user(user)
 
 
 @auth_bp.post("/logout")
@@ -291,7 +291,7 @@ def users():
         abort(400, description=f"Unknown status {status!r}.")
     search = request.args.get("q", "").strip()[:100]
     query = user_search(None if status == "all" else UserStatus(status), search).options(
-        joinedload(User.approved_by)
+        joinedload(User.approved_by), joinedload(User.duplicate_of)
     )
     page = paginate(query, requested_page(), current_app.config["PAGE_SIZE"])
     return render_template(

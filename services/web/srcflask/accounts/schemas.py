@@ -41,6 +41,14 @@ class UserSchema(ma.Schema):
     created_at = fields.DateTime(required=True)
     approved_at = fields.DateTime(required=True, allow_none=True)
     last_login_at = fields.DateTime(required=True, allow_none=True)
+    duplicate_of_id = fields.Integer(
+        required=True,
+        allow_none=True,
+        metadata={
+            "description": "For a sign-up made with an email that already had an account: "
+            "that account's id. Such a sign-up can only be rejected."
+        },
+    )
 
 
 class UserPageSchema(PageSchema):

@@ -36,39 +36,47 @@ def register(
     password: str,
     role: str,
     ip_address: str | None,
-) -> User | None:
-    """Create a pending account, or do nothing if the email is taken.
+) -> User:
+    """Create a pending account and return it.
 
-    Both outcomes hash the password and write one audit row, so neither the
-    answer nor its timing tells a visitor whether an email is registered.
+    If the email already belongs to an account, the new one is a repeated sign-up
+    of it (`User.duplicate_of`): pending like any other, which an admin can only
+    reject. Both paths hash the password, write one audit row and give the visitor
+    a pending account of their own, so neither the answer, nor its timing, nor what
+    the visitor can do next tells whether an email is registered.
     """
-    password_hash = generate_password_hash(password)
-    email = normalise_email(email)
-    existing = find_user_by_email(email)
-    if existing is not None:
-        record_event(
-            "account.signup_repeated",
-            actor=None,
-            actor_label="anonymous",
-            target_user=existing,
-            ip_address=ip_address,
-        )
-        db.session.commit()
-        return None
-    user = User(
+    fields = dict(
         name=name,
-        email=email,
+        email=normalise_email(email),
         organization=organization,
-        password_hash=password_hash,
+        password_hash=generate_password_hash(password),
         role=Role(role),
     )
-    db.session.add(user)
-    record_event("account.signup", actor=user, target_user=user, ip_address=ip_address, role=role)
     try:
-        db.session.commit()
-    except IntegrityError:  # the same email signed up at the same moment
+        return _add_signup(fields, ip_address)
+    except IntegrityError:  # the same email signed up at the same moment: this one repeats it
         db.session.rollback()
-        return None
+        return _add_signup(fields, ip_address)
+
+
+def _add_signup(fields: dict, ip_address: str | None) -> User:
+    existing = find_user_by_email(fields["email"])
+    user = User(**fields, duplicate_of=existing)
+    db.session.add(user)
+    role = fields["role"].value
+    if existing is None:
+        record_event(
+            "account.signup", actor=user, target_user=user, ip_address=ip_address, role=role
+        )
+    else:
+        record_event(
+            "account.signup_repeated",
+            actor=user,
+            target_user=existing,
+            ip_address=ip_address,
+            role=role,
+        )
+    db.session.commit()
     return user
 
 

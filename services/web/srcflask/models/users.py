@@ -12,6 +12,7 @@ from flask_login import UserMixin
 from sqlalchemy import (
     Enum,
     ForeignKey,
+    Index,
     Integer,
     String,
     delete,
@@ -88,7 +89,8 @@ class User(UserMixin, db.Model):
 
     id: Mapped[int] = mapped_column(primary_key=True)
     name: Mapped[str] = mapped_column(String(100))
-    email: Mapped[str] = mapped_column(String(254), unique=True)
+    # Unique among accounts; a repeated sign-up (see `duplicate_of`) shares its address.
+    email: Mapped[str] = mapped_column(String(254))
     organization: Mapped[str] = mapped_column(String(120), default="")
     password_hash: Mapped[str] = mapped_column(String(255))
     role: Mapped[Role] = mapped_column(enum_column(Role, "user_role"))
@@ -102,7 +104,27 @@ class User(UserMixin, db.Model):
     # Part of the login cookie: bumping it ends every existing session of the user.
     session_version: Mapped[int] = mapped_column(Integer, default=1)
 
-    approved_by: Mapped[User | None] = relationship(remote_side=[id])
+    # A sign-up with an email that already had an account becomes a request of its own,
+    # pending like any other, which an admin can only reject: the visitor is answered
+    # exactly as a new sign-up would be, so sign-up never tells whether an email is known.
+    duplicate_of_id: Mapped[int | None] = mapped_column(
+        ForeignKey("users.id", ondelete="CASCADE"), index=True
+    )
+
+    approved_by: Mapped[User | None] = relationship(remote_side=[id], foreign_keys=[approved_by_id])
+    duplicate_of: Mapped[User | None] = relationship(
+        remote_side=[id], foreign_keys=[duplicate_of_id]
+    )
+
+    __table_args__ = (
+        Index(
+            "uq_users_email",
+            "email",
+            unique=True,
+            sqlite_where=duplicate_of_id.is_(None),
+            postgresql_where=duplicate_of_id.is_(None),
+        ),
+    )
 
     def __repr__(self) -> str:
         return f"<User {self.id} {self.email} {self.role} {self.status}>"
@@ -149,6 +171,11 @@ class User(UserMixin, db.Model):
     def approve(self, admin: User) -> None:
         """Let a pending or rejected account in."""
         self._require_status({UserStatus.PENDING, UserStatus.REJECTED}, "approve")
+        if self.duplicate_of_id is not None:
+            raise LifecycleError(
+                f"Cannot approve {self.name}: {self.email} already belongs to another "
+                "account. Reject this sign-up."
+            )
         self.status = UserStatus.APPROVED
         self.approved_at = utcnow()
         self.approved_by = admin
@@ -179,6 +206,10 @@ class User(UserMixin, db.Model):
         """Give the account another role."""
         if role is self.role:
             raise LifecycleError(f"{self.name} is already {role.with_article}.")
+        if self.duplicate_of_id is not None:
+            raise LifecycleError(
+                f"{self.name}'s sign-up repeats another account's email; it can only be rejected."
+            )
         if self.role is Role.ADMIN:
             self._guard_admin_removal(admin, "demote")
         self.role = role
@@ -215,17 +246,44 @@ def active_admin_count(lock: bool = False) -> int:
     return len(db.session.scalars(query).all())
 
 
+# The repeated sign-ups with one email that a login tries, newest first, after the account.
+REPEATED_SIGNUPS_TRIED = 3
+
+
 def find_user_by_email(email: str) -> User | None:
-    return db.session.scalar(select(User).where(User.email == normalise_email(email)))
+    """The account with this email (never a repeated sign-up of it)."""
+    return db.session.scalar(
+        select(User).where(User.email == normalise_email(email), User.duplicate_of_id.is_(None))
+    )
+
+
+def check_password_in_constant_time(user: User | None, password: str) -> bool:
+    """Check `password` against `user`, paying for one hash check even when there is none."""
+    if user is None:
+        check_password_hash(_dummy_hash(), password)
+        return False
+    return user.check_password(password)
 
 
 def authenticate(email: str, password: str) -> User | None:
-    """Return the user with this email and password, spending the same time either way."""
+    """Return the user with this email and password, spending the same time either way.
+
+    The account comes first. A repeated sign-up of its email logs in with the
+    password it was made with, as a new account would, and can reach no more than
+    its own status page: it is pending or rejected, never approved.
+    """
     user = find_user_by_email(email)
+    if check_password_in_constant_time(user, password):
+        return user
     if user is None:
-        check_password_hash(_dummy_hash(), password)
         return None
-    return user if user.check_password(password) else None
+    repeats = db.session.scalars(
+        select(User)
+        .where(User.duplicate_of_id == user.id, User.status != UserStatus.APPROVED)
+        .order_by(User.id.desc())
+        .limit(REPEATED_SIGNUPS_TRIED)
+    )
+    return next((repeat for repeat in repeats if repeat.check_password(password)), None)
 
 
 def user_search(status: UserStatus | None = None, text: str = ""):
