@@ -36,7 +36,7 @@ class ScriptedGenerator:
     def __init__(self, real, script: Script):
         self._real, self._script = real, script
 
-    def generate(self, prompts, settings=None, progress=None):
+    def generate(self, prompts, settings=None, progress=None, *, short=False):
         script = self._script
         script.calls.append(list(prompts))
         script.settings.append(settings)
@@ -45,7 +45,7 @@ class ScriptedGenerator:
         if script.before is not None:
             script.before(prompts, settings, progress)
             progress = None
-        results = self._real.generate(prompts, settings, progress)
+        results = self._real.generate(prompts, settings, progress, short=short)
         if script.text is not None:
             results = [dataclasses.replace(r, text=script.text) for r in results]
         return results

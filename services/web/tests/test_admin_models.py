@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import html
+import threading
+import time
 
 import pytest
 from sqlalchemy import select
 
 from srcflask.extensions import db
+from srcflask.ml.settings import GenerationSettings
 from srcflask.models import AuditEvent, ModelVersion
 from srcflask.registry import service as registry
 
@@ -97,6 +100,44 @@ def test_trying_a_prompt_shows_the_continuation_escaped(app, admin_client, two_v
     ).get_data(as_text=True)
     assert "<script>alert(" not in page
     assert "&lt;script&gt;alert(&#39;x&#39;)&lt;/script&gt;\nline two" in page
+
+
+def test_trying_a_prompt_answers_while_a_batch_of_documents_is_being_written(
+    app, admin_client, two_versions
+):
+    with app.app_context():
+        generator = registry.generator_for(db.session.get(ModelVersion, two_versions[0]))
+    settings = GenerationSettings(strategy="greedy", max_new_tokens=30, no_repeat_ngram_size=0)
+    started, answered = threading.Event(), threading.Event()
+
+    def progress(done: int, total: int) -> None:
+        if done == 2:
+            started.set()
+        if done == 3:  # hold this step until the prompt waits for the model
+            deadline = time.monotonic() + 10
+            while not generator._turns._waiting and time.monotonic() < deadline:
+                time.sleep(0.001)
+        if done == 4:
+            # The batch goes on only once the page has answered: if trying a prompt waited
+            # for the batch to end, it would wait here until this gives up.
+            answered.wait(10)
+
+    batch = threading.Thread(
+        target=generator.generate, args=(["Quarterly report"] * 4, settings, progress)
+    )
+    batch.start()
+    assert started.wait(10)
+    response = admin_client.post(
+        f"/admin/models/{two_versions[0]}/try",
+        data={"prompt": "How do I mow my lawn?", "preset": "greedy", "max_new_tokens": "6"},
+    )
+    still_writing = batch.is_alive()
+    answered.set()
+    batch.join(10)
+
+    assert response.status_code == 200
+    assert "Continuation" in response.get_data(as_text=True)
+    assert still_writing
 
 
 @pytest.mark.parametrize(

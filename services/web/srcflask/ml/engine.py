@@ -11,7 +11,6 @@ from __future__ import annotations
 import copy
 import logging
 import math
-import threading
 import time
 from collections.abc import Callable, Sequence
 from contextlib import contextmanager
@@ -22,6 +21,7 @@ from typing import Any
 from .artifacts import check_loadable_folder
 from .continuation import BROKEN_CHARACTER, clean_output, split_sentences
 from .settings import GenerationSettings, SettingsError
+from .turns import ModelTurns
 
 log = logging.getLogger(__name__)
 
@@ -118,7 +118,9 @@ class TextGenerator:
     """A loaded model and tokenizer, generating continuations for batches of prompts.
 
     Build one per process and reuse it: loading is the slow part. Calls from
-    several threads are serialised by a lock around the model.
+    several threads take turns at the model (`ml.turns`): one batch at a time,
+    and a short call (`generate(..., short=True)`) runs between two decoding
+    steps of a batch instead of waiting for all of it.
     """
 
     def __init__(
@@ -168,8 +170,8 @@ class TextGenerator:
         self._check_format(self.prompt_format)
         self.context_length = self._context_length()
         self.max_input_tokens = max_input_tokens
-        # Re-entrant: a caller holding `reserved()` may then call generate().
-        self._lock = threading.RLock()
+        # Re-entrant for batches: a caller holding `reserved()` may then call generate().
+        self._turns = ModelTurns()
         log.info(
             "Loaded %s on %s in %.2fs (context %d tokens)",
             self.label,
@@ -181,7 +183,7 @@ class TextGenerator:
     def with_prompt_format(self, prompt_format: PromptFormat) -> TextGenerator:
         """The same loaded model, putting documents to it in another format."""
         self._check_format(prompt_format)
-        other = copy.copy(self)  # shares the model, tokenizer and lock
+        other = copy.copy(self)  # shares the model, tokenizer and turns
         other.prompt_format = prompt_format
         return other
 
@@ -191,15 +193,9 @@ class TextGenerator:
                 f"{self.label} has no chat template; use the raw prompt format for it"
             )
 
-    @contextmanager
     def reserved(self):
         """Hold the model if it is free, without waiting: yields True, or False when busy."""
-        free = self._lock.acquire(blocking=False)
-        try:
-            yield free
-        finally:
-            if free:
-                self._lock.release()
+        return self._turns.reserved()
 
     # -- the pipeline ------------------------------------------------------------
     def generate(
@@ -207,16 +203,29 @@ class TextGenerator:
         prompts: Sequence[str],
         settings: GenerationSettings | None = None,
         progress: ProgressCallback | None = None,
+        *,
+        short: bool = False,
     ) -> list[GenerationResult]:
-        """Generate a continuation for every prompt, as one batch."""
+        """Generate a continuation for every prompt, as one batch.
+
+        A `short` call (an admin trying a prompt) does not wait for a running batch:
+        it runs between two of the batch's decoding steps. Each result's `seconds`
+        is the time spent generating, without any wait for the model.
+        """
         settings = settings or GenerationSettings()
         if not prompts:
             return []
         batch = self.preprocess(prompts, settings)
-        with self._lock:
-            started = time.perf_counter()
-            output = self._forward(batch, progress)
-            seconds = time.perf_counter() - started
+        if short:
+            with self._turns.short_call():
+                started = time.perf_counter()
+                output = self._forward(batch, progress)
+                seconds = time.perf_counter() - started
+        else:
+            with self._turns.batch():
+                started = time.perf_counter()
+                output = self._forward(batch, progress, give_way=self._turns.give_way)
+                seconds = time.perf_counter() - started
         return self.postprocess(batch, output, seconds)
 
     def preprocess(self, prompts: Sequence[str], settings: GenerationSettings) -> PreparedBatch:
@@ -231,7 +240,12 @@ class TextGenerator:
             truncated.append(was_truncated)
         return PreparedBatch(input_ids, truncated, settings)
 
-    def _forward(self, batch: PreparedBatch, progress: ProgressCallback | None):
+    def _forward(
+        self,
+        batch: PreparedBatch,
+        progress: ProgressCallback | None,
+        give_way: Callable[[], None] | None = None,
+    ):
         import torch
         from transformers import GenerationConfig, StoppingCriteriaList
 
@@ -248,6 +262,8 @@ class TextGenerator:
         criteria = StoppingCriteriaList()
         if progress is not None:
             criteria.append(_ProgressReporter(padded["input_ids"].shape[1], settings, progress))
+        if give_way is not None:
+            criteria.append(_GiveWay(give_way))
         if settings.seed is not None:
             torch.manual_seed(settings.seed)
         with torch.inference_mode():
@@ -333,7 +349,7 @@ class TextGenerator:
         ids, offsets = ids[dropped:], offsets[dropped:]
         first = max(1, first - dropped)
         chars = len(head) + len(continuation) - max(len(head), offsets[first][0])
-        with self._lock, torch.inference_mode():
+        with self._turns.batch(), torch.inference_mode():
             input_ids = torch.tensor([ids], device=self.device)
             logits = self.model(input_ids).logits[0, first - 1 : -1].float()
             log_probs = torch.log_softmax(logits, dim=-1)
@@ -461,6 +477,19 @@ def _without_progress_bars():
     finally:
         if enabled:
             hf_logging.enable_progress_bar()
+
+
+class _GiveWay:
+    """A stopping criterion that never stops: between two steps, it lets short calls run."""
+
+    def __init__(self, give_way: Callable[[], None]):
+        self.give_way = give_way
+
+    def __call__(self, input_ids, scores, **kwargs):
+        import torch
+
+        self.give_way()
+        return torch.zeros(input_ids.shape[0], dtype=torch.bool, device=input_ids.device)
 
 
 class _ProgressReporter:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 from flask import abort, flash, redirect, render_template, request, send_file, url_for
 from flask_login import current_user
 
@@ -24,6 +26,7 @@ def models_page(status: int = 200, **context):
     context.setdefault("try_form", None)
     context.setdefault("try_version_id", None)
     context.setdefault("try_result", None)
+    context.setdefault("try_waited", 0.0)
     return render_template(
         "admin/models.html",
         versions=versions,
@@ -106,9 +109,17 @@ def try_model(version_id: int):
     if not form.validate_on_submit():
         return models_page(422, try_form=form, try_version_id=version.id)
     settings = PRESETS[form.preset.data].replace(max_new_tokens=form.max_new_tokens.data)
+    asked = time.perf_counter()
     try:
-        [result] = registry.generator_for(version).generate([form.prompt.data], settings)
+        # A short call: it runs between two steps of a batch of documents, not after it.
+        generator = registry.generator_for(version)
+        [result] = generator.generate([form.prompt.data], settings, short=True)
     except (PromptError, SettingsError, ModelLoadError, ValueError) as error:
         form.prompt.errors = [*form.prompt.errors, str(error)]
         return models_page(422, try_form=form, try_version_id=version.id)
-    return models_page(try_form=form, try_version_id=version.id, try_result=result)
+    return models_page(
+        try_form=form,
+        try_version_id=version.id,
+        try_result=result,
+        try_waited=max(0.0, time.perf_counter() - asked - result.seconds),
+    )
