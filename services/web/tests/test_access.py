@@ -229,6 +229,10 @@ MATRIX: dict[tuple[str, str], Row] = {
         only(["admin"], (303, "/admin/models"), post=True),
         data={"prompt_format": "raw"},
     ),
+    ("POST", "/admin/models/<int:version_id>/speed"): Row(
+        "/admin/models/{version}/speed",
+        only(["admin"], (303, "/admin/models#version-{version}"), post=True),
+    ),
     ("POST", "/admin/models/<int:version_id>/try"): Row(
         "/admin/models/{version}/try",
         only(["admin"], 422, post=True),

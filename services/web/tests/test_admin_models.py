@@ -10,6 +10,7 @@ import pytest
 from sqlalchemy import select
 
 from srcflask.extensions import db
+from srcflask.ml import speed
 from srcflask.ml.settings import GenerationSettings
 from srcflask.models import AuditEvent, ModelVersion
 from srcflask.registry import service as registry
@@ -41,7 +42,7 @@ def test_models_page_lists_every_version_with_its_metadata(app, admin_client, tw
         assert f'data-copy="sha-{first.id}"' in page and f'data-copy="source-{first.id}"' in page
         assert "first tiny llama" in page
         assert "LlamaForCausalLM" in page
-        assert f"{first.metrics['greedy_tokens_per_second']} tokens/s greedy" in page
+        assert "not measured yet" in page and "Measure now" in page
     assert page.count("Make production") == 1  # only the version that is not production
 
 
@@ -185,3 +186,93 @@ def test_unknown_versions_give_404(admin_client):
 def test_empty_registry_page_says_what_to_do(admin_client):
     page = admin_client.get("/admin/models").get_data(as_text=True)
     assert "No models yet" in page and "models pull-default" in page
+
+
+def quiet_machine(monkeypatch, load: float | None = 0.1, cpus: int = 2) -> None:
+    monkeypatch.setattr(speed, "machine_load", lambda: (load, cpus))
+
+
+def test_measuring_speed_on_a_quiet_machine_keeps_the_median(
+    app, admin_client, two_versions, monkeypatch
+):
+    quiet_machine(monkeypatch, load=0.3)
+    first, _ = two_versions
+
+    response = admin_client.post(f"/admin/models/{first}/speed")
+
+    assert response.status_code == 303
+    assert response.location == f"/admin/models#version-{first}"
+    page = html.unescape(admin_client.get("/admin/models").get_data(as_text=True))
+    with app.app_context():
+        measured = db.session.get(ModelVersion, first).metrics["speed"]
+        event = db.session.scalars(
+            select(AuditEvent).where(AuditEvent.action == "model.measure_speed")
+        ).one()
+    assert measured["runs"] == speed.SPEED_RUNS
+    low, high = measured["spread"]["greedy"]
+    assert low <= measured["greedy_tokens_per_second"] <= high
+    assert (measured["load_average"], measured["cpus"], measured["busy"]) == (0.3, 2, False)
+    assert f"{measured['greedy_tokens_per_second']} tokens/s greedy" in page
+    assert "Kept as its speed." in page
+    assert "load average 0.3 on 2 CPUs" in page
+    assert event.details["kept"] is True
+
+
+@pytest.mark.parametrize(
+    ("load", "documents_running", "because"),
+    [
+        (1.8, False, "load average 1.80 on 2 CPUs"),
+        (0.1, True, "documents were being written (paused for each run)"),
+    ],
+)
+def test_a_speed_measured_on_a_busy_machine_is_shown_but_not_kept(
+    app, admin_client, two_versions, monkeypatch, load, documents_running, because
+):
+    quiet_machine(monkeypatch, load=load)
+    first, _ = two_versions
+    with app.app_context():
+        generator = registry.generator_for(db.session.get(ModelVersion, first))
+    held, release = threading.Event(), threading.Event()
+
+    def hold_the_model():  # a batch of documents being written, as far as turns go
+        with generator._turns.batch():
+            held.set()
+            while not release.is_set():
+                generator._turns.give_way()
+                time.sleep(0.001)
+
+    holder = threading.Thread(target=hold_the_model)
+    if documents_running:
+        holder.start()
+        assert held.wait(10)
+    try:
+        page = html.unescape(
+            admin_client.post(f"/admin/models/{first}/speed", follow_redirects=True).get_data(
+                as_text=True
+            )
+        )
+    finally:
+        release.set()
+        if documents_running:
+            holder.join(10)
+
+    assert f"Not kept, because the machine was busy: {because}." in page
+    assert "not measured yet" in page
+    with app.app_context():
+        assert "speed" not in db.session.get(ModelVersion, first).metrics
+        event = db.session.scalars(
+            select(AuditEvent).where(AuditEvent.action == "model.measure_speed")
+        ).one()
+    assert event.details["kept"] is False and event.details["busy_because"] == because
+
+
+def test_the_speed_command_measures_and_says_whether_it_kept_it(app, two_versions, monkeypatch):
+    quiet_machine(monkeypatch, load=None)
+    result = app.test_cli_runner().invoke(args=["models", "speed", "tiny:2", "--runs", "3"])
+
+    assert result.exit_code == 0, result.output
+    assert "Measuring tiny:2: 3 greedy and 3 beam-search runs" in result.output
+    assert "median of 3 runs each" in result.output and "Kept as its speed." in result.output
+    assert "load average unknown on 2 CPUs" in result.output
+    with app.app_context():
+        assert db.session.get(ModelVersion, two_versions[1]).metrics["speed"]["runs"] == 3

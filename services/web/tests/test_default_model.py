@@ -39,7 +39,7 @@ def test_pull_default_then_continue_a_real_document(app_factory, real_cache):
         assert version.source_sha256 == entry.gguf_sha256
         assert version.prompt_format == entry.prompt_format
         assert version.license == entry.license and version.source == entry.source
-        assert version.metrics["greedy_tokens_per_second"] > 1
+        assert version.metrics["verified"] is True
         folder = registry.artifact_path(version)
         assert not any(p.suffix in PICKLE_SUFFIXES for p in folder.iterdir())
         if entry.license_file:

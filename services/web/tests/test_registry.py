@@ -57,9 +57,9 @@ def test_import_records_everything_about_a_version(app, tiny_models):
     assert version.context_length == 128
     assert version.prompt_format == "raw"  # no chat template
     assert version.generation_settings["num_beams"] == 5
-    assert version.metrics["verified"] is True
-    assert version.metrics["greedy_tokens_per_second"] > 0
-    assert version.metrics["beam_tokens_per_second"] > 0
+    assert version.metrics["verified"] is True and version.metrics["check_sample"]
+    # Speed is measured on demand, with the machine's load noted, not at import.
+    assert "speed" not in version.metrics
     assert version.tags == ["gpt2", "test"] and version.description == "A tiny GPT-2"
     assert version.imported_by_label == "command line"
     folder = Path(app.config["MODEL_STORE"]) / version.artifact
@@ -538,7 +538,7 @@ def test_cli_import_list_alias_show_generate(app, runner, tiny_models):
 
     shown = runner.invoke(args=["models", "show", "cli-model:production"])
     assert "version: cli-model:2" in shown.output and "sha256:" in shown.output
-    assert "metrics:" in shown.output and "greedy_tokens_per_second" in shown.output
+    assert "metrics:" in shown.output and "load_seconds" in shown.output
 
     generated = runner.invoke(
         args=[

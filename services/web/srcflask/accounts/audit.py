@@ -78,6 +78,15 @@ PHRASES: dict[str, Callable[[str, dict[str, Any]], str]] = {
         f"of documents, {_bpc(d.get('bits_per_char'))} bits per character"
     ),
     "model.import": lambda t, d: f"imported {t}",
+    "model.measure_speed": lambda t, d: (
+        f"measured {t} at {d.get('greedy_tokens_per_second')} tokens/s greedy and "
+        f"{d.get('beam_tokens_per_second')} tokens/s beam search"
+        + (
+            ""
+            if d.get("kept")
+            else f", not kept: {d.get('busy_because') or 'the machine was busy'}"
+        )
+    ),
     "model.prompt_format": lambda t, d: (
         f"changed {t}'s prompt format from {d.get('before')} to {d.get('after')}"
     ),

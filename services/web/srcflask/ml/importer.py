@@ -1,4 +1,4 @@
-"""Turning a model source into a verified, measured artifact ready for the store.
+"""Turning a model source into a verified artifact ready for the store.
 
 A source is a local model folder, a `.gguf` file (converted once to
 safetensors) or a Hugging Face hub id (only where the machine has internet).
@@ -7,7 +7,6 @@ safetensors) or a Hugging Face hub id (only where the machine has internet).
 from __future__ import annotations
 
 import platform
-import statistics
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -30,9 +29,8 @@ from .settings import GenerationSettings
 # (bytes or runs) report progress inside it.
 Report = Callable[[str, int | None, int | None], None]
 
-SPEED_PROMPT = "The history of the bicycle begins in the early nineteenth century, when"
-SPEED_TOKENS = 32
-SPEED_RUNS = 3
+CHECK_PROMPT = "The history of the bicycle begins in the early nineteenth century, when"
+CHECK_SETTINGS = GenerationSettings(strategy="greedy", max_new_tokens=16, no_repeat_ngram_size=0)
 
 
 def no_report(step: str, done: int | None = None, total: int | None = None) -> None:
@@ -96,7 +94,7 @@ def prepare(source: str, staged: Path, report: Report = no_report) -> PreparedMo
     return PreparedModel(kind, source_sha, sha, describe(staged), skipped)
 
 
-def verify_and_measure(
+def verify(
     folder: Path,
     prompt_format: PromptFormat,
     *,
@@ -105,32 +103,26 @@ def verify_and_measure(
     label: str = "",
     report: Report = no_report,
 ) -> dict[str, Any]:
-    """Load the model, check it writes text, and measure its speed on a fixed prompt."""
+    """Load the model and check that it writes text for a fixed prompt.
+
+    Its speed is measured on demand (`ml.speed`), when the admin asks and with
+    the machine's load noted, not here, where an import may share the machine
+    with anything.
+    """
     report("Loading the converted model", None, None)
     generator = TextGenerator(
         folder, label=label, prompt_format=prompt_format, device=device, threads=threads
     )
-    greedy = GenerationSettings(
-        strategy="greedy", max_new_tokens=SPEED_TOKENS, no_repeat_ngram_size=0
-    )
-    speeds, sample = [], None
-    for run in range(SPEED_RUNS):
-        report("Measuring speed", run, SPEED_RUNS)
-        [result] = generator.generate([SPEED_PROMPT], greedy)
-        if result.generated_tokens == 0:
-            raise ImportFailed("the model loaded but wrote no text for the test prompt")
-        speeds.append(result.tokens_per_second)
-        sample = result.text
-    report("Measuring speed", SPEED_RUNS, SPEED_RUNS)
-    [beam] = generator.generate([SPEED_PROMPT], GenerationSettings(max_new_tokens=SPEED_TOKENS))
+    report("Checking that it writes text", None, None)
+    [result] = generator.generate([CHECK_PROMPT], CHECK_SETTINGS)
+    if result.generated_tokens == 0:
+        raise ImportFailed("the model loaded but wrote no text for the test prompt")
     return {
         "load_seconds": round(generator.load_seconds, 3),
-        "greedy_tokens_per_second": round(statistics.median(speeds), 2),
-        "beam_tokens_per_second": round(beam.tokens_per_second, 2),
-        "speed_prompt": SPEED_PROMPT,
-        "speed_sample": sample,
-        "measured_on": f"{generator.device}, {platform.machine()}, {_thread_count()} threads",
-        "measured_at": datetime.now(UTC).isoformat(timespec="seconds"),
+        "check_prompt": CHECK_PROMPT,
+        "check_sample": result.text,
+        "loaded_on": f"{generator.device}, {platform.machine()}, {_thread_count()} threads",
+        "verified_at": datetime.now(UTC).isoformat(timespec="seconds"),
         "verified": True,
     }
 

@@ -9,7 +9,7 @@ import click
 from flask.cli import AppGroup
 from sqlalchemy.exc import DBAPIError
 
-from ..ml import catalog
+from ..ml import catalog, speed
 from ..ml.catalog import CatalogError
 from ..ml.engine import PROMPT_FORMATS, ModelLoadError, PromptError
 from ..ml.importer import ImportFailed
@@ -82,7 +82,7 @@ def fail_cleanly(function):
 
 def describe_line(version) -> str:
     aliases = f" [{', '.join(version.alias_names)}]" if version.aliases else ""
-    speed = version.metrics.get("greedy_tokens_per_second")
+    speed = (version.metrics.get("speed") or {}).get("greedy_tokens_per_second")
     return (
         f"{version.label:<32}{aliases:<14} {version.architecture:<22} "
         f"{version.parameter_count / 1e6:8.1f}M params {version.size_bytes / 2**20:8.1f} MiB "
@@ -324,6 +324,39 @@ def evaluate_command(spec, formats, preset, max_new_tokens, limit) -> None:
             )
     click.echo(format_table([evaluation_as_report(e) for e in evaluations]))
     click.echo("Stored on the version: the Models page shows every version side by side.")
+
+
+@models_group.command("speed")
+@click.argument("spec", required=False)
+@click.option(
+    "--runs",
+    type=click.IntRange(min=1, max=50),
+    default=speed.SPEED_RUNS,
+    show_default=True,
+    help="Runs of each kind (greedy and beam search); the median is kept.",
+)
+@fail_cleanly
+def speed_command(spec, runs) -> None:
+    """Measure how fast NAME[:VERSION|ALIAS] (default: production) writes.
+
+    The figure is kept on the version only if the machine was quiet.
+    """
+    version = registry.find_version(spec) if spec else registry.production_version()
+    if version is None:
+        raise click.ClickException("No production model: name a version to measure.")
+    click.echo(f"Measuring {version.label}: {runs} greedy and {runs} beam-search runs")
+    with click.progressbar(length=runs * 2, label="  runs", show_pos=True) as bar:
+
+        def report(done: int, total: int) -> None:
+            bar.update(done - bar.pos)
+
+        measured = registry.measure_speed(version, runs=runs, report=report)
+    click.echo(registry.speed_sentence(version.label, measured))
+    load = measured["load_average"]
+    click.echo(
+        f"  on {measured['measured_on']}; load average "
+        f"{'unknown' if load is None else load} on {measured['cpus']} CPUs"
+    )
 
 
 def evaluation_as_report(evaluation) -> QualityReport:

@@ -45,6 +45,21 @@ def models():
     return models_page()
 
 
+@admin_bp.post("/models/<int:version_id>/speed")
+def measure_model_speed(version_id: int):
+    version = db.get_or_404(ModelVersion, version_id)
+    try:
+        measured = registry.measure_speed(version, actor=current_user)
+    except (ModelLoadError, ValueError, OSError) as error:  # ValueError: unsafe or missing files
+        flash(f"Cannot measure {version.label}: {error}", "error")
+    else:
+        flash(
+            registry.speed_sentence(version.label, measured),
+            "success" if measured["kept"] else "warning",
+        )
+    return redirect(url_for("admin.models", _anchor=f"version-{version.id}"), 303)
+
+
 @admin_bp.get("/models/<int:version_id>/license")
 def model_license(version_id: int):
     """The license terms kept beside a version's weights (third-party HTML, sandboxed)."""

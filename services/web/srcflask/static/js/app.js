@@ -10,6 +10,17 @@ document.addEventListener("submit", (event) => {
   }
 });
 
+// Forms marked data-busy say so on their button while the server works (a long request).
+document.addEventListener("submit", (event) => {
+  const form = event.target;
+  if (event.defaultPrevented || !(form instanceof HTMLFormElement) || !form.dataset.busy) return;
+  const button = form.querySelector("button[type=submit]");
+  if (button) {
+    button.disabled = true;
+    button.textContent = form.dataset.busy;
+  }
+});
+
 // Text boxes with data-count-max show how long their text is, and say when it is too long
 // (no maxlength: a browser would silently cut a long paste).
 document.addEventListener("DOMContentLoaded", () => {
