@@ -18,31 +18,45 @@ help:
 	@echo "            TEST_DATABASE_URL / TEST_REDIS_URL are set)"
 	@echo "make lint   ruff"
 
+# pip says nothing unless something fails; setuptools' note on editable installs is
+# not for the people running srcflask.
+PIP_INSTALL := PYTHONWARNINGS="ignore:Editable installation" $(BIN)/pip install -qq
+
 $(BIN)/python:
-	$(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --upgrade pip
+	@echo "== Creating a virtual environment in $(VENV)"
+	@$(PYTHON) -m venv $(VENV)
+	@$(BIN)/python -m pip install -qq --upgrade pip
 
 $(VENV)/.installed: $(BIN)/python $(WEB)/pyproject.toml
-	$(BIN)/pip install --quiet -e "$(WEB)"
+	@echo "== Installing srcflask and its dependencies into $(VENV)"
+	@echo "   (the first time takes a few minutes: PyTorch alone is several hundred MB)"
+	@$(PIP_INSTALL) -e "$(WEB)"
 	@touch $@
 
 $(VENV)/.installed-test: $(VENV)/.installed $(WEB)/pyproject.toml
-	$(BIN)/pip install --quiet -e "$(WEB)[test,dev]"
+	@echo "== Installing the test tools into $(VENV)"
+	@$(PIP_INSTALL) -e "$(WEB)[test,dev]"
 	@touch $@
 
 install: $(VENV)/.installed
 
 install-test: $(VENV)/.installed-test
 
+# The set-up steps log warnings only: each says what it does in one line.
+QUIET_FLASK := cd $(WEB) && LOG_LEVEL=WARNING ../../$(BIN)/flask --app srcflask
+
 run: install
-	$(FLASK) db upgrade
-	$(FLASK) models pull-default --if-missing
-	$(FLASK) seed-demo
+	@echo "== Bringing the database up to date"
+	@$(QUIET_FLASK) db upgrade
+	@echo "== Checking the default model (the first time: fetch and convert it, about a minute)"
+	@$(QUIET_FLASK) models pull-default --if-missing
+	@echo "== Demo accounts"
+	@$(QUIET_FLASK) seed-demo
 	@echo
 	@echo "  srcflask is starting on http://$(HOST):$(PORT)"
 	@echo "  Log in with one of the demo logins above (stop with Ctrl+C)."
 	@echo
-	$(FLASK) run --host $(HOST) --port $(PORT)
+	@$(FLASK) run --host $(HOST) --port $(PORT)
 
 test: install-test
 	cd $(WEB) && ../../$(BIN)/pytest

@@ -18,6 +18,7 @@ import os
 import shutil
 import stat
 from collections.abc import Callable
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -243,8 +244,11 @@ def convert_gguf(gguf_path: Path, target: Path) -> None:
 
     gguf_path = Path(gguf_path)
     kwargs = {"gguf_file": gguf_path.name, "local_files_only": True}
-    tokenizer = AutoTokenizer.from_pretrained(gguf_path.parent, **kwargs)
-    loaded = AutoModelForCausalLM.from_pretrained(gguf_path.parent, dtype=torch.float32, **kwargs)
+    with without_progress_bars():
+        tokenizer = AutoTokenizer.from_pretrained(gguf_path.parent, **kwargs)
+        loaded = AutoModelForCausalLM.from_pretrained(
+            gguf_path.parent, dtype=torch.float32, **kwargs
+        )
     config = loaded.config.__class__.from_dict(loaded.config.to_dict())
     if hasattr(config, "quantization_config"):
         delattr(config, "quantization_config")
@@ -253,7 +257,8 @@ def convert_gguf(gguf_path: Path, target: Path) -> None:
     model.load_state_dict(loaded.state_dict(), strict=True)
     model.generation_config = loaded.generation_config
     target.mkdir(parents=True, exist_ok=True)
-    model.save_pretrained(target, safe_serialization=True)
+    with without_progress_bars():
+        model.save_pretrained(target, safe_serialization=True)
     tokenizer.save_pretrained(target)
     leftovers = [p.name for p in target.iterdir() if p.suffix in PICKLE_SUFFIXES]
     if leftovers:  # pragma: no cover - save_pretrained writes safetensors only
@@ -271,3 +276,17 @@ def download_from_hub(repo_id: str, target: Path, revision: str | None = None) -
             shutil.rmtree(path)  # the hub client's own cache folder
     folder_files(target)
     check_loadable_folder(target)
+
+
+@contextmanager
+def without_progress_bars():
+    """Without transformers' progress bars: in a server log or a terminal they are noise."""
+    from transformers.utils import logging as hf_logging
+
+    enabled = hf_logging.is_progress_bar_enabled()
+    hf_logging.disable_progress_bar()
+    try:
+        yield
+    finally:
+        if enabled:
+            hf_logging.enable_progress_bar()
