@@ -1,38 +1,56 @@
-"""Benchmark: three ways of writing machine text for the same 16 documents, side by side.
+"""Benchmark: ways of writing machine text for the same documents, side by side in one run.
 
-1. original: what the replaced system did, loading the model and tokenizer
-   from disk for every document and generating for one document at a time;
-2. plain:    `transformers` `generate()` with the model loaded once, still
-   one document at a time;
-3. engine:   srcflask's TextGenerator, all documents in one batch.
+Plans (all with the same model, prompts and preset):
 
-All three use the same model, the same prompts (formatted the same way, as
-the model version says) and the default preset (beam search, 5 beams, no
-repeated 4-grams, 60 new tokens). Each plan runs REPEATS times in turn
-(1, 2, 3, 1, 2, 3, ...) so a noisy neighbour hurts all of them alike; the
-figures are medians. Not a test: run it by hand.
+- original: what the replaced system did, loading the model and tokenizer from
+  disk for every document, one document at a time (slow; `--plans` picks it);
+- plain:    `transformers` `generate()`, the model loaded once, one document at a time;
+- batched:  `transformers` `generate()` on all documents in one padded batch;
+- engine:   srcflask's TextGenerator: its own beam search, every prompt prefilled
+  once and every document's beams decoded together.
+
+Two sets of inputs: `prompts` (the team's 16 short prompts, bench/prompts.txt)
+and `documents` (the realistic documents of bench/documents.jsonl, hundreds of
+tokens each, as a save puts them to the model: title, blank line, body).
+Each plan runs REPEATS times in turn (1, 2, 3, 1, 2, 3, ...) so a noisy
+neighbour hurts all of them alike; figures are medians, ratios are taken
+between plans of the same run. The engine's texts are compared token for
+token with plain `generate()`'s. Not a test: run it by hand.
 
     cd services/web
-    ../../.venv/bin/python bench/generation.py [--repeats 3] [--model FOLDER]
+    ../../.venv/bin/python bench/generation.py --inputs documents --limit 8 --repeats 3
 
 Without --model it uses the production model of the app's registry.
+`--plans engine` alone also gives that plan's peak memory (the process's
+maximum resident set, which the model's own weights are part of).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
+import resource
 import statistics
 import time
 from pathlib import Path
 
-# The team's 16 document-like benchmark prompts, one a line: every generation
-# benchmark uses them, so figures compare across time.
-PROMPTS_FILE = Path(__file__).resolve().parent / "prompts.txt"
+HERE = Path(__file__).resolve().parent
+# The team's 16 document-like benchmark prompts, one a line: figures compare across time.
+PROMPTS_FILE = HERE / "prompts.txt"
+DOCUMENTS_FILE = HERE / "documents.jsonl"
+PLANS = ("original", "plain", "batched", "engine")
 
 
-def load_prompts() -> list[str]:
-    return [line.strip() for line in PROMPTS_FILE.read_text().splitlines() if line.strip()]
+def load_inputs(kind: str, limit: int | None) -> list[str]:
+    from srcflask.ml.engine import document_prompt
+    from srcflask.ml.quality import load_documents
+
+    if kind == "prompts":
+        texts = [line.strip() for line in PROMPTS_FILE.read_text().splitlines() if line.strip()]
+    else:
+        texts = [document_prompt(d.title, d.body) for d in load_documents(DOCUMENTS_FILE)]
+    return texts[:limit] if limit else texts
 
 
 def production_model() -> tuple[Path, str, str | None, str]:
@@ -53,62 +71,56 @@ def production_model() -> tuple[Path, str, str | None, str]:
         )
 
 
-def count_new_tokens(rows, pad_id: int, eos_ids: set[int]) -> int:
-    total = 0
-    for row in rows:
-        for token in row:
-            if token == pad_id or token in eos_ids:
-                break
-            total += 1
-    return total
-
-
-def generate_alone(model, tokenizer, ids: list[int], kwargs: dict) -> int:
-    """Plain `generate()` for one prompt; return how many tokens it wrote."""
+def generate_alone(model, generator, ids: list[int], settings) -> list[int]:
+    """Plain `generate()` for one prompt, as srcflask configures it; the new token ids."""
     import torch
+    from transformers import GenerationConfig
 
+    config = GenerationConfig(
+        **settings.generate_kwargs(),
+        pad_token_id=generator.tokenizer.pad_token_id,
+        eos_token_id=generator._eos_token_ids(),
+        bos_token_id=generator.tokenizer.bos_token_id,
+    )
     with torch.inference_mode():
         out = model.generate(
             torch.tensor([ids]),
             attention_mask=torch.ones(1, len(ids), dtype=torch.long),
-            pad_token_id=tokenizer.pad_token_id or tokenizer.eos_token_id,
-            **kwargs,
+            generation_config=config,
         )
-    return count_new_tokens(
-        out[:, len(ids) :].tolist(), tokenizer.pad_token_id, {tokenizer.eos_token_id}
-    )
+    return until_stop(out[0, len(ids) :].tolist(), generator)
 
 
-def plan_original(folder: Path, prompt_ids: list[list[int]], kwargs: dict) -> int:
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-
-    tokens = 0
-    for ids in prompt_ids:
-        # What the replaced system did on every save: load everything again.
-        tokenizer = AutoTokenizer.from_pretrained(folder)
-        model = AutoModelForCausalLM.from_pretrained(folder).eval()
-        tokens += generate_alone(model, tokenizer, ids, kwargs)
-    return tokens
-
-
-def plan_plain(model, tokenizer, prompt_ids: list[list[int]], kwargs: dict) -> int:
-    return sum(generate_alone(model, tokenizer, ids, kwargs) for ids in prompt_ids)
-
-
-def plan_engine(generator, prompts: list[str], settings) -> int:
-    return sum(r.generated_tokens for r in generator.generate(prompts, settings))
+def until_stop(row: list[int], generator) -> list[int]:
+    stop = set(generator._eos_token_ids()) | {generator.tokenizer.pad_token_id}
+    kept = []
+    for token in row:
+        if token in stop:
+            break
+        kept.append(token)
+    return kept
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--inputs", choices=["prompts", "documents"], default="prompts")
+    parser.add_argument("--limit", type=int, help="only the first N inputs")
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument(
+        "--plans", default="plain,batched,engine", help=f"comma-separated, of {', '.join(PLANS)}"
+    )
+    parser.add_argument("--max-new-tokens", type=int, help="instead of the preset's 100")
+    parser.add_argument("--dtype", default="float32", help="float32 or bfloat16 for the engine")
     parser.add_argument("--model", type=Path, help="a model folder (default: production)")
-    parser.add_argument("--prompt-format", choices=["raw", "chat"], default=None)
+    parser.add_argument("--prompt-format", choices=["raw", "chat", "continue"], default=None)
     parser.add_argument("--json", type=Path, help="also write the figures to this file")
     args = parser.parse_args()
+    plans = [p.strip() for p in args.plans.split(",") if p.strip()]
+    unknown = set(plans) - set(PLANS)
+    if unknown:
+        parser.error(f"unknown plans: {', '.join(sorted(unknown))}")
 
     import torch
-    from transformers import AutoModelForCausalLM
     from transformers.utils import logging as hf_logging
 
     from srcflask.ml.engine import PromptFormat, TextGenerator
@@ -120,64 +132,96 @@ def main() -> None:
     else:
         folder, fmt, system, label = production_model()
         fmt = args.prompt_format or fmt
-    prompts = load_prompts()
+    texts = load_inputs(args.inputs, args.limit)
     settings = GenerationSettings()  # the original system's beam search
-    generator = TextGenerator(folder, label=label, prompt_format=PromptFormat(fmt, system))
-    prompt_ids = generator.preprocess(prompts, settings).input_ids
-    kwargs = settings.generate_kwargs()
-    plain_model = AutoModelForCausalLM.from_pretrained(folder).eval()
+    if args.max_new_tokens:
+        settings = settings.replace(max_new_tokens=args.max_new_tokens)
+    prompt_format = PromptFormat(fmt, system)
+    engine = TextGenerator(folder, label=label, prompt_format=prompt_format, dtype=args.dtype)
+    batched = TextGenerator(folder, label=label, prompt_format=prompt_format, own_beam_search=False)
+    prompt_ids = engine.preprocess(texts, settings).input_ids
+    plain_model = batched.model  # transformers' own generate() on the float32 model
+    lengths = sorted(len(ids) for ids in prompt_ids)
 
-    print(f"model {label} ({fmt} prompts), {len(prompts)} prompts, preset {kwargs}")
+    print(f"model {label} ({fmt} prompts), {len(texts)} {args.inputs}, preset {settings}")
+    print(
+        f"prompt tokens: median {statistics.median(lengths):.0f}, "
+        f"min {lengths[0]}, max {lengths[-1]}"
+    )
     print(
         f"torch {torch.__version__}, {torch.get_num_threads()} threads, "
-        f"device {generator.device}, {args.repeats} repeats\n"
+        f"device {engine.device}, engine dtype {engine.model.dtype}, "
+        f"{args.repeats} repeats, load average {os.getloadavg()[0]:.2f}\n"
     )
-    plans = {
-        "1 original (load per document, one at a time)": lambda: plan_original(
-            folder, prompt_ids, kwargs
-        ),
-        "2 plain generate (loaded once, one at a time)": lambda: plan_plain(
-            plain_model, generator.tokenizer, prompt_ids, kwargs
-        ),
-        "3 srcflask engine (loaded once, one batch)": lambda: plan_engine(
-            generator, prompts, settings
-        ),
+
+    def run_original():
+        from transformers import AutoModelForCausalLM as Auto
+
+        out = []
+        for ids in prompt_ids:
+            model = Auto.from_pretrained(folder).eval()  # what every save used to do
+            out.append(generate_alone(model, engine, ids, settings))
+        return out
+
+    runs = {
+        "original": run_original,
+        "plain": lambda: [generate_alone(plain_model, engine, ids, settings) for ids in prompt_ids],
+        "batched": lambda: [r.token_ids for r in batched.generate(texts, settings)],
+        "engine": lambda: [r.token_ids for r in engine.generate(texts, settings)],
+    }
+    names = {
+        "original": "original (load per document, one at a time)",
+        "plain": "plain generate (loaded once, one at a time)",
+        "batched": "generate, one padded batch",
+        "engine": "srcflask engine (own beam search)",
     }
     seconds: dict[str, list[float]] = {name: [] for name in plans}
-    tokens: dict[str, int] = {}
+    outputs: dict[str, list[list[int]]] = {}
     for repeat in range(args.repeats):
-        for name, run in plans.items():
+        for name in plans:
             started = time.perf_counter()
-            tokens[name] = run()
+            outputs[name] = [list(ids) for ids in runs[name]()]
             seconds[name].append(time.perf_counter() - started)
-            print(f"  repeat {repeat + 1}: {name:<48} {seconds[name][-1]:7.1f} s", flush=True)
+            print(
+                f"  repeat {repeat + 1}: {names[name]:<46} {seconds[name][-1]:7.1f} s", flush=True
+            )
 
-    print(f"\n{'plan':<48} {'median s':>9} {'docs/min':>9} {'tokens/s':>9}")
+    print(f"\n{'plan':<46} {'median s':>9} {'docs/min':>9} {'tokens/s':>9}")
     medians = {}
     for name in plans:
-        median = statistics.median(seconds[name])
-        medians[name] = median
+        median = medians[name] = statistics.median(seconds[name])
+        tokens = sum(len(ids) for ids in outputs[name])
         print(
-            f"{name:<48} {median:9.1f} {len(prompts) / median * 60:9.1f} "
-            f"{tokens[name] / median:9.1f}"
+            f"{names[name]:<46} {median:9.1f} {len(texts) / median * 60:9.1f} "
+            f"{tokens / median:9.1f}"
         )
-    one, two, three = (medians[name] for name in plans)
-    print(
-        f"\nengine vs original (3/1): {one / three:.2f}x   "
-        f"engine vs plain generate (3/2): {two / three:.2f}x"
-    )
+    print()
+    for name in plans:
+        if name != "plain" and "plain" in medians:
+            print(f"{name} vs plain one at a time: {medians['plain'] / medians[name]:.2f}x")
+    reference = outputs.get("plain") or outputs.get("batched")
+    same = None
+    if "engine" in outputs and reference is not None:
+        same = sum(a == b for a, b in zip(outputs["engine"], reference, strict=True))
+        print(f"engine texts identical to transformers': {same} of {len(texts)}")
+    peak_mib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    print(f"peak resident memory of this process: {peak_mib:.0f} MiB")
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(
             json.dumps(
                 {
                     "model": label,
-                    "prompt_format": fmt,
+                    "inputs": args.inputs,
+                    "count": len(texts),
+                    "prompt_tokens": lengths,
+                    "settings": settings.to_dict(),
+                    "dtype": str(engine.model.dtype),
                     "repeats": args.repeats,
                     "seconds": seconds,
-                    "tokens": tokens,
-                    "ratio_3_over_1": one / three,
-                    "ratio_3_over_2": two / three,
+                    "medians": medians,
+                    "engine_identical": same,
+                    "peak_mib": peak_mib,
                 },
                 indent=2,
             )

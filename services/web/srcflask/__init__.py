@@ -96,6 +96,8 @@ def register_extensions(app: Flask) -> None:
         device=app.config["GENERATION_DEVICE"],
         threads=app.config["GENERATION_THREADS"] or None,
         max_input_tokens=app.config["GENERATION_MAX_INPUT_TOKENS"] or None,
+        dtype=app.config["GENERATION_DTYPE"],
+        max_rows=app.config["GENERATION_MAX_ROWS"] or None,
     )
 
 

@@ -104,6 +104,11 @@ class BaseConfig:
     GENERATION_MAX_INPUT_TOKENS = 1024
     GENERATION_CACHED_MODELS = 2
     GENERATION_BATCH_SIZE = 8
+    # Weights' precision: "auto" is float32 on a CPU and bfloat16 on a GPU; "bfloat16" on
+    # a CPU with native support (AVX512-BF16, AMX) is faster, with slightly different text.
+    GENERATION_DTYPE = "auto"
+    # Beams decoded in one step at most (documents x beams): bounds the KV cache's memory.
+    GENERATION_MAX_ROWS = 40
 
     # Generation jobs. JOBS_MODE: local (a thread in the web process), celery or manual;
     # the default is celery when CELERY_BROKER_URL is set, else local.
@@ -148,6 +153,8 @@ class BaseConfig:
             "GENERATION_MAX_INPUT_TOKENS",
             "GENERATION_CACHED_MODELS",
             "GENERATION_BATCH_SIZE",
+            "GENERATION_DTYPE",
+            "GENERATION_MAX_ROWS",
             "CELERY_BROKER_URL",
             "CELERY_QUEUE",
             "JOBS_MODE",

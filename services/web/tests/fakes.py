@@ -50,6 +50,42 @@ class ScriptedGenerator:
             results = [dataclasses.replace(r, text=script.text) for r in results]
         return results
 
+    def generate_continuously(self, first, settings, *, more=None, on_result, on_progress=None):
+        script = self._script
+        prompts = [prompt for _, prompt in first]
+        script.calls.append(list(prompts))
+        script.settings.append(settings)
+        if script.fail_if is not None and any(script.fail_if(p) for p in prompts):
+            raise script.error
+        if script.before is not None:
+            keys = [key for key, _ in first]
+
+            def progress(done: int, total: int) -> None:
+                if on_progress is not None:
+                    on_progress(dict.fromkeys(keys, done))
+
+            script.before(prompts, settings, progress)
+
+        def joined(count: int):
+            pairs = list(more(count))
+            if pairs:
+                script.calls.append([prompt for _, prompt in pairs])
+                script.settings.append(settings)
+            return pairs
+
+        def result(key, result) -> None:
+            if script.text is not None:
+                result = dataclasses.replace(result, text=script.text)
+            on_result(key, result)
+
+        self._real.generate_continuously(
+            first,
+            settings,
+            more=joined if more is not None else None,
+            on_result=result,
+            on_progress=on_progress,
+        )
+
     def __getattr__(self, name: str) -> Any:
         return getattr(self._real, name)
 

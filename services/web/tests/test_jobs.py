@@ -82,7 +82,33 @@ def test_batches_are_capped_at_the_configured_size(app_factory, tiny_models, spo
     calls = script.calls
     with app.app_context():
         assert work.run_pending() == 5
-    assert [len(c) for c in calls] == [2, 2, 1]
+    # Two at a time: the first two together, then each other as a place frees up,
+    # joining the running batch rather than waiting for it to end.
+    assert len(calls[0]) == 2
+    assert sum(len(c) for c in calls) == 5 and all(len(c) <= 2 for c in calls)
+    with app.app_context():
+        sizes = db.session.scalars(select(MachineText.batch_size)).all()
+    assert sorted(sizes) and max(sizes) <= 2
+
+
+def test_a_save_during_a_running_batch_joins_it(app, queue, production_model, model_script):
+    first = queue(2)
+    arrived: list[int] = []
+
+    def save_while_it_runs(prompts, settings, progress):
+        if not arrived:  # once: the batch has started, and a sponsor saves another document
+            arrived.extend(queue(1))
+
+    model_script.before = save_while_it_runs
+    with app.app_context():
+        ran = work.run_claimed(work.MACHINE_TEXTS, work.claim(work.MACHINE_TEXTS, first, 2))
+
+    # It joined the running batch at a step boundary instead of waiting for a batch of its own.
+    assert ran == 3
+    assert [len(c) for c in model_script.calls] == [2, 1]
+    done = rows(app, [*first, *arrived])
+    assert [row.status for row in done] == [MachineTextStatus.DONE] * 3
+    assert done[2].batch_size == 3 and done[2].text
 
 
 def test_a_job_can_be_claimed_only_once(app, queue):

@@ -60,6 +60,9 @@ class JobKind:
     name: str
     model: type
     noun: str  # how messages name one job's text
+    # Whether queued jobs join a running batch: all machine texts share one version's
+    # settings; API jobs each bring their own.
+    joins_running_batches: bool = False
 
     def inputs(
         self, ids: list[int], version: ModelVersion
@@ -105,7 +108,7 @@ class ApiJobs(JobKind):
         ).where(GenerationJob.status.in_(statuses))
 
 
-MACHINE_TEXTS = MachineTextJobs("machine_text", MachineText, "machine text")
+MACHINE_TEXTS = MachineTextJobs("machine_text", MachineText, "machine text", True)
 API_JOBS = ApiJobs("generation", GenerationJob, "text")
 KINDS = (MACHINE_TEXTS, API_JOBS)
 
@@ -318,7 +321,7 @@ class _Heartbeat:
                     db.session.execute(
                         update(model)
                         .where(
-                            model.id.in_(self.ids),
+                            model.id.in_(list(self.ids)),  # jobs join while it runs
                             model.claimed_by == self.me,
                             model.status == JobStatus.RUNNING,
                         )
@@ -330,24 +333,42 @@ class _Heartbeat:
 
 
 class _ProgressWriter:
-    """Write tokens-so-far to the rows, at most every `interval` seconds."""
+    """Write each job's tokens-so-far to its row, at most every `interval` seconds.
 
-    def __init__(self, kind: JobKind, ids: list[int], interval: float = 0.5):
+    Called with one count for a list of jobs (`ids`), or with `{job id: tokens}`.
+    """
+
+    def __init__(self, kind: JobKind, ids: list[int] | None = None, interval: float = 0.5):
         self.kind, self.ids, self.interval = kind, ids, interval
         self.last = 0.0
+        self.last_claim = 0.0
 
-    def __call__(self, done: int, total: int) -> None:
+    def __call__(self, done: int | dict[int, int], total: int | None = None) -> None:
+        counts = done if isinstance(done, dict) else dict.fromkeys(self.ids, done)
         now = time.monotonic()
-        if now - self.last < self.interval and done < total:
+        finishing = total is not None and not isinstance(done, dict) and done >= total
+        if now - self.last < self.interval and not finishing:
             return
         self.last = now
         model = self.kind.model
-        db.session.execute(
-            update(model)
-            .where(model.id.in_(self.ids), _mine(self.kind))
-            .values(progress_tokens=done, heartbeat_at=utcnow())
-        )
+        by_count: dict[int, list[int]] = {}
+        for job_id, tokens in counts.items():
+            by_count.setdefault(tokens, []).append(job_id)
+        for tokens, ids in by_count.items():
+            db.session.execute(
+                update(model)
+                .where(model.id.in_(ids), _mine(self.kind))
+                .values(progress_tokens=tokens, heartbeat_at=utcnow())
+            )
         db.session.commit()
+
+    def may_claim(self) -> bool:
+        """Whether to look for queued jobs now: at most once per interval, not every step."""
+        now = time.monotonic()
+        if now - self.last_claim < self.interval:
+            return False
+        self.last_claim = now
+        return True
 
 
 def fail(kind: JobKind, ids: list[int], message: str) -> None:
@@ -380,12 +401,15 @@ def _write_result(kind: JobKind, job_id: int, result: GenerationResult) -> bool:
     return written.rowcount == 1
 
 
-def run_claimed(kind: JobKind, ids: list[int]) -> None:
-    """Generate for jobs this process has claimed, then queue the jobs waiting behind them."""
+def run_claimed(kind: JobKind, ids: list[int]) -> int:
+    """Generate for jobs this process has claimed, then queue the jobs waiting behind them.
+
+    Returns how many jobs ran: those given, and those that joined their batch.
+    """
     if not ids:
-        return
+        return 0
     try:
-        _run_claimed(kind, ids)
+        return _run_claimed(kind, ids)
     finally:
         _queue_waiting(kind)
 
@@ -404,12 +428,12 @@ def _queue_waiting(kind: JobKind) -> None:
         submit(promoted, kind)
 
 
-def _run_claimed(kind: JobKind, ids: list[int]) -> None:
+def _run_claimed(kind: JobKind, ids: list[int]) -> int:
     """Generate for jobs this process has claimed: one batch per set of settings."""
     version = registry.production_version()
     if version is None:
         fail(kind, ids, NO_PRODUCTION_MODEL)
-        return
+        return len(ids)
     try:
         generator = registry.generator_for(version)
         inputs = kind.inputs(ids, version)
@@ -421,17 +445,107 @@ def _run_claimed(kind: JobKind, ids: list[int]) -> None:
         log.exception("cannot prepare %s jobs with %s", kind.name, version.label)
         db.session.rollback()
         fail(kind, ids, f"The model {version.label} could not be loaded: {failure_reason(error)}")
-        return
+        return len(ids)
     groups: dict[GenerationSettings, list[int]] = {}
     for job_id, (_, settings) in inputs.items():
         groups.setdefault(settings, []).append(job_id)
     app = current_app._get_current_object()
-    with _Heartbeat(app, kind, list(inputs), worker_id()):
+    ran = len(ids) - len(inputs)  # claimed jobs whose rows went away meanwhile
+    with _Heartbeat(app, kind, list(inputs), worker_id()) as heartbeat:
         for settings, group in groups.items():
-            _run_batch(kind, generator, version, settings, group, {i: inputs[i][0] for i in group})
+            prompts = {i: inputs[i][0] for i in group}
+            ran += _run_batch(kind, generator, version, settings, group, prompts, heartbeat)
+    return ran
 
 
-def _run_batch(kind, generator, version, settings, ids, prompts) -> None:
+def _run_batch(kind, generator, version, settings, ids, prompts, heartbeat=None) -> int:
+    """Generate for claimed jobs with one set of settings, writing each result as it is ready.
+
+    Jobs of the same kind and settings queued meanwhile join the running batch at a
+    step boundary (continuous batching), while fewer than GENERATION_BATCH_SIZE run
+    and the engine's row cap allows. Returns how many jobs it ran, joined ones included.
+    """
+    _assign(kind, version, settings, ids)
+    written: list[int] = []
+    joined: list[int] = []
+    progress = _ProgressWriter(kind)
+
+    def more(count: int) -> list[tuple[int, str]]:
+        running = len(ids) + len(joined) - len(written)
+        count = min(count, current_app.config["GENERATION_BATCH_SIZE"] - running)
+        if count < 1 or not progress.may_claim():
+            return []
+        new = claim(kind, [], limit=count)
+        if not new:
+            return []
+        inputs = kind.inputs(new, version)
+        same = [i for i in new if i in inputs and inputs[i][1] == settings]
+        other = [i for i in new if i not in same]
+        if other:  # other settings: back to the queue, for a batch of their own
+            release(kind, other)
+        if not same:
+            return []
+        joined.extend(same)
+        _assign(kind, version, settings, same, batch_size=running + len(same))
+        if heartbeat is not None:
+            heartbeat.ids.extend(same)
+        prompts.update({i: inputs[i][0] for i in same})
+        return [(i, inputs[i][0]) for i in same]
+
+    def on_result(job_id: int, result: GenerationResult) -> None:
+        if _write_result(kind, job_id, result):
+            written.append(job_id)
+        else:
+            log.warning(
+                "result for %s job %s not written: another worker holds it", kind.name, job_id
+            )
+        db.session.commit()
+
+    try:
+        generator.generate_continuously(
+            [(i, prompts[i]) for i in ids],
+            settings,
+            more=more if kind.joins_running_batches else None,
+            on_result=on_result,
+            on_progress=progress,
+        )
+    except DBAPIError:
+        # Progress or a result could not be written: the database went away, not the model.
+        db.session.rollback()
+        raise
+    except Exception as error:
+        db.session.rollback()
+        left = [i for i in [*ids, *joined] if i not in written]
+        if len(ids) + len(joined) > 1:
+            # One bad prompt must not fail the others: run each that is left on its own.
+            log.warning(
+                "batch of %d failed (%s); running each alone", len(ids) + len(joined), error
+            )
+            for job_id in left:
+                _run_alone(kind, generator, version, settings, job_id, prompts[job_id])
+            return len(ids) + len(joined)
+        log.exception("generation failed for %s job %s", kind.name, ids[0])
+        fail(kind, left, f"The model could not write this {kind.noun}: {failure_reason(error)}")
+    return len(ids) + len(joined)
+
+
+def _run_alone(kind, generator, version, settings, job_id: int, prompt: str) -> None:
+    try:
+        [result] = generator.generate([prompt], settings, progress=_ProgressWriter(kind, [job_id]))
+    except DBAPIError:
+        db.session.rollback()
+        raise
+    except Exception as error:
+        db.session.rollback()
+        log.exception("generation failed for %s job %s", kind.name, job_id)
+        fail(kind, [job_id], f"The model could not write this {kind.noun}: {failure_reason(error)}")
+        return
+    _write_result(kind, job_id, result)
+    db.session.commit()
+
+
+def _assign(kind, version, settings, ids, batch_size: int | None = None) -> None:
+    """Record on claimed jobs which model version and settings write them, in how big a batch."""
     model = kind.model
     db.session.execute(
         update(model)
@@ -440,36 +554,26 @@ def _run_batch(kind, generator, version, settings, ids, prompts) -> None:
             model_version_id=version.id,
             settings=settings.to_dict(),
             max_new_tokens=settings.max_new_tokens,
-            batch_size=len(ids),
+            batch_size=batch_size or len(ids),
         )
     )
     db.session.commit()
-    try:
-        results = generator.generate(
-            [prompts[i] for i in ids], settings, progress=_ProgressWriter(kind, ids)
+
+
+def release(kind: JobKind, ids: list[int]) -> None:
+    """Hand claimed jobs that this batch cannot take back to the queue, untouched."""
+    model = kind.model
+    db.session.execute(
+        update(model)
+        .where(model.id.in_(ids), _mine(kind), model.status == JobStatus.RUNNING)
+        .values(
+            status=JobStatus.QUEUED,
+            claimed_by=None,
+            started_at=None,
+            attempts=model.attempts - 1,
         )
-    except DBAPIError:
-        # Progress could not be written: the database went away, not the model.
-        db.session.rollback()
-        raise
-    except Exception as error:
-        db.session.rollback()
-        if len(ids) > 1:
-            # One bad prompt must not fail the others: run each on its own.
-            log.warning("batch of %d failed (%s); running each alone", len(ids), error)
-            for job_id in ids:
-                _run_batch(kind, generator, version, settings, [job_id], {job_id: prompts[job_id]})
-            return
-        log.exception("generation failed for %s job %s", kind.name, ids[0])
-        fail(kind, ids, f"The model could not write this {kind.noun}: {failure_reason(error)}")
-        return
-    written = [i for i, result in zip(ids, results, strict=True) if _write_result(kind, i, result)]
+    )
     db.session.commit()
-    if len(written) < len(ids):
-        log.warning(
-            "results for %s were not written: another worker holds them",
-            sorted(set(ids) - set(written)),
-        )
 
 
 def run_pending(max_batches: int | None = None, kinds=KINDS) -> int:
@@ -479,9 +583,7 @@ def run_pending(max_batches: int | None = None, kinds=KINDS) -> int:
     while max_batches is None or batches < max_batches:
         ran = 0
         for kind in kinds:
-            ids = claim(kind, [], batch_size)
-            run_claimed(kind, ids)
-            ran += len(ids)
+            ran += run_claimed(kind, claim(kind, [], batch_size))
         if not ran:
             break
         done += ran

@@ -9,22 +9,24 @@ Nothing here imports Flask, so a web process, a worker or a notebook can use it.
 from __future__ import annotations
 
 import copy
+import dataclasses
 import logging
 import math
 import time
 from collections.abc import Callable, Sequence
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .artifacts import check_loadable_folder
+from .artifacts import check_loadable_folder, without_progress_bars
 from .continuation import BROKEN_CHARACTER, clean_output, split_sentences
 from .settings import GenerationSettings, SettingsError
 from .turns import ModelTurns
 
 log = logging.getLogger(__name__)
 
+# Beams decoded together in one step at most, by default (documents x beams).
+DEFAULT_MAX_ROWS = 40
 # Called as progress(tokens_generated_so_far, max_new_tokens) after every decoding step.
 ProgressCallback = Callable[[int, int], None]
 
@@ -133,6 +135,8 @@ class TextGenerator:
         threads: int | None = None,
         max_input_tokens: int | None = None,
         dtype: str = "auto",
+        max_rows: int | None = None,
+        own_beam_search: bool = True,
     ):
         import torch
         from transformers import AutoModelForCausalLM, AutoTokenizer
@@ -148,7 +152,7 @@ class TextGenerator:
 
         started = time.perf_counter()
         try:
-            with _without_progress_bars():
+            with without_progress_bars():
                 self.tokenizer = AutoTokenizer.from_pretrained(
                     self.model_dir, local_files_only=True, trust_remote_code=False
                 )
@@ -170,6 +174,10 @@ class TextGenerator:
         self._check_format(self.prompt_format)
         self.context_length = self._context_length()
         self.max_input_tokens = max_input_tokens
+        # Beam search runs in srcflask's own loop (ml.decoding): each prompt prefilled once,
+        # every document's beams decoded together, at most `max_rows` beams per step.
+        self.own_beam_search = own_beam_search
+        self.max_rows = max_rows or DEFAULT_MAX_ROWS
         # Re-entrant for batches: a caller holding `reserved()` may then call generate().
         self._turns = ModelTurns()
         log.info(
@@ -228,6 +236,79 @@ class TextGenerator:
                 seconds = time.perf_counter() - started
         return self.postprocess(batch, output, seconds)
 
+    def generate_continuously(
+        self,
+        first: Sequence[tuple[Any, str]],
+        settings: GenerationSettings,
+        *,
+        more: Callable[[int], Sequence[tuple[Any, str]]] | None = None,
+        on_result: Callable[[Any, GenerationResult], None],
+        on_progress: Callable[[dict[Any, int]], None] | None = None,
+    ) -> None:
+        """Generate for `(key, prompt)` pairs, taking more as room frees; hand each over when done.
+
+        With beam search (srcflask's own loop) `more(n)` is asked at every step
+        boundary for up to `n` new prompts, which join the running batch at once,
+        and `on_result(key, result)` is called the step a document ends.
+        `on_progress({key: tokens})` follows every step. Other strategies run
+        batch after batch: `first`, then whatever `more` hands over, until nothing.
+        A prompt that cannot be prepared (empty) raises PromptError for its batch.
+        """
+        if settings.strategy != "beam" or not self.own_beam_search:
+            batch = list(first)
+            while batch:
+                progress = None
+                if on_progress is not None:
+                    keys = [key for key, _ in batch]
+
+                    def progress(done: int, total: int, keys=keys) -> None:
+                        on_progress(dict.fromkeys(keys, done))
+
+                results = self.generate([prompt for _, prompt in batch], settings, progress)
+                for (key, _), result in zip(batch, results, strict=True):
+                    on_result(key, result)
+                room = max(1, self.max_rows // settings.num_beams)
+                batch = list(more(room)) if more else []
+            return
+        from .decoding import Request
+
+        prepared: dict[Any, tuple[PreparedBatch, float, int]] = {}
+        running: set[Any] = set()
+
+        def requests(pairs) -> list[Request]:
+            pairs = list(pairs)
+            sharing = len(running) + len(pairs)  # documents in the batch it joins
+            out = []
+            for key, prompt in pairs:
+                batch = self.preprocess([prompt], settings)
+                prepared[key] = (batch, time.perf_counter(), sharing)
+                out.append(Request(key, batch.input_ids[0]))
+            running.update(r.key for r in out)
+            return out
+
+        def on_step(documents) -> None:
+            if on_progress is not None:
+                try:
+                    on_progress({d.request.key: d.generated for d in documents})
+                except Exception:  # progress is a nicety: never let it break generation
+                    log.exception("progress callback failed")
+            self._turns.give_way()
+
+        def finished(done) -> None:
+            batch, started, companions = prepared.pop(done.key)
+            running.discard(done.key)
+            [result] = self.postprocess(batch, [done.token_ids], time.perf_counter() - started)
+            on_result(done.key, dataclasses.replace(result, batch_size=companions))
+
+        loop = self._beam_loop(settings)
+        with self._turns.batch():
+            loop.run(
+                requests(first),
+                more=(lambda count: requests(more(count))) if more else None,
+                on_result=finished,
+                on_step=on_step,
+            )
+
     def preprocess(self, prompts: Sequence[str], settings: GenerationSettings) -> PreparedBatch:
         """Check, format, tokenize and truncate the prompts."""
         for index, prompt in enumerate(prompts):
@@ -241,6 +322,56 @@ class TextGenerator:
         return PreparedBatch(input_ids, truncated, settings)
 
     def _forward(
+        self,
+        batch: PreparedBatch,
+        progress: ProgressCallback | None,
+        give_way: Callable[[], None] | None = None,
+    ):
+        if batch.settings.strategy == "beam" and self.own_beam_search:
+            return self._forward_beams(batch, progress, give_way)
+        return self._forward_with_transformers(batch, progress, give_way)
+
+    def _forward_beams(
+        self,
+        batch: PreparedBatch,
+        progress: ProgressCallback | None,
+        give_way: Callable[[], None] | None,
+    ) -> list[list[int]]:
+        """Beam search in srcflask's loop: the same tokens as `generate()`, in less time."""
+        from .decoding import Request
+
+        settings = batch.settings
+        loop = self._beam_loop(settings)
+
+        def on_step(documents) -> None:
+            if progress is not None:
+                # The least advanced document: exact for documents that started together.
+                done = min(document.generated for document in documents)
+                try:
+                    progress(min(done, settings.max_new_tokens), settings.max_new_tokens)
+                except Exception:  # progress is a nicety: never let it break generation
+                    log.exception("progress callback failed")
+            if give_way is not None:
+                give_way()
+
+        requests = [Request(index, ids) for index, ids in enumerate(batch.input_ids)]
+        finished = {result.key: result.token_ids for result in loop.run(requests, on_step=on_step)}
+        return [finished[index] for index in range(len(requests))]
+
+    def _beam_loop(self, settings: GenerationSettings):
+        from .decoding import BeamConfig, BeamSearchLoop
+
+        config = BeamConfig(
+            num_beams=settings.num_beams,
+            max_new_tokens=settings.max_new_tokens,
+            eos_token_ids=tuple(self._eos_token_ids()),
+            no_repeat_ngram_size=settings.no_repeat_ngram_size,
+            repetition_penalty=settings.repetition_penalty,
+            early_stopping=settings.early_stopping,
+        )
+        return BeamSearchLoop(self.model, config, device=self.device, max_rows=self.max_rows)
+
+    def _forward_with_transformers(
         self,
         batch: PreparedBatch,
         progress: ProgressCallback | None,
@@ -276,9 +407,8 @@ class TextGenerator:
         """Turn generated token ids into machine text (continuation only, cleaned up)."""
         stop_ids = set(self._eos_token_ids()) | {self.tokenizer.pad_token_id}
         results = []
-        for row, prompt_ids, truncated in zip(
-            output.tolist(), batch.input_ids, batch.truncated, strict=True
-        ):
+        rows = output.tolist() if hasattr(output, "tolist") else output
+        for row, prompt_ids, truncated in zip(rows, batch.input_ids, batch.truncated, strict=True):
             new_ids, finish = [], "length"
             for token in row:
                 if token in stop_ids:
@@ -442,9 +572,12 @@ class TextGenerator:
         if dtype == "auto":
             # bfloat16 on a GPU is fast and accurate enough; CPUs are fastest in float32.
             return torch.bfloat16 if self.device.startswith("cuda") else torch.float32
-        return {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}[
-            dtype
-        ]
+        known = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+        if dtype not in known:
+            raise ModelLoadError(
+                f"GENERATION_DTYPE must be auto, {', '.join(known)}; got {dtype!r}"
+            )
+        return known[dtype]
 
 
 def document_prompt(title: str, body: str) -> str:
@@ -463,20 +596,6 @@ def document_tail(document: str) -> str:
     sentences = split_sentences(last_paragraph)
     tail = sentences[-1].strip() if sentences else ""
     return tail[-CONTINUE_TAIL_CHARS:].lstrip()
-
-
-@contextmanager
-def _without_progress_bars():
-    """Load without transformers' progress bars: in a server or worker log they are noise."""
-    from transformers.utils import logging as hf_logging
-
-    enabled = hf_logging.is_progress_bar_enabled()
-    hf_logging.disable_progress_bar()
-    try:
-        yield
-    finally:
-        if enabled:
-            hf_logging.enable_progress_bar()
 
 
 class _GiveWay:

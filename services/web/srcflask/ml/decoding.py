@@ -1,0 +1,448 @@
+"""srcflask's own beam search: each prompt prefilled once, every document's beams decoded together.
+
+`transformers`' `generate()` copies each prompt to its beams before the
+prefill (so a long document is read five times), pads every prompt to the
+longest of the batch, and rebuilds its no-repeat-n-gram tables from the whole
+sequence of every beam at every step. This loop keeps the model's forward and
+its KV cache and does the rest itself:
+
+- a document is prefilled alone, once, with no padding; its cache is then
+  repeated for its beams and joins the running batch, left-padded to it;
+- every step decodes the beams of all running documents in one forward pass;
+- a document joins at any step boundary (`more`) and leaves as soon as its
+  search is over (`on_result`), so no document waits for the slowest;
+- no-repeat-n-gram bans are kept per beam and grown by one n-gram per step;
+- the search itself (top-k over beams x vocabulary, finished hypotheses,
+  length penalty, early stopping) follows `transformers`' beam search step
+  for step, so the tokens are the same as `generate()`'s.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+
+import torch
+
+NEG = -1.0e9  # the score transformers gives impossible candidates
+
+
+@dataclass(frozen=True)
+class BeamConfig:
+    """The beam-search settings that matter to the loop."""
+
+    num_beams: int
+    max_new_tokens: int
+    eos_token_ids: tuple[int, ...]
+    no_repeat_ngram_size: int = 0
+    repetition_penalty: float = 1.0
+    length_penalty: float = 1.0
+    early_stopping: bool = True
+
+    @property
+    def candidates(self) -> int:
+        """Candidates kept per step: enough that `num_beams` survive even if all the best end."""
+        return max(2, 1 + len(self.eos_token_ids)) * self.num_beams
+
+
+@dataclass
+class Request:
+    """One prompt to continue; `key` is the caller's name for it."""
+
+    key: object
+    prompt_ids: Sequence[int]
+
+
+@dataclass
+class Finished:
+    """The best hypothesis for a request: its generated token ids (an ending EOS included)."""
+
+    key: object
+    token_ids: list[int]
+    score: float
+    steps: int
+
+
+class NgramBans:
+    """The tokens that would repeat an n-gram, for the beams of one document.
+
+    The prompt's n-grams are indexed once and shared; each beam keeps only the
+    n-grams its own tokens added, copied from its parent when beams reorder.
+    """
+
+    def __init__(self, size: int, prompt_ids: Sequence[int]):
+        self.size = size
+        self.prompt = _index_ngrams(size, prompt_ids)
+        self.prompt_length = len(prompt_ids)
+        # The last size-1 tokens of the prompt: the start of every beam's history.
+        self.prompt_tail = tuple(prompt_ids[-(size - 1) :]) if size > 1 else ()
+
+    def start(self) -> BeamNgrams:
+        return BeamNgrams(self, {}, self.prompt_tail, self.prompt_length)
+
+
+@dataclass
+class BeamNgrams:
+    table: NgramBans
+    added: dict[tuple[int, ...], set[int]]
+    tail: tuple[int, ...]
+    length: int  # tokens in the beam's whole sequence, prompt included
+
+    def banned(self) -> Iterable[int]:
+        size = self.table.size
+        if size < 1 or self.length + 1 < size:
+            return ()
+        key = self.tail[len(self.tail) - (size - 1) :] if size > 1 else ()
+        found = self.table.prompt.get(key)
+        mine = self.added.get(key)
+        if found and mine:
+            return found | mine
+        return found or mine or ()
+
+    def then(self, token: int) -> BeamNgrams:
+        """The history of a child beam that appends `token` to this one."""
+        size = self.table.size
+        added = self.added
+        if self.length + 1 >= size:  # a whole n-gram now ends at `token`
+            key = self.tail[len(self.tail) - (size - 1) :] if size > 1 else ()
+            added = {k: set(v) for k, v in added.items()}
+            added.setdefault(key, set()).add(token)
+        tail = (*self.tail, token)[-(size - 1) :] if size > 1 else ()
+        return BeamNgrams(self.table, added, tail, self.length + 1)
+
+
+def _index_ngrams(size: int, ids: Sequence[int]) -> dict[tuple[int, ...], set[int]]:
+    table: dict[tuple[int, ...], set[int]] = {}
+    if size < 1:
+        return table
+    ids = list(ids)
+    for start in range(len(ids) - size + 1):
+        table.setdefault(tuple(ids[start : start + size - 1]), set()).add(ids[start + size - 1])
+    return table
+
+
+@dataclass
+class _Document:
+    """One request's search state (tensors are per document, beams first)."""
+
+    request: Request
+    prompt_length: int
+    generated: int = 0  # tokens each running beam has
+    running_tokens: torch.Tensor = None  # (beams, max_new) generated ids of running beams
+    running_scores: torch.Tensor = None  # (beams,)
+    finished_tokens: torch.Tensor = None  # (beams, max_new)
+    finished_lengths: torch.Tensor = None  # (beams,)
+    finished_scores: torch.Tensor = None  # (beams,)
+    is_finished: torch.Tensor = None  # (beams,) bool
+    can_improve: bool = True
+    done: bool = False
+    ngrams: list[BeamNgrams] = field(default_factory=list)
+    seen: list[torch.Tensor] = field(default_factory=list)  # for the repetition penalty
+
+
+class BeamSearchLoop:
+    """Beam search over a changing set of documents, one model step at a time.
+
+    `run(requests, more=..., on_result=...)` starts with `requests`, asks `more(free_rows)`
+    for new ones at every step boundary, and hands each finished document to
+    `on_result` at once. `max_rows` caps the rows (documents x beams) in one step.
+    """
+
+    def __init__(self, model, config: BeamConfig, *, device, max_rows: int | None = None):
+        self.model = model
+        self.config = config
+        self.device = device
+        self.max_rows = max(max_rows or 0, config.num_beams)
+        self.eos = torch.tensor(config.eos_token_ids or [-1], device=device)
+
+    # -- the loop -------------------------------------------------------------
+    def run(
+        self,
+        requests: Iterable[Request],
+        *,
+        more: Callable[[int], Iterable[Request]] | None = None,
+        on_result: Callable[[Finished], None] | None = None,
+        on_step: Callable[[list[_Document]], None] | None = None,
+    ) -> list[Finished]:
+        beams = self.config.num_beams
+        waiting = list(requests)
+        running: list[_Document] = []
+        cache = None
+        mask = None  # (rows, cached length) 1 for real tokens, 0 for left padding
+        next_tokens = None  # (rows, 1)
+        results: list[Finished] = []
+        while True:
+            free = self.max_rows - len(running) * beams
+            if more is not None and free >= beams:
+                waiting.extend(more(free // beams))
+            joining: list[_Document] = []
+            while waiting and (len(running) + len(joining) + 1) * beams <= self.max_rows:
+                joining.append(self._start(waiting.pop(0)))
+            if not running and not joining:
+                if waiting:  # a single request larger than the cap still runs
+                    joining.append(self._start(waiting.pop(0)))
+                else:
+                    break
+            logits = []
+            if running:
+                step_mask = torch.cat([mask, mask.new_ones(mask.shape[0], 1)], dim=1)
+                positions = step_mask.sum(dim=1, keepdim=True) - 1
+                with torch.inference_mode():
+                    output = self.model(
+                        input_ids=next_tokens,
+                        attention_mask=step_mask,
+                        position_ids=positions,
+                        past_key_values=cache,
+                        use_cache=True,
+                    )
+                cache, mask = output.past_key_values, step_mask
+                logits.append(output.logits[:, -1, :].to(dtype=torch.float32))
+                del output
+            for document in joining:
+                prompt_logits, prompt_cache = self._prefill(document)
+                logits.append(prompt_logits.expand(beams, -1))
+                cache, mask = self._merge(cache, mask, prompt_cache, document.prompt_length)
+            documents = running + joining
+            sources, tokens = self._step(documents, torch.cat(logits, dim=0))
+            cache.reorder_cache(sources)
+            mask = mask[sources]
+            next_tokens = tokens.view(-1, 1)
+            if on_step is not None:
+                on_step(documents)
+            keep = []
+            running = []
+            for index, document in enumerate(documents):
+                if document.done:
+                    finished = self._result(document)
+                    results.append(finished)
+                    if on_result is not None:
+                        on_result(finished)
+                else:
+                    running.append(document)
+                    keep.extend(range(index * beams, (index + 1) * beams))
+            if len(keep) < len(documents) * beams:
+                if not keep:
+                    cache = mask = next_tokens = None
+                    continue
+                rows = torch.tensor(keep, device=self.device)
+                cache.batch_select_indices(rows)
+                mask, next_tokens = mask[rows], next_tokens[rows]
+                cache, mask = _trim_left_padding(cache, mask)
+        return results
+
+    # -- one document joining ----------------------------------------------------
+    def _start(self, request: Request) -> _Document:
+        config, beams = self.config, self.config.num_beams
+        length = len(request.prompt_ids)
+        if length == 0:
+            raise ValueError("a prompt needs at least one token")
+        document = _Document(request=request, prompt_length=length)
+        filler = config.eos_token_ids[0] if config.eos_token_ids else 0
+        document.running_tokens = torch.full(
+            (beams, config.max_new_tokens), filler, dtype=torch.long, device=self.device
+        )
+        document.running_scores = torch.zeros(beams, device=self.device)
+        document.running_scores[1:] = NEG
+        document.finished_tokens = document.running_tokens.clone()
+        document.finished_lengths = torch.zeros(beams, dtype=torch.long, device=self.device)
+        document.finished_scores = torch.full((beams,), NEG, device=self.device)
+        document.is_finished = torch.zeros(beams, dtype=torch.bool, device=self.device)
+        if config.no_repeat_ngram_size > 0:
+            table = NgramBans(config.no_repeat_ngram_size, request.prompt_ids)
+            document.ngrams = [table.start() for _ in range(beams)]
+        if config.repetition_penalty != 1.0:
+            prompt = torch.tensor(list(request.prompt_ids), device=self.device)
+            document.seen = [prompt for _ in range(beams)]
+        return document
+
+    def _prefill(self, document: _Document):
+        ids = torch.tensor([list(document.request.prompt_ids)], device=self.device)
+        with torch.inference_mode():
+            output = self.model(
+                input_ids=ids, attention_mask=torch.ones_like(ids), use_cache=True, logits_to_keep=1
+            )
+        logits = output.logits[:, -1, :].to(dtype=torch.float32)
+        cache = output.past_key_values
+        cache.batch_repeat_interleave(self.config.num_beams)
+        return logits, cache
+
+    def _merge(self, cache, mask, joining, length: int):
+        """Add a joining document's cache (one prompt, its beams) to the running one."""
+        beams = self.config.num_beams
+        joining_mask = torch.ones(beams, length, dtype=torch.long, device=self.device)
+        if cache is None:
+            return joining, joining_mask
+        have = mask.shape[1]
+        if length < have:
+            _pad_left(joining, have - length)
+            joining_mask = _pad_mask(joining_mask, have - length)
+        elif length > have:
+            _pad_left(cache, length - have)
+            mask = _pad_mask(mask, length - have)
+        for layer, other in zip(cache.layers, joining.layers, strict=True):
+            if not other.is_initialized:
+                continue
+            layer.keys = torch.cat([layer.keys, other.keys], dim=0)
+            layer.values = torch.cat([layer.values, other.values], dim=0)
+        return cache, torch.cat([mask, joining_mask], dim=0)
+
+    # -- one step of the search ----------------------------------------------------
+    def _step(self, documents: list[_Document], logits: torch.Tensor):
+        """Pick each document's next beams from `logits` (rows: documents x beams).
+
+        Returns the cache row each new beam continues and the token it appends.
+        """
+        config, beams = self.config, self.config.num_beams
+        count, vocab = len(documents), logits.shape[-1]
+        log_probs = torch.nn.functional.log_softmax(logits, dim=-1)
+        self._process(documents, log_probs)
+        scores = torch.stack([d.running_scores for d in documents])  # (docs, beams)
+        log_probs = log_probs.view(count, beams, vocab) + scores[:, :, None]
+        log_probs = log_probs.reshape(count, beams * vocab)
+        top_scores, top_indices = torch.topk(log_probs, k=config.candidates)
+        parents = torch.div(top_indices, vocab, rounding_mode="floor")
+        tokens = top_indices % vocab
+
+        sources, next_tokens = [], []
+        candidate_rank = torch.arange(config.candidates, device=self.device)
+        for index, document in enumerate(documents):
+            parent, token, score = parents[index], tokens[index], top_scores[index]
+            generated = document.generated
+            candidates = document.running_tokens[parent].clone()  # (candidates, max_new)
+            candidates[:, generated] = token
+            ends = torch.isin(token, self.eos) | (generated + 1 >= config.max_new_tokens)
+
+            # The beams that go on: the best candidates that did not end.
+            going_on = score + ends.to(torch.float32) * NEG
+            chosen = torch.topk(going_on, k=beams)[1]
+            document.running_tokens = candidates[chosen]
+            document.running_scores = going_on[chosen]
+            chosen_parents = parent[chosen]
+
+            # The finished hypotheses: the best of the kept ones and the candidates that
+            # just ended among the top `beams` (as transformers does, in its order).
+            just_ended = ends & (candidate_rank < beams)
+            ended_scores = score / ((generated + 1) ** config.length_penalty)
+            full = bool(document.is_finished.all()) and config.early_stopping is True
+            ended_scores = ended_scores + float(full) * NEG
+            ended_scores = ended_scores + float(not document.can_improve) * NEG
+            ended_scores = ended_scores + (~just_ended).to(torch.float32) * NEG
+            merged_scores = torch.cat([document.finished_scores, ended_scores])
+            merged_tokens = torch.cat([document.finished_tokens, candidates])
+            merged_lengths = torch.cat(
+                [
+                    document.finished_lengths,
+                    torch.full_like(ended_scores, generated + 1, dtype=torch.long),
+                ]
+            )
+            merged_finished = torch.cat([document.is_finished, just_ended])
+            best = torch.topk(merged_scores, k=beams)[1]
+            document.finished_scores = merged_scores[best]
+            document.finished_tokens = merged_tokens[best]
+            document.finished_lengths = merged_lengths[best]
+            document.is_finished = merged_finished[best]
+
+            if document.ngrams:
+                document.ngrams = [
+                    document.ngrams[int(p)].then(int(t))
+                    for p, t in zip(chosen_parents, token[chosen], strict=True)
+                ]
+            if document.seen:
+                document.seen = [
+                    torch.cat([document.seen[int(p)], t.view(1)])
+                    for p, t in zip(chosen_parents, token[chosen], strict=True)
+                ]
+            document.generated = generated = generated + 1
+
+            # Can a running beam still beat the worst finished one? (transformers' heuristic)
+            best_possible = document.running_scores[0] / (generated**config.length_penalty)
+            worst = torch.where(
+                document.is_finished, document.finished_scores.min(), torch.tensor(NEG)
+            )
+            document.can_improve = document.can_improve and bool((best_possible > worst).any())
+            all_finished = bool(document.is_finished.all()) and config.early_stopping is True
+            document.done = (not document.can_improve) or all_finished or bool(ends.all())
+            sources.append(chosen_parents + index * beams)
+            next_tokens.append(token[chosen])
+        return torch.cat(sources), torch.cat(next_tokens)
+
+    def _process(self, documents: list[_Document], log_probs: torch.Tensor) -> None:
+        """The logits processors of the preset, on log-probabilities, in place."""
+        beams = self.config.num_beams
+        penalty = self.config.repetition_penalty
+        if penalty != 1.0:
+            for index, document in enumerate(documents):
+                for beam, seen in enumerate(document.seen):
+                    row = log_probs[index * beams + beam]
+                    picked = row[seen]
+                    row[seen] = torch.where(picked < 0, picked * penalty, picked / penalty)
+        if self.config.no_repeat_ngram_size > 0:
+            rows, banned = [], []
+            for index, document in enumerate(documents):
+                for beam, history in enumerate(document.ngrams):
+                    found = history.banned()
+                    if found:
+                        rows.extend([index * beams + beam] * len(found))
+                        banned.extend(found)
+            if rows:
+                log_probs[torch.tensor(rows), torch.tensor(banned)] = -math.inf
+
+    def _result(self, document: _Document) -> Finished:
+        length = int(document.finished_lengths[0])
+        return Finished(
+            key=document.request.key,
+            token_ids=document.finished_tokens[0, :length].tolist(),
+            score=float(document.finished_scores[0]),
+            steps=document.generated,
+        )
+
+
+# -- the KV cache: left padding, so documents of any length share one batch ---------
+
+
+def _pad_mask(mask: torch.Tensor, extra: int) -> torch.Tensor:
+    return torch.cat([mask.new_zeros(mask.shape[0], extra), mask], dim=1)
+
+
+def _pad_left(cache, extra: int) -> None:
+    """Put `extra` empty positions before every row of `cache` (masked out by the caller)."""
+    for layer in cache.layers:
+        if not layer.is_initialized:
+            continue
+        if getattr(layer, "is_sliding", False):
+            # A sliding layer keeps only the last `sliding_window - 1` positions.
+            layer.cumulative_length += extra
+            want = min(layer.cumulative_length, layer.sliding_window - 1)
+            missing = want - layer.keys.shape[-2]
+        else:
+            missing = extra
+        if missing > 0:
+            layer.keys = _zeros_before(layer.keys, missing)
+            layer.values = _zeros_before(layer.values, missing)
+
+
+def _zeros_before(tensor: torch.Tensor, count: int) -> torch.Tensor:
+    shape = list(tensor.shape)
+    shape[-2] = count
+    return torch.cat([tensor.new_zeros(shape), tensor], dim=-2)
+
+
+def _trim_left_padding(cache, mask: torch.Tensor):
+    """Drop the leading positions that every remaining row has as padding."""
+    real = mask.any(dim=0).nonzero()
+    unused = int(real[0]) if len(real) else 0
+    if unused == 0:
+        return cache, mask
+    for layer in cache.layers:
+        if not layer.is_initialized:
+            continue
+        if getattr(layer, "is_sliding", False):
+            layer.cumulative_length -= unused
+            keep = min(layer.cumulative_length, layer.sliding_window - 1)
+            layer.keys = layer.keys[:, :, layer.keys.shape[-2] - keep :]
+            layer.values = layer.values[:, :, layer.values.shape[-2] - keep :]
+        else:
+            layer.keys = layer.keys[:, :, unused:]
+            layer.values = layer.values[:, :, unused:]
+    return cache, mask[:, unused:]

@@ -1,0 +1,160 @@
+"""srcflask's beam search loop gives transformers' tokens, with documents joining and leaving."""
+
+from __future__ import annotations
+
+import random
+
+import pytest
+import torch
+from transformers import NoRepeatNGramLogitsProcessor
+
+from srcflask.ml.decoding import BeamConfig, BeamSearchLoop, NgramBans, Request
+from srcflask.ml.engine import TextGenerator
+from srcflask.ml.settings import GenerationSettings
+
+from .tinymodels import SENTENCES
+
+WORDS = " ".join(SENTENCES).split()
+
+
+@pytest.fixture(scope="module")
+def pairs(tiny_models) -> dict[str, tuple[TextGenerator, TextGenerator]]:
+    """Per tiny model: a generator using transformers' beam search, and one using ours."""
+    return {
+        kind: (
+            TextGenerator(tiny_models[kind], own_beam_search=False),
+            TextGenerator(tiny_models[kind], own_beam_search=True),
+        )
+        for kind in ("gpt2", "llama")
+    }
+
+
+def random_prompt(rng: random.Random, most_words: int = 60) -> str:
+    return " ".join(rng.choice(WORDS) for _ in range(rng.randint(1, most_words)))
+
+
+def random_settings(rng: random.Random) -> GenerationSettings:
+    return GenerationSettings(
+        num_beams=rng.choice([2, 3, 4, 5]),
+        max_new_tokens=rng.randint(1, 40),
+        no_repeat_ngram_size=rng.choice([0, 1, 2, 3, 4]),
+        early_stopping=rng.choice([True, False]),
+        repetition_penalty=rng.choice([1.0, 1.0, 1.3]),
+    )
+
+
+@pytest.mark.parametrize("kind", ["gpt2", "llama"])
+@pytest.mark.parametrize("seed", range(6))
+def test_the_same_tokens_as_transformers_beam_search(pairs, kind, seed):
+    reference, own = pairs[kind]
+    rng = random.Random(f"{kind}-{seed}")
+    settings = random_settings(rng)
+    prompts = [random_prompt(rng) for _ in range(rng.randint(1, 7))]
+
+    # transformers, one prompt at a time (no padding); ours, all together.
+    expected = [reference.generate([prompt], settings)[0].token_ids for prompt in prompts]
+    together = own.generate(prompts, settings)
+
+    assert [result.token_ids for result in together] == expected, settings
+    assert any(expected)
+
+
+def test_preset_settings_on_prompts_longer_than_the_batch_cap(pairs):
+    reference, own = pairs["llama"]
+    rng = random.Random("cap")
+    prompts = [random_prompt(rng) for _ in range(9)]
+    settings = GenerationSettings(max_new_tokens=24)  # the original preset
+    own_capped = TextGenerator(own.model_dir, max_rows=settings.num_beams * 2)
+
+    expected = [reference.generate([prompt], settings)[0].token_ids for prompt in prompts]
+
+    assert [r.token_ids for r in own_capped.generate(prompts, settings)] == expected
+
+
+def loop_for(generator: TextGenerator, settings: GenerationSettings, max_rows: int):
+    config = BeamConfig(
+        num_beams=settings.num_beams,
+        max_new_tokens=settings.max_new_tokens,
+        eos_token_ids=tuple(generator._eos_token_ids()),
+        no_repeat_ngram_size=settings.no_repeat_ngram_size,
+        early_stopping=settings.early_stopping,
+    )
+    return BeamSearchLoop(generator.model, config, device="cpu", max_rows=max_rows)
+
+
+def test_documents_join_at_a_step_boundary_and_leave_when_done(pairs):
+    reference, own = pairs["gpt2"]
+    rng = random.Random("join")
+    settings = GenerationSettings(num_beams=3, max_new_tokens=30, no_repeat_ngram_size=3)
+    # Short enough for the tiny model's 128 positions with 30 new tokens.
+    prompts = {key: own.tokenizer(random_prompt(rng, 20))["input_ids"] for key in "abcdef"}
+    expected = {
+        key: reference.generate([reference.tokenizer.decode(ids)], settings)[0].token_ids
+        for key, ids in prompts.items()
+    }
+    arrivals = {3: ["c", "d"], 5: ["e"], 9: ["f"]}  # step -> documents that arrive then
+    steps, asked, finished_at, running_at, queue = [0], [], {}, {}, []
+
+    def more(free: int):  # the queue hands over what fits
+        asked.append(free)
+        for step in [s for s in arrivals if s <= steps[0]]:
+            queue.extend(arrivals.pop(step))
+        taken, queue[:] = queue[:free], queue[free:]
+        return [Request(key, prompts[key]) for key in taken]
+
+    def on_step(documents):
+        steps[0] += 1
+        running_at[steps[0]] = sorted(d.request.key for d in documents)
+
+    def on_result(result):
+        finished_at[result.key] = steps[0]
+
+    loop = loop_for(own, settings, max_rows=settings.num_beams * 3)
+    results = loop.run(
+        [Request("a", prompts["a"]), Request("b", prompts["b"])],
+        more=more,
+        on_result=on_result,
+        on_step=on_step,
+    )
+
+    got = {r.key: [t for t in r.token_ids if t not in own._eos_token_ids()] for r in results}
+    assert got == {key: list(ids) for key, ids in expected.items()}
+    first_step = {
+        key: min(step for step, keys in running_at.items() if key in keys) for key in prompts
+    }
+    # c arrived after step 3 and took the free place at once; d waited for one.
+    assert (first_step["a"], first_step["b"], first_step["c"]) == (1, 1, 4)
+    assert first_step["d"] == min(finished_at["a"], finished_at["b"]) + 1
+    assert first_step["f"] >= first_step["e"] >= first_step["d"]  # in the order they came
+    # Never more than three documents at once (the cap), and each left the step it ended,
+    # its result handed over then, not at the end of the whole run.
+    assert all(len(keys) <= 3 for keys in running_at.values())
+    assert all(key not in running_at.get(step + 1, []) for key, step in finished_at.items())
+    assert min(finished_at.values()) < max(finished_at.values())
+    assert min(asked) >= 1 and max(asked) <= 3
+
+
+@pytest.mark.parametrize("size", [1, 2, 3, 4])
+def test_ngram_bans_grow_as_transformers_would_ban(size):
+    rng = random.Random(size)
+    processor = NoRepeatNGramLogitsProcessor(size)
+    prompt = [rng.randrange(6) for _ in range(rng.randint(1, 12))]
+    history = NgramBans(size, prompt).start()
+    sequence = list(prompt)
+    for _ in range(25):
+        scores = processor(torch.tensor([sequence]), torch.zeros(1, 6))
+        expected = {i for i in range(6) if scores[0, i] == -float("inf")}
+        assert set(history.banned()) == expected, sequence
+        token = rng.randrange(6)
+        history = history.then(token)
+        sequence.append(token)
+
+
+def test_a_child_beam_does_not_change_its_parents_bans():
+    parent = NgramBans(2, [1, 2, 3]).start()
+    child = parent.then(1)
+    grandchild = child.then(5)  # adds the 2-gram (1, 5)
+
+    assert set(grandchild.then(1).banned()) == {2, 5}
+    # A sibling that appended 4 instead knows (1, 4), not its cousin's (1, 5).
+    assert set(child.then(4).then(1).banned()) == {2, 4}
