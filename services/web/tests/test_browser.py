@@ -170,7 +170,8 @@ def test_sign_up_approve_write_generate_review_in_chromium(server, browser):
     editor.page.click("form button[type=submit]")
     sponsor.signup("Sam Sponsor", "sam@example.org", "sponsor")
     sponsor.page.click("form button[type=submit]")
-    sponsor.login("sam@example.org", PASSWORD)
+    # Signed in at once, on the status page: no login form in between.
+    assert sponsor.page.url.endswith("/auth/status")
     assert "Your account is pending" in sponsor.page.inner_text("main")
     sponsor.shot("02-sponsor-pending")
 
@@ -214,7 +215,7 @@ def test_sign_up_approve_write_generate_review_in_chromium(server, browser):
     sponsor.shot("07-sponsor-machine-text-ready")
 
     # 5. The editor reviews it beside the document, edits the pre-filled text, saves.
-    editor.login("erin@example.org", PASSWORD)
+    editor.go("/")  # still signed in since sign-up, and approved since
     assert editor.page.url.endswith("/editor/documents")
     assert DOCUMENT_TITLE in editor.page.inner_text("table")
     assert "Needs review 1" in editor.page.inner_text("nav[aria-label='Review queue']")
@@ -266,6 +267,70 @@ def test_sign_up_approve_write_generate_review_in_chromium(server, browser):
     admin.go("/admin/audit")
     assert "Root Admin approved Sam Sponsor's account." in admin.page.inner_text("table")
     admin.shot("14-admin-audit-log")
+
+    # 9. The sponsor imports two documents from a CSV file, then downloads them all.
+    sponsor.go("/sponsor/documents")
+    sponsor.page.click("text=Import")
+    sponsor.shot("15-sponsor-import")
+    rows = (
+        "title,body,editor_email\n"
+        ',"The visit to the north site is on Monday.",erin@example.org\n'
+        '"Supplier letter","Dear supplier, the order of 12 March arrived late.",\n'
+    )
+    upload = {"name": "documents.csv", "mimeType": "text/csv", "buffer": rows.encode()}
+    sponsor.page.set_input_files("#file", upload)
+    sponsor.page.click(".document-form button[type=submit]")
+    problems = sponsor.page.inner_text("[data-import-problems]")
+    assert "Nothing was imported" in problems and "title" in problems.lower()
+    sponsor.shot("16-sponsor-import-refused")
+    sponsor.page.set_input_files(
+        "#file",
+        {
+            **upload,
+            "buffer": rows.replace('\n,"The visit', '\nSite visit,"The visit').encode(),
+        },
+    )
+    sponsor.page.click(".document-form button[type=submit]")
+    assert "Imported 2 documents" in sponsor.page.inner_text(".flashes")
+    assert "Supplier letter" in sponsor.page.inner_text("table")
+    sponsor.shot("17-sponsor-imported")
+    with sponsor.page.expect_download() as download:
+        sponsor.page.click("text=Download CSV")
+    exported = Path(download.value.path()).read_text(encoding="utf-8")
+    assert exported.splitlines()[0].startswith("id,title,") and "Site visit" in exported
+    assert "Added in the second tab." in exported  # the latest revision's body
+
+    # 10. An API token: created once (a reload mints no other), shown once, with Copy.
+    sponsor.go("/account/tokens")
+    sponsor.page.fill("#name", "Reporting script")
+    sponsor.page.click(".toolbar-form button[type=submit]")
+    assert sponsor.page.locator("#new-token").inner_text().strip()
+    assert sponsor.page.locator("[data-copy=new-token]").is_visible()
+    sponsor.shot("18-sponsor-new-token")
+    sponsor.page.reload()
+    assert sponsor.page.locator("#new-token").count() == 0
+    assert sponsor.page.locator("tbody tr", has_text="Reporting script").count() == 1
+    sponsor.go("/api/v1/docs")
+    docs = sponsor.page.inner_text("main")
+    assert "Contents" in docs and "curl" in docs and "`" not in docs
+    sponsor.shot("19-api-docs")
+
+    # 11. The admin's Models page: try a prompt, measure the model's speed.
+    admin.go("/admin/models")
+    admin.shot("20-admin-models")
+    admin.page.locator("details", has_text="Try a prompt").first.locator("summary").click()
+    admin.page.fill("textarea[name=prompt]", "The garden board met on Tuesday. First,")
+    admin.page.locator(".try-form button[type=submit]").first.click()
+    assert "Answered in" in admin.page.inner_text(".try-result")
+    admin.shot("21-admin-tried-a-prompt")
+    # Ten runs of the real model on a shared machine: a generous deadline, not a timing.
+    admin.page.set_default_timeout(300_000)
+    admin.page.locator("button", has_text="Measure now").first.click()
+    admin.page.set_default_timeout(30_000)
+    measured = admin.page.inner_text(".flashes")
+    assert "tokens/s greedy" in measured
+    assert "Kept as its speed." in measured or "Not kept, because the machine was busy" in measured
+    admin.shot("22-admin-measured-speed")
 
     for person in (editor, sponsor, admin):
         assert person.problems == [], f"{person.name}'s browser reported: {person.problems}"
