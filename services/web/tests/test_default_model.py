@@ -70,3 +70,37 @@ def test_every_other_catalog_model_still_continues_documents(app_factory, real_c
     text = generated.output.split("\n-- ")[0].strip()
     assert judge(text).continues, (judge(text), text)
     assert BROKEN_CHARACTER not in text
+
+
+def test_own_beam_search_writes_what_transformers_writes_on_the_default_model(
+    app_factory, real_cache
+):
+    from srcflask.ml.engine import TextGenerator, document_prompt
+    from srcflask.ml.settings import GenerationSettings
+
+    app = app_factory(MODEL_CACHE=str(real_cache))
+    pulled = app.test_cli_runner().invoke(args=["models", "pull-default"])
+    assert pulled.exit_code == 0, pulled.output
+    with app.app_context():
+        version = registry.production_version()
+        own = registry.generator_for(version)
+        folder, prompt_format = registry.artifact_path(version), registry.prompt_format_of(version)
+    reference = TextGenerator(
+        folder,
+        prompt_format=prompt_format,
+        max_input_tokens=app.config["GENERATION_MAX_INPUT_TOKENS"],
+        own_beam_search=False,
+    )
+    documents = load_documents(DOCUMENTS)
+    # The longest document runs past Gemma's 512-token sliding window; a short one joins it.
+    longest = max(documents, key=lambda d: len(d.body))
+    shortest = min(documents, key=lambda d: len(d.body))
+    prompts = [document_prompt(d.title, d.body) for d in (longest, shortest)]
+    settings = GenerationSettings()  # the original preset: 5 beams, 100 new tokens
+
+    expected = [reference.generate([prompt], settings)[0] for prompt in prompts]
+    together = own.generate(prompts, settings)
+
+    assert [r.token_ids for r in together] == [r.token_ids for r in expected]
+    assert max(r.prompt_tokens for r in together) > 512
+    assert all(judge(r.text).continues for r in together), [r.text for r in together]
