@@ -114,6 +114,11 @@ def main() -> None:
     parser.add_argument("--model", type=Path, help="a model folder (default: production)")
     parser.add_argument("--prompt-format", choices=["raw", "chat", "continue"], default=None)
     parser.add_argument("--json", type=Path, help="also write the figures to this file")
+    parser.add_argument(
+        "--reference",
+        type=Path,
+        help="a --json file of an earlier run: count the engine's texts identical to its",
+    )
     args = parser.parse_args()
     plans = [p.strip() for p in args.plans.split(",") if p.strip()]
     unknown = set(plans) - set(PLANS)
@@ -138,9 +143,13 @@ def main() -> None:
         settings = settings.replace(max_new_tokens=args.max_new_tokens)
     prompt_format = PromptFormat(fmt, system)
     engine = TextGenerator(folder, label=label, prompt_format=prompt_format, dtype=args.dtype)
-    batched = TextGenerator(folder, label=label, prompt_format=prompt_format, own_beam_search=False)
+    batched = plain_model = None
+    if {"plain", "batched"} & set(plans):  # loaded only when used: it counts in peak memory
+        batched = TextGenerator(
+            folder, label=label, prompt_format=prompt_format, own_beam_search=False
+        )
+        plain_model = batched.model  # transformers' own generate() on the float32 model
     prompt_ids = engine.preprocess(texts, settings).input_ids
-    plain_model = batched.model  # transformers' own generate() on the float32 model
     lengths = sorted(len(ids) for ids in prompt_ids)
 
     print(f"model {label} ({fmt} prompts), {len(texts)} {args.inputs}, preset {settings}")
@@ -204,6 +213,14 @@ def main() -> None:
     if "engine" in outputs and reference is not None:
         same = sum(a == b for a, b in zip(outputs["engine"], reference, strict=True))
         print(f"engine texts identical to transformers': {same} of {len(texts)}")
+    if "engine" in outputs and args.reference:
+        earlier = json.loads(args.reference.read_text())
+        theirs = earlier["outputs"]["engine"]
+        matching = sum(a == b for a, b in zip(outputs["engine"], theirs, strict=False))
+        print(
+            f"engine texts identical to {args.reference.name}'s ({earlier['dtype']}): "
+            f"{matching} of {min(len(theirs), len(texts))}"
+        )
     peak_mib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     print(f"peak resident memory of this process: {peak_mib:.0f} MiB")
     if args.json:
@@ -221,6 +238,7 @@ def main() -> None:
                     "seconds": seconds,
                     "medians": medians,
                     "engine_identical": same,
+                    "outputs": outputs,
                     "peak_mib": peak_mib,
                 },
                 indent=2,

@@ -108,7 +108,7 @@ class BaseConfig:
     # a CPU with native support (AVX512-BF16, AMX) is faster, with slightly different text.
     GENERATION_DTYPE = "auto"
     # Beams decoded in one step at most (documents x beams): bounds the KV cache's memory.
-    GENERATION_MAX_ROWS = 40
+    GENERATION_MAX_ROWS = 80
 
     # Generation jobs. JOBS_MODE: local (a thread in the web process), celery or manual;
     # the default is celery when CELERY_BROKER_URL is set, else local.

@@ -158,3 +158,27 @@ def test_a_child_beam_does_not_change_its_parents_bans():
     assert set(grandchild.then(1).banned()) == {2, 5}
     # A sibling that appended 4 instead knows (1, 4), not its cousin's (1, 5).
     assert set(child.then(4).then(1).banned()) == {2, 4}
+
+
+def test_long_documents_run_fewer_at_once_than_short_ones(pairs):
+    _, own = pairs["llama"]
+    settings = GenerationSettings(num_beams=2, max_new_tokens=10)
+    short = [own.tokenizer("Hi there")["input_ids"]] * 6
+    long = [own.tokenizer(" ".join(WORDS[:50]))["input_ids"]] * 6
+    # Room in the cache for six short documents, but only two long ones.
+    budget = 2 * settings.num_beams * (len(long[0]) + settings.max_new_tokens)
+    assert 6 * settings.num_beams * (len(short[0]) + settings.max_new_tokens) <= budget
+
+    def most_at_once(prompts) -> int:
+        loop = loop_for(own, settings, max_rows=100)
+        loop.max_cache_tokens = budget
+        counts = []
+        results = loop.run(
+            [Request(i, p) for i, p in enumerate(prompts)],
+            on_step=lambda documents: counts.append(len(documents)),
+        )
+        assert sorted(r.key for r in results) == list(range(6))
+        return max(counts)
+
+    assert most_at_once(short) == 6
+    assert most_at_once(long) == 2

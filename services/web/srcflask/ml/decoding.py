@@ -6,8 +6,9 @@ longest of the batch, and rebuilds its no-repeat-n-gram tables from the whole
 sequence of every beam at every step. This loop keeps the model's forward and
 its KV cache and does the rest itself:
 
-- a document is prefilled alone, once, with no padding; its cache is then
-  repeated for its beams and joins the running batch, left-padded to it;
+- a document is prefilled once (not once per beam), with prompts of similar
+  length together and little padding; its cache is then repeated for its beams
+  and joins the running batch, left-padded to it;
 - every step decodes the beams of all running documents in one forward pass;
 - a document joins at any step boundary (`more`) and leaves as soon as its
   search is over (`on_result`), so no document waits for the slowest;
@@ -26,6 +27,9 @@ from dataclasses import dataclass, field
 import torch
 
 NEG = -1.0e9  # the score transformers gives impossible candidates
+# Rows x padded length of the KV cache that documents may join up to (about 8 documents
+# of 1,000 tokens with 5 beams, or 16 short ones).
+MAX_CACHE_TOKENS = 48 * 1024
 
 
 @dataclass(frozen=True)
@@ -149,11 +153,20 @@ class BeamSearchLoop:
     `on_result` at once. `max_rows` caps the rows (documents x beams) in one step.
     """
 
-    def __init__(self, model, config: BeamConfig, *, device, max_rows: int | None = None):
+    def __init__(
+        self,
+        model,
+        config: BeamConfig,
+        *,
+        device,
+        max_rows: int | None = None,
+        max_cache_tokens: int = MAX_CACHE_TOKENS,
+    ):
         self.model = model
         self.config = config
         self.device = device
         self.max_rows = max(max_rows or 0, config.num_beams)
+        self.max_cache_tokens = max_cache_tokens
         self.eos = torch.tensor(config.eos_token_ids or [-1], device=device)
 
     # -- the loop -------------------------------------------------------------
@@ -174,10 +187,15 @@ class BeamSearchLoop:
         results: list[Finished] = []
         while True:
             free = self.max_rows - len(running) * beams
-            if more is not None and free >= beams:
+            cached = mask.shape[1] if mask is not None else 0
+            if more is not None and free >= beams and self._fits(len(running), cached, 1):
                 waiting.extend(more(free // beams))
             joining: list[_Document] = []
-            while waiting and (len(running) + len(joining) + 1) * beams <= self.max_rows:
+            while waiting:
+                longest = max(cached, len(waiting[0].prompt_ids))
+                if not self._fits(len(running) + len(joining), longest, len(waiting[0].prompt_ids)):
+                    break
+                cached = longest
                 joining.append(self._start(waiting.pop(0)))
             if not running and not joining:
                 if waiting:  # a single request larger than the cap still runs
@@ -199,10 +217,12 @@ class BeamSearchLoop:
                 cache, mask = output.past_key_values, step_mask
                 logits.append(output.logits[:, -1, :].to(dtype=torch.float32))
                 del output
-            for document in joining:
-                prompt_logits, prompt_cache = self._prefill(document)
-                logits.append(prompt_logits.expand(beams, -1))
-                cache, mask = self._merge(cache, mask, prompt_cache, document.prompt_length)
+            groups = _prefill_groups(joining)
+            joining = [document for group in groups for document in group]  # cache row order
+            for group in groups:
+                prompt_logits, prompt_cache, prompt_mask = self._prefill(group)
+                logits.append(prompt_logits.repeat_interleave(beams, dim=0))
+                cache, mask = self._merge(cache, mask, prompt_cache, prompt_mask)
             documents = running + joining
             sources, tokens = self._step(documents, torch.cat(logits, dim=0))
             cache.reorder_cache(sources)
@@ -231,6 +251,12 @@ class BeamSearchLoop:
                 cache, mask = _trim_left_padding(cache, mask)
         return results
 
+    def _fits(self, documents: int, longest: int, prompt_length: int) -> bool:
+        """Whether one more document fits beside `documents`, all padded to `longest`."""
+        rows = (documents + 1) * self.config.num_beams
+        tokens = rows * (max(longest, prompt_length) + self.config.max_new_tokens)
+        return rows <= self.max_rows and tokens <= self.max_cache_tokens
+
     # -- one document joining ----------------------------------------------------
     def _start(self, request: Request) -> _Document:
         config, beams = self.config, self.config.num_beams
@@ -256,24 +282,39 @@ class BeamSearchLoop:
             document.seen = [prompt for _ in range(beams)]
         return document
 
-    def _prefill(self, document: _Document):
-        ids = torch.tensor([list(document.request.prompt_ids)], device=self.device)
+    def _prefill(self, group: list[_Document]):
+        """Read the prompts of `group` in one forward pass, left-padded to the longest.
+
+        Returns the logits of each prompt's last position (one row per document),
+        and the cache and mask with each prompt repeated for its beams.
+        """
+        length = max(document.prompt_length for document in group)
+        ids = torch.zeros(len(group), length, dtype=torch.long, device=self.device)
+        mask = torch.zeros_like(ids)
+        for row, document in enumerate(group):
+            start = length - document.prompt_length
+            ids[row, start:] = torch.tensor(list(document.request.prompt_ids), device=self.device)
+            mask[row, start:] = 1
+        positions = (mask.cumsum(dim=1) - 1).clamp(min=0)
         with torch.inference_mode():
             output = self.model(
-                input_ids=ids, attention_mask=torch.ones_like(ids), use_cache=True, logits_to_keep=1
+                input_ids=ids,
+                attention_mask=mask,
+                position_ids=positions,
+                use_cache=True,
+                logits_to_keep=1,
             )
         logits = output.logits[:, -1, :].to(dtype=torch.float32)
         cache = output.past_key_values
-        cache.batch_repeat_interleave(self.config.num_beams)
-        return logits, cache
-
-    def _merge(self, cache, mask, joining, length: int):
-        """Add a joining document's cache (one prompt, its beams) to the running one."""
         beams = self.config.num_beams
-        joining_mask = torch.ones(beams, length, dtype=torch.long, device=self.device)
+        cache.batch_repeat_interleave(beams)
+        return logits, cache, mask.repeat_interleave(beams, dim=0)
+
+    def _merge(self, cache, mask, joining, joining_mask):
+        """Add joining documents' cache (their beams) to the running one, padding the shorter."""
         if cache is None:
             return joining, joining_mask
-        have = mask.shape[1]
+        have, length = mask.shape[1], joining_mask.shape[1]
         if length < have:
             _pad_left(joining, have - length)
             joining_mask = _pad_mask(joining_mask, have - length)
@@ -357,9 +398,7 @@ class BeamSearchLoop:
 
             # Can a running beam still beat the worst finished one? (transformers' heuristic)
             best_possible = document.running_scores[0] / (generated**config.length_penalty)
-            worst = torch.where(
-                document.is_finished, document.finished_scores.min(), torch.tensor(NEG)
-            )
+            worst = torch.where(document.is_finished, document.finished_scores.min(), NEG)
             document.can_improve = document.can_improve and bool((best_possible > worst).any())
             all_finished = bool(document.is_finished.all()) and config.early_stopping is True
             document.done = (not document.can_improve) or all_finished or bool(ends.all())
@@ -386,7 +425,10 @@ class BeamSearchLoop:
                         rows.extend([index * beams + beam] * len(found))
                         banned.extend(found)
             if rows:
-                log_probs[torch.tensor(rows), torch.tensor(banned)] = -math.inf
+                device = log_probs.device
+                log_probs[
+                    torch.tensor(rows, device=device), torch.tensor(banned, device=device)
+                ] = -math.inf
 
     def _result(self, document: _Document) -> Finished:
         length = int(document.finished_lengths[0])
@@ -396,6 +438,28 @@ class BeamSearchLoop:
             score=float(document.finished_scores[0]),
             steps=document.generated,
         )
+
+
+# Joining prompts are read together when padding them to the longest adds at most this
+# share of their tokens: one pass over the weights for many short prompts, and little
+# wasted work on long ones of different lengths.
+PREFILL_PADDING = 0.25
+
+
+def _prefill_groups(documents: list[_Document]) -> list[list[_Document]]:
+    """Split joining documents, by prompt length, into groups read in one pass each."""
+    groups: list[list[_Document]] = []
+    group: list[_Document] = []
+    for document in sorted(documents, key=lambda d: d.prompt_length):
+        real = sum(d.prompt_length for d in group) + document.prompt_length
+        padded = (len(group) + 1) * document.prompt_length  # sorted: it is the longest
+        if group and padded > (1 + PREFILL_PADDING) * real:
+            groups.append(group)
+            group = []
+        group.append(document)
+    if group:
+        groups.append(group)
+    return groups
 
 
 # -- the KV cache: left padding, so documents of any length share one batch ---------

@@ -26,7 +26,7 @@ from .turns import ModelTurns
 log = logging.getLogger(__name__)
 
 # Beams decoded together in one step at most, by default (documents x beams).
-DEFAULT_MAX_ROWS = 40
+DEFAULT_MAX_ROWS = 80
 # Called as progress(tokens_generated_so_far, max_new_tokens) after every decoding step.
 ProgressCallback = Callable[[int, int], None]
 
