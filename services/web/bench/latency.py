@@ -157,7 +157,8 @@ def main() -> None:
             return created["id"]
 
         # 1. One document's solo time: saved alone on an idle app (the model warm).
-        save(tokens[0], documents[-1])
+        warm_up = save(tokens[0], documents[-1])
+        wait_until_done(base, tokens[0], warm_up, time.monotonic() + 600)
         solo = []
         for document in documents[: args.solo]:
             document_id = save(tokens[0], document)
