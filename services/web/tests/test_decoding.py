@@ -8,7 +8,7 @@ import pytest
 import torch
 from transformers import NoRepeatNGramLogitsProcessor
 
-from srcflask.ml.decoding import BeamConfig, BeamSearchLoop, NgramBans, Request
+from srcflask.ml.decoding import NgramBans, Request
 from srcflask.ml.engine import TextGenerator
 from srcflask.ml.settings import GenerationSettings
 
@@ -72,14 +72,9 @@ def test_preset_settings_on_prompts_longer_than_the_batch_cap(pairs):
 
 
 def loop_for(generator: TextGenerator, settings: GenerationSettings, max_rows: int):
-    config = BeamConfig(
-        num_beams=settings.num_beams,
-        max_new_tokens=settings.max_new_tokens,
-        eos_token_ids=tuple(generator._eos_token_ids()),
-        no_repeat_ngram_size=settings.no_repeat_ngram_size,
-        early_stopping=settings.early_stopping,
-    )
-    return BeamSearchLoop(generator.model, config, device="cpu", max_rows=max_rows)
+    loop = generator._beam_loop(settings)  # the loop generate() runs, with its settings
+    loop.max_rows = max_rows
+    return loop
 
 
 def test_documents_join_at_a_step_boundary_and_leave_when_done(pairs):
