@@ -204,19 +204,9 @@ class BeamSearchLoop:
                     break
             logits = []
             if running:
-                step_mask = torch.cat([mask, mask.new_ones(mask.shape[0], 1)], dim=1)
-                positions = step_mask.sum(dim=1, keepdim=True) - 1
-                with torch.inference_mode():
-                    output = self.model(
-                        input_ids=next_tokens,
-                        attention_mask=step_mask,
-                        position_ids=positions,
-                        past_key_values=cache,
-                        use_cache=True,
-                    )
-                cache, mask = output.past_key_values, step_mask
-                logits.append(output.logits[:, -1, :].to(dtype=torch.float32))
-                del output
+                mask = torch.cat([mask, mask.new_ones(mask.shape[0], 1)], dim=1)
+                step_logits, cache = self._last_logits(next_tokens, mask, cache)
+                logits.append(step_logits)
             groups = _prefill_groups(joining)
             joining = [document for group in groups for document in group]  # cache row order
             for group in groups:
@@ -295,20 +285,27 @@ class BeamSearchLoop:
             start = length - document.prompt_length
             ids[row, start:] = torch.tensor(list(document.request.prompt_ids), device=self.device)
             mask[row, start:] = 1
-        positions = (mask.cumsum(dim=1) - 1).clamp(min=0)
+        logits, cache = self._last_logits(ids, mask)
+        beams = self.config.num_beams
+        cache.batch_repeat_interleave(beams)
+        return logits, cache, mask.repeat_interleave(beams, dim=0)
+
+    def _last_logits(self, ids, mask, cache=None):
+        """Run the model on `ids` (the last columns of `mask`); the last position's logits.
+
+        Positions count only real tokens, so left padding shifts nothing.
+        """
+        positions = (mask.cumsum(dim=1) - 1).clamp(min=0)[:, -ids.shape[1] :]
         with torch.inference_mode():
             output = self.model(
                 input_ids=ids,
                 attention_mask=mask,
                 position_ids=positions,
+                past_key_values=cache,
                 use_cache=True,
                 logits_to_keep=1,
             )
-        logits = output.logits[:, -1, :].to(dtype=torch.float32)
-        cache = output.past_key_values
-        beams = self.config.num_beams
-        cache.batch_repeat_interleave(beams)
-        return logits, cache, mask.repeat_interleave(beams, dim=0)
+        return output.logits[:, -1, :].to(dtype=torch.float32), output.past_key_values
 
     def _merge(self, cache, mask, joining, joining_mask):
         """Add joining documents' cache (their beams) to the running one, padding the shorter."""
