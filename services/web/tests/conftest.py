@@ -252,13 +252,14 @@ def editor_client(app, editor) -> FlaskClient:
 
 @pytest.fixture(scope="session")
 def tiny_models(tmp_path_factory) -> dict[str, Path]:
-    """Tiny GPT-2 and Llama folders (raw and chat), a second Llama, and a GGUF file."""
+    """Tiny GPT-2, Llama and Gemma 3 folders (raw and chat), a second Llama, and a GGUF file."""
     from . import tinymodels
 
     root = tmp_path_factory.mktemp("tiny-models")
     return {
         "gpt2": tinymodels.build_model("gpt2", root / "gpt2"),
         "llama": tinymodels.build_model("llama", root / "llama"),
+        "gemma3": tinymodels.build_model("gemma3", root / "gemma3"),
         # Room for a chat template with the default system line and 100 new tokens.
         "llama-chat": tinymodels.build_model(
             "llama", root / "llama-chat", chat=True, seed=3, context=512

@@ -8,8 +8,9 @@ import pytest
 import torch
 from transformers import NoRepeatNGramLogitsProcessor
 
-from srcflask.ml.decoding import NgramBans, Request
+from srcflask.ml.decoding import NgramBans, Request, _Document, _prefill_groups
 from srcflask.ml.engine import TextGenerator
+from srcflask.ml.prompt_cache import SharedPromptCache
 from srcflask.ml.settings import GenerationSettings
 
 from .tinymodels import SENTENCES
@@ -25,7 +26,7 @@ def pairs(tiny_models) -> dict[str, tuple[TextGenerator, TextGenerator]]:
             TextGenerator(tiny_models[kind], own_beam_search=False),
             TextGenerator(tiny_models[kind], own_beam_search=True),
         )
-        for kind in ("gpt2", "llama")
+        for kind in ("gpt2", "llama", "gemma3")
     }
 
 
@@ -43,7 +44,7 @@ def random_settings(rng: random.Random) -> GenerationSettings:
     )
 
 
-@pytest.mark.parametrize("kind", ["gpt2", "llama"])
+@pytest.mark.parametrize("kind", ["gpt2", "llama", "gemma3"])
 @pytest.mark.parametrize("seed", range(6))
 def test_the_same_tokens_as_transformers_beam_search(pairs, kind, seed):
     reference, own = pairs[kind]
@@ -77,8 +78,9 @@ def loop_for(generator: TextGenerator, settings: GenerationSettings, max_rows: i
     return loop
 
 
-def test_documents_join_at_a_step_boundary_and_leave_when_done(pairs):
-    reference, own = pairs["gpt2"]
+@pytest.mark.parametrize("kind", ["gpt2", "gemma3"])  # gemma3: sliding layers too
+def test_documents_join_at_a_step_boundary_and_leave_when_done(pairs, kind):
+    reference, own = pairs[kind]
     rng = random.Random("join")
     settings = GenerationSettings(num_beams=3, max_new_tokens=30, no_repeat_ngram_size=3)
     # Short enough for the tiny model's 128 positions with 30 new tokens.
@@ -177,3 +179,48 @@ def test_long_documents_run_fewer_at_once_than_short_ones(pairs):
 
     assert most_at_once(short) == 6
     assert most_at_once(long) == 2
+
+
+def test_a_prompt_is_cached_once_however_many_beams_continue_it(pairs):
+    _, own = pairs["gemma3"]  # sliding layers keep only their window of the prompt
+    beams, window = 5, own.model.config.sliding_window
+    prompts = [own.tokenizer(" ".join(WORDS[:n]))["input_ids"] for n in (3, 30)]
+    lengths = [len(p) for p in prompts]
+    assert lengths[0] < window - 1 < lengths[1]
+    loop = loop_for(own, GenerationSettings(num_beams=beams), max_rows=20)
+    ids = torch.tensor([[0] * (lengths[1] - lengths[0]) + prompts[0], prompts[1]])
+    mask = torch.arange(lengths[1])[None, :] >= torch.tensor([lengths[1] - lengths[0], 0])[:, None]
+    _, prefilled = loop._last_logits(ids, mask.long())
+
+    cache = SharedPromptCache.like(prefilled, beams)
+    cache.add(prefilled, lengths)
+
+    for layer in cache.layers:
+        shown = [min(n, window - 1) if layer.is_sliding else n for n in lengths]
+        assert [keys.shape[:3] for keys, _ in layer.prompts] == [(1, 1, n) for n in shown]
+    # One decoding step: each beam stores its own token; a reorder moves only those.
+    step_logits, _ = loop._last_logits(
+        torch.arange(2 * beams).view(-1, 1), cache.attention_mask("cpu"), cache
+    )
+    cache.stepped()
+    before = [layer.generated[0][0].clone() for layer in cache.layers]
+    cache.reorder_cache(torch.tensor([0, 0, 1, 2, 3, 5, 6, 7, 8, 9]))
+    assert step_logits.shape[0] == 2 * beams
+    assert cache.rows.lengths == [n + 1 for n in lengths]
+    for layer, old in zip(cache.layers, before, strict=True):
+        assert [keys.shape[:3] for keys, _ in layer.generated] == [(beams, 1, 1)] * 2
+        # Beams 0 and 1 now continue beam 0; beam 2 continues beam 1, ...
+        assert torch.equal(layer.generated[0][0], old[[0, 0, 1, 2, 3]])
+        assert not torch.equal(old[0], old[1])
+
+
+def test_joining_prompts_are_read_together_by_length_and_in_passes_of_bounded_size():
+    def groups(lengths):
+        documents = [_Document(Request(i, [1] * n), n) for i, n in enumerate(lengths)]
+        return [[d.prompt_length for d in group] for group in _prefill_groups(documents)]
+
+    assert groups([12, 10, 14, 9]) == [[9, 10, 12, 14]]  # little padding: one pass
+    assert groups([100, 900, 950]) == [[100], [900, 950]]  # far apart: padding wasted
+    # Long prompts of one length: at most PREFILL_TOKENS tokens per pass.
+    assert groups([900] * 10) == [[900] * 4, [900] * 4, [900] * 2]
+    assert groups([5000]) == [[5000]]  # alone, a prompt longer than that still runs

@@ -1,7 +1,9 @@
 """Tiny language models built on the spot for tests: no network, a few hundred KB each.
 
 A byte-level BPE tokenizer is trained with `tokenizers` on a few sentences;
-GPT-2 and Llama models with two layers use it, saved as safetensors. A tiny
+GPT-2 and Llama models with two layers use it, and a Gemma 3 with sliding-window
+layers (a window of 8 positions, so short prompts already slide), saved as
+safetensors. A tiny
 Llama is also written as a quantized GGUF file with the `gguf` package.
 """
 
@@ -65,9 +67,16 @@ def hf_tokenizer(chat: bool):
 def build_model(
     kind: str, folder: Path, *, chat: bool = False, seed: int = 0, context: int = CONTEXT
 ) -> Path:
-    """Save a random two-layer `gpt2` or `llama` model with its tokenizer in `folder`."""
+    """Save a random small `gpt2`, `llama` or `gemma3` model with its tokenizer in `folder`."""
     import torch
-    from transformers import GPT2Config, GPT2LMHeadModel, LlamaConfig, LlamaForCausalLM
+    from transformers import (
+        Gemma3ForCausalLM,
+        Gemma3TextConfig,
+        GPT2Config,
+        GPT2LMHeadModel,
+        LlamaConfig,
+        LlamaForCausalLM,
+    )
 
     tokenizer = hf_tokenizer(chat)
     special = {
@@ -86,6 +95,21 @@ def build_model(
             **special,
         )
         model = GPT2LMHeadModel(config)
+    elif kind == "gemma3":
+        config = Gemma3TextConfig(
+            vocab_size=len(tokenizer),
+            hidden_size=64,
+            intermediate_size=128,
+            num_hidden_layers=3,
+            num_attention_heads=2,
+            num_key_value_heads=1,
+            head_dim=32,
+            sliding_window=8,
+            layer_types=["sliding_attention", "sliding_attention", "full_attention"],
+            max_position_embeddings=context,
+            **special,
+        )
+        model = Gemma3ForCausalLM(config)
     else:
         config = LlamaConfig(
             vocab_size=len(tokenizer),

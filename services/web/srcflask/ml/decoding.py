@@ -3,12 +3,13 @@
 `transformers`' `generate()` copies each prompt to its beams before the
 prefill (so a long document is read five times), pads every prompt to the
 longest of the batch, and rebuilds its no-repeat-n-gram tables from the whole
-sequence of every beam at every step. This loop keeps the model's forward and
-its KV cache and does the rest itself:
+sequence of every beam at every step. This loop keeps the model's forward (its
+attention included) and does the rest itself:
 
 - a document is prefilled once (not once per beam), with prompts of similar
-  length together and little padding; its cache is then repeated for its beams
-  and joins the running batch, left-padded to it;
+  length together and little padding; its keys and values are kept once for
+  all its beams (`prompt_cache.SharedPromptCache`), each beam keeping only the
+  tokens it generated;
 - every step decodes the beams of all running documents in one forward pass;
 - a document joins at any step boundary (`more`) and leaves as soon as its
   search is over (`on_result`), so no document waits for the slowest;
@@ -20,15 +21,21 @@ its KV cache and does the rest itself:
 
 from __future__ import annotations
 
+import inspect
 import math
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 
 import torch
+from transformers import DynamicCache
+
+from .memory import release_freed_memory
+from .prompt_cache import SharedPromptCache
 
 NEG = -1.0e9  # the score transformers gives impossible candidates
-# Rows x padded length of the KV cache that documents may join up to (about 8 documents
-# of 1,000 tokens with 5 beams, or 16 short ones).
+# Rows x padded length that documents may join up to: each layer lays out that many
+# positions of keys and values for its attention (about 8 documents of 1,000 tokens
+# with 5 beams, or 16 short ones).
 MAX_CACHE_TOKENS = 48 * 1024
 
 
@@ -168,6 +175,9 @@ class BeamSearchLoop:
         self.max_rows = max(max_rows or 0, config.num_beams)
         self.max_cache_tokens = max_cache_tokens
         self.eos = torch.tensor(config.eos_token_ids or [-1], device=device)
+        # transformers 5.x renamed the forward's `past_key_values` to `cache`.
+        parameters = inspect.signature(model.forward).parameters
+        self._cache_argument = "cache" if "cache" in parameters else "past_key_values"
 
     # -- the loop -------------------------------------------------------------
     def run(
@@ -181,13 +191,12 @@ class BeamSearchLoop:
         beams = self.config.num_beams
         waiting = list(requests)
         running: list[_Document] = []
-        cache = None
-        mask = None  # (rows, cached length) 1 for real tokens, 0 for left padding
+        cache: SharedPromptCache | None = None
         next_tokens = None  # (rows, 1)
         results: list[Finished] = []
         while True:
             free = self.max_rows - len(running) * beams
-            cached = mask.shape[1] if mask is not None else 0
+            cached = cache.rows.history if cache is not None else 0
             if more is not None and free >= beams and self._fits(len(running), cached, 1):
                 waiting.extend(more(free // beams))
             joining: list[_Document] = []
@@ -204,23 +213,27 @@ class BeamSearchLoop:
                     break
             logits = []
             if running:
-                mask = torch.cat([mask, mask.new_ones(mask.shape[0], 1)], dim=1)
-                step_logits, cache = self._last_logits(next_tokens, mask, cache)
+                step_logits, _ = self._last_logits(
+                    next_tokens, cache.attention_mask(self.device), cache
+                )
+                cache.stepped()
                 logits.append(step_logits)
             groups = _prefill_groups(joining)
             joining = [document for group in groups for document in group]  # cache row order
             for group in groups:
-                prompt_logits, prompt_cache, prompt_mask = self._prefill(group)
+                prompt_logits, prefilled = self._prefill(group)
                 logits.append(prompt_logits.repeat_interleave(beams, dim=0))
-                cache, mask = self._merge(cache, mask, prompt_cache, prompt_mask)
+                if cache is None:
+                    cache = SharedPromptCache.like(prefilled, beams)
+                cache.add(prefilled, [document.prompt_length for document in group])
             documents = running + joining
             sources, tokens = self._step(documents, torch.cat(logits, dim=0))
             cache.reorder_cache(sources)
-            mask = mask[sources]
             next_tokens = tokens.view(-1, 1)
             if on_step is not None:
                 on_step(documents)
-            keep = []
+            release_freed_memory()
+            kept = []
             running = []
             for index, document in enumerate(documents):
                 if document.done:
@@ -230,15 +243,17 @@ class BeamSearchLoop:
                         on_result(finished)
                 else:
                     running.append(document)
-                    keep.extend(range(index * beams, (index + 1) * beams))
-            if len(keep) < len(documents) * beams:
-                if not keep:
-                    cache = mask = next_tokens = None
+                    kept.append(index)
+            if len(kept) < len(documents):
+                if not kept:
+                    cache = next_tokens = None
                     continue
-                rows = torch.tensor(keep, device=self.device)
-                cache.batch_select_indices(rows)
-                mask, next_tokens = mask[rows], next_tokens[rows]
-                cache, mask = _trim_left_padding(cache, mask)
+                cache.select(kept)
+                rows = torch.tensor(
+                    [index * beams + beam for index in kept for beam in range(beams)],
+                    device=self.device,
+                )
+                next_tokens = next_tokens[rows]
         return results
 
     def _fits(self, documents: int, longest: int, prompt_length: int) -> bool:
@@ -275,8 +290,8 @@ class BeamSearchLoop:
     def _prefill(self, group: list[_Document]):
         """Read the prompts of `group` in one forward pass, left-padded to the longest.
 
-        Returns the logits of each prompt's last position (one row per document),
-        and the cache and mask with each prompt repeated for its beams.
+        Returns the logits of each prompt's last position and the model's cache,
+        one row per document (its beams share that row).
         """
         length = max(document.prompt_length for document in group)
         ids = torch.zeros(len(group), length, dtype=torch.long, device=self.device)
@@ -285,10 +300,7 @@ class BeamSearchLoop:
             start = length - document.prompt_length
             ids[row, start:] = torch.tensor(list(document.request.prompt_ids), device=self.device)
             mask[row, start:] = 1
-        logits, cache = self._last_logits(ids, mask)
-        beams = self.config.num_beams
-        cache.batch_repeat_interleave(beams)
-        return logits, cache, mask.repeat_interleave(beams, dim=0)
+        return self._last_logits(ids, mask)
 
     def _last_logits(self, ids, mask, cache=None):
         """Run the model on `ids` (the last columns of `mask`); the last position's logits.
@@ -296,34 +308,18 @@ class BeamSearchLoop:
         Positions count only real tokens, so left padding shifts nothing.
         """
         positions = (mask.cumsum(dim=1) - 1).clamp(min=0)[:, -ids.shape[1] :]
+        if cache is None:
+            cache = DynamicCache(config=self.model.config)
         with torch.inference_mode():
             output = self.model(
                 input_ids=ids,
                 attention_mask=mask,
                 position_ids=positions,
-                past_key_values=cache,
                 use_cache=True,
                 logits_to_keep=1,
+                **{self._cache_argument: cache},
             )
-        return output.logits[:, -1, :].to(dtype=torch.float32), output.past_key_values
-
-    def _merge(self, cache, mask, joining, joining_mask):
-        """Add joining documents' cache (their beams) to the running one, padding the shorter."""
-        if cache is None:
-            return joining, joining_mask
-        have, length = mask.shape[1], joining_mask.shape[1]
-        if length < have:
-            _pad_left(joining, have - length)
-            joining_mask = _pad_mask(joining_mask, have - length)
-        elif length > have:
-            _pad_left(cache, length - have)
-            mask = _pad_mask(mask, length - have)
-        for layer, other in zip(cache.layers, joining.layers, strict=True):
-            if not other.is_initialized:
-                continue
-            layer.keys = torch.cat([layer.keys, other.keys], dim=0)
-            layer.values = torch.cat([layer.values, other.values], dim=0)
-        return cache, torch.cat([mask, joining_mask], dim=0)
+        return output.logits[:, -1, :].to(dtype=torch.float32), cache
 
     # -- one step of the search ----------------------------------------------------
     def _step(self, documents: list[_Document], logits: torch.Tensor):
@@ -441,6 +437,9 @@ class BeamSearchLoop:
 # share of their tokens: one pass over the weights for many short prompts, and little
 # wasted work on long ones of different lengths.
 PREFILL_PADDING = 0.25
+# ... and while the pass reads at most this many tokens (padding included): the
+# activations of a pass grow with its tokens, the gain from one pass does not.
+PREFILL_TOKENS = 4096
 
 
 def _prefill_groups(documents: list[_Document]) -> list[list[_Document]]:
@@ -450,60 +449,10 @@ def _prefill_groups(documents: list[_Document]) -> list[list[_Document]]:
     for document in sorted(documents, key=lambda d: d.prompt_length):
         real = sum(d.prompt_length for d in group) + document.prompt_length
         padded = (len(group) + 1) * document.prompt_length  # sorted: it is the longest
-        if group and padded > (1 + PREFILL_PADDING) * real:
+        if group and (padded > (1 + PREFILL_PADDING) * real or padded > PREFILL_TOKENS):
             groups.append(group)
             group = []
         group.append(document)
     if group:
         groups.append(group)
     return groups
-
-
-# -- the KV cache: left padding, so documents of any length share one batch ---------
-
-
-def _pad_mask(mask: torch.Tensor, extra: int) -> torch.Tensor:
-    return torch.cat([mask.new_zeros(mask.shape[0], extra), mask], dim=1)
-
-
-def _pad_left(cache, extra: int) -> None:
-    """Put `extra` empty positions before every row of `cache` (masked out by the caller)."""
-    for layer in cache.layers:
-        if not layer.is_initialized:
-            continue
-        if getattr(layer, "is_sliding", False):
-            # A sliding layer keeps only the last `sliding_window - 1` positions.
-            layer.cumulative_length += extra
-            want = min(layer.cumulative_length, layer.sliding_window - 1)
-            missing = want - layer.keys.shape[-2]
-        else:
-            missing = extra
-        if missing > 0:
-            layer.keys = _zeros_before(layer.keys, missing)
-            layer.values = _zeros_before(layer.values, missing)
-
-
-def _zeros_before(tensor: torch.Tensor, count: int) -> torch.Tensor:
-    shape = list(tensor.shape)
-    shape[-2] = count
-    return torch.cat([tensor.new_zeros(shape), tensor], dim=-2)
-
-
-def _trim_left_padding(cache, mask: torch.Tensor):
-    """Drop the leading positions that every remaining row has as padding."""
-    real = mask.any(dim=0).nonzero()
-    unused = int(real[0]) if len(real) else 0
-    if unused == 0:
-        return cache, mask
-    for layer in cache.layers:
-        if not layer.is_initialized:
-            continue
-        if getattr(layer, "is_sliding", False):
-            layer.cumulative_length -= unused
-            keep = min(layer.cumulative_length, layer.sliding_window - 1)
-            layer.keys = layer.keys[:, :, layer.keys.shape[-2] - keep :]
-            layer.values = layer.values[:, :, layer.values.shape[-2] - keep :]
-        else:
-            layer.keys = layer.keys[:, :, unused:]
-            layer.values = layer.values[:, :, unused:]
-    return cache, mask[:, unused:]
