@@ -47,6 +47,12 @@ def run_migrations_online():
     conf_args.setdefault("render_item", render_item)
 
     with target_db.engine.connect() as connection:
+        sqlite = connection.dialect.name == "sqlite"
+        if sqlite:
+            # SQLite alters a table by rebuilding it; with foreign keys enforced, rebuilding
+            # one that other rows reference fails. They are checked after the migration.
+            connection.exec_driver_sql("PRAGMA foreign_keys=OFF")
+            connection.commit()
         locked = connection.dialect.name == "postgresql"
         if locked:
             # Web and worker containers may boot together: one migrates, the other waits.
@@ -59,6 +65,12 @@ def run_migrations_online():
             with context.begin_transaction():
                 context.run_migrations()
         finally:
+            if sqlite:
+                broken = connection.exec_driver_sql("PRAGMA foreign_key_check").all()
+                connection.exec_driver_sql("PRAGMA foreign_keys=ON")
+                connection.commit()
+                if broken:
+                    raise RuntimeError(f"the migration left broken foreign keys: {broken[:5]}")
             if locked:
                 # The lock belongs to the session, which the pool keeps open: a failed
                 # migration must not leave the next attempt waiting for ever.

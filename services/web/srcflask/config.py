@@ -125,6 +125,16 @@ class BaseConfig:
     JOB_RESEND_SECONDS = 300
     JOB_VISIBILITY_SECONDS = 600
 
+    # Fine-tuning. Runs go to their own Celery queue, consumed only by workers started
+    # for it (`-Q training`, on a GPU machine for example). TRAINING_DIR holds their
+    # checkpoints (defaults to <instance>/training); it must be shared by those workers.
+    TRAINING_QUEUE = "training"
+    TRAINING_DIR: str | None = None
+    TRAINING_MIN_REVIEWS = 20
+    # A run whose worker has not reported for this long is taken over (at once when the
+    # worker's process is gone from this host); one step must fit in it.
+    TRAINING_STALE_SECONDS = 600
+
     # Settings an environment variable of the same name may set (DATABASE_URL sets
     # SQLALCHEMY_DATABASE_URI). The type of the default decides how the value is read.
     FROM_ENVIRONMENT: ClassVar[frozenset[str]] = frozenset(
@@ -166,6 +176,10 @@ class BaseConfig:
             "JOB_SWEEP_SECONDS",
             "JOB_RESEND_SECONDS",
             "JOB_VISIBILITY_SECONDS",
+            "TRAINING_QUEUE",
+            "TRAINING_DIR",
+            "TRAINING_MIN_REVIEWS",
+            "TRAINING_STALE_SECONDS",
         }
     )
     ALIASES: ClassVar[dict[str, str]] = {"DATABASE_URL": "SQLALCHEMY_DATABASE_URI"}
@@ -231,6 +245,8 @@ def load_config(env_name: str | None, instance_path: str) -> dict:
         settings["JOBS_MODE"] = "celery" if settings["CELERY_BROKER_URL"] else "local"
     if settings["MODEL_STORE"] is None:
         settings["MODEL_STORE"] = str(Path(instance_path) / "models")
+    if settings["TRAINING_DIR"] is None:
+        settings["TRAINING_DIR"] = str(Path(instance_path) / "training")
     if settings["MODEL_CACHE"] is None:
         cache_home = env_str("XDG_CACHE_HOME") or str(Path.home() / ".cache")
         settings["MODEL_CACHE"] = str(Path(cache_home) / "srcflask")

@@ -54,12 +54,26 @@ def format_percent(share: float | None) -> str:
     return f"{share:.0%}"
 
 
+def format_duration(seconds: float | None) -> str:
+    """A measured time span, from seconds to days: "40 s", "12 min", "3.5 h", "2.0 days"."""
+    if seconds is None:
+        return "—"
+    if seconds < 90:
+        return f"{seconds:.0f} s"
+    if seconds < 90 * 60:
+        return f"{seconds / 60:.0f} min"
+    if seconds < 36 * 3600:
+        return f"{seconds / 3600:.1f} h"
+    return f"{seconds / 86400:.1f} days"
+
+
 def init_app(app: Flask) -> None:
     app.add_template_filter(format_datetime, "datetime")
     app.add_template_filter(format_filesize, "filesize")
     app.add_template_filter(about_seconds, "about_seconds")
     app.add_template_filter(format_count, "count")
     app.add_template_filter(format_percent, "percent")
+    app.add_template_filter(format_duration, "duration")
 
     from .accounts.audit import sentence
     from .documents.schemas import machine_text_state

@@ -260,6 +260,10 @@ def tiny_models(tmp_path_factory) -> dict[str, Path]:
         "gpt2": tinymodels.build_model("gpt2", root / "gpt2"),
         "llama": tinymodels.build_model("llama", root / "llama"),
         "gemma3": tinymodels.build_model("gemma3", root / "gemma3"),
+        # Larger weights: a model this small can only learn when its logits can move.
+        "llama-trainable": tinymodels.build_model(
+            "llama", root / "llama-trainable", seed=5, init_std=0.3
+        ),
         # Room for a chat template with the default system line and 100 new tokens.
         "llama-chat": tinymodels.build_model(
             "llama", root / "llama-chat", chat=True, seed=3, context=512

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 import pytest
 
 from srcflask.extensions import db
-from srcflask.models import ApiToken, GenerationJob, Role, User, UserStatus
+from srcflask.models import ApiToken, GenerationJob, Role, TrainingRun, User, UserStatus
 
 from .conftest import plant_session
 from .factories import DocumentFactory, ModelVersionFactory
@@ -215,6 +215,28 @@ MATRIX: dict[tuple[str, str], Row] = {
         data={"role": "editor"},
     ),
     ("GET", "/admin/models"): Row("/admin/models", only(["admin"], 200)),
+    ("GET", "/admin/reviews"): Row("/admin/reviews", only(["admin"], 200)),
+    ("GET", "/admin/training"): Row("/admin/training", only(["admin"], 200)),
+    # The form names no version these tests have: refused with the reason.
+    ("POST", "/admin/training"): Row(
+        "/admin/training",
+        only(["admin"], 422, post=True),
+        data={"parent": "{version}", "name": "tuned", "epochs": "1", "learning_rate": "0.001"},
+    ),
+    ("GET", "/admin/training/<int:run_id>"): Row("/admin/training/{run}", only(["admin"], 200)),
+    ("GET", "/admin/training/<int:run_id>/progress"): Row(
+        "/admin/training/{run}/progress", only(["admin"], 200)
+    ),
+    ("POST", "/admin/training/<int:run_id>/cancel"): Row(
+        "/admin/training/{run}/cancel",
+        only(["admin"], (303, "/admin/training/{run}"), post=True),
+    ),
+    ("POST", "/admin/models/rollback"): Row(
+        "/admin/models/rollback", only(["admin"], (303, "/admin/models"), post=True)
+    ),
+    ("GET", "/admin/reviews/export.<any(csv, jsonl):kind>"): Row(
+        "/admin/reviews/export.jsonl", only(["admin"], 200)
+    ),
     # The fixture's version has no terms file, so even an admin finds nothing there.
     ("GET", "/admin/models/<int:version_id>/license"): Row(
         "/admin/models/{version}/license", only(["admin"], 404)
@@ -319,6 +341,9 @@ MATRIX: dict[tuple[str, str], Row] = {
         api_only(["admin"], 200),
         json={"version": "{version_number}", "alias": "candidate"},
     ),
+    ("GET", "/api/v1/models/<string:name>/<int:version>/metrics"): Row(
+        "/api/v1/models/fake-model/{version_number}/metrics", api_only(["admin"], 200)
+    ),
     ("GET", "/api/v1/users"): Row("/api/v1/users", api_only(["admin"], 200)),
     ("POST", "/api/v1/users/<int:user_id>/approve"): Row(
         "/api/v1/users/{target}/approve", api_only(["admin"], 200)
@@ -385,7 +410,8 @@ def test_access(app, make_user, route, visitor):
         document = DocumentFactory(owner=owner_user, editor=db.session.get(User, editor.id))
         token, _ = ApiToken.issue(owner_user, "owner's token", 30)
         job = GenerationJob(user=owner_user, prompt="Hello", settings={})
-        db.session.add_all([token, job])
+        run = TrainingRun(parent=model, name="tuned", created_by_label="command line")
+        db.session.add_all([token, job, run])
         db.session.flush()
         secret = None
         if visitor_id is not None:
@@ -400,6 +426,7 @@ def test_access(app, make_user, route, visitor):
             "mt": document.revisions[0].machine_text.id,
             "job": job.id,
             "token": token.id,
+            "run": run.id,
         }
     client = app.test_client()
     headers = {}

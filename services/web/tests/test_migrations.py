@@ -73,3 +73,39 @@ def test_0008_keeps_accounts_and_refuses_to_downgrade_over_repeated_signups(
         with db.engine.begin() as connection:
             assert connection.execute(sa.text("SELECT id FROM users")).scalars().all() == [1]
         db.engine.dispose()
+
+
+def test_0009_measures_the_edit_distance_of_reviews_written_before_it(empty_database_url, tmp_path):
+    from srcflask.models import Decision, Review
+
+    from .factories import DocumentFactory, ModelVersionFactory
+
+    app = make_app(empty_database_url, tmp_path / "instance")
+    with app.app_context():
+        flask_migrate.upgrade()
+        version = ModelVersionFactory()
+        for decision, final in [
+            (Decision.ACCEPTED, None),
+            (Decision.EDITED, "abXY"),
+            (Decision.REJECTED, None),
+        ]:
+            document = DocumentFactory(
+                machine_text__text="abcd", machine_text__model_version=version
+            )
+            db.session.add(
+                Review(
+                    machine_text=document.revisions[0].machine_text,
+                    decision=decision,
+                    text=final,
+                )
+            )
+        db.session.commit()
+        db.session.remove()
+        flask_migrate.downgrade(revision="0008")  # as they were before 0009
+        flask_migrate.upgrade()
+        with db.engine.begin() as connection:
+            rows = connection.execute(
+                sa.text("SELECT decision, edit_distance FROM reviews ORDER BY id")
+            ).all()
+        db.engine.dispose()
+    assert rows == [("accepted", 0.0), ("edited", 0.5), ("rejected", None)]

@@ -65,7 +65,13 @@ def hf_tokenizer(chat: bool):
 
 
 def build_model(
-    kind: str, folder: Path, *, chat: bool = False, seed: int = 0, context: int = CONTEXT
+    kind: str,
+    folder: Path,
+    *,
+    chat: bool = False,
+    seed: int = 0,
+    context: int = CONTEXT,
+    init_std: float = 0.02,
 ) -> Path:
     """Save a random small `gpt2`, `llama` or `gemma3` model with its tokenizer in `folder`."""
     import torch
@@ -120,6 +126,7 @@ def build_model(
             num_key_value_heads=1,
             max_position_embeddings=context,
             tie_word_embeddings=True,
+            initializer_range=init_std,
             **special,
         )
         model = LlamaForCausalLM(config)

@@ -78,6 +78,15 @@ PHRASES: dict[str, Callable[[str, dict[str, Any]], str]] = {
         f"of documents, {_bpc(d.get('bits_per_char'))} bits per character"
     ),
     "model.import": lambda t, d: f"imported {t}",
+    "model.rollback": lambda t, d: (
+        f"rolled the {d.get('alias')} alias back to {t}"
+        + (f" (from {d['previous']})" if d.get("previous") else "")
+    ),
+    "model.train": lambda t, d: (
+        f"started fine-tuning {t} into {d.get('name')} on {_value(d.get('reviews'))} "
+        f"reviews (training run {d.get('run')})"
+    ),
+    "model.train_cancel": lambda t, d: f"cancelled training run {d.get('run')} of {t}",
     "model.measure_speed": lambda t, d: (
         f"measured {t} at {d.get('greedy_tokens_per_second')} tokens/s greedy and "
         f"{d.get('beam_tokens_per_second')} tokens/s beam search"

@@ -5,13 +5,8 @@ Every rule, and every commit, is in `documents.service`.
 
 from __future__ import annotations
 
-import csv
-import io
-import json
-
 from flask import (
     Blueprint,
-    Response,
     abort,
     current_app,
     flash,
@@ -19,12 +14,12 @@ from flask import (
     redirect,
     render_template,
     request,
-    stream_with_context,
     url_for,
 )
 from flask_login import current_user
 
 from ..areas import admin_bp, editor_bp, sponsor_bp
+from ..downloads import download
 from ..inputs import accepts_files
 from ..models import MachineTextStatus, Role
 from ..models.documents import BODY_MAX
@@ -215,42 +210,11 @@ def sponsor_documents():
     return render_document_list("sponsor/documents.html")
 
 
-# A spreadsheet runs a cell that starts with one of these as a formula: such cells get a '.
-FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
-
-
-def spreadsheet_safe(value):
-    if isinstance(value, str) and value.startswith(FORMULA_STARTS):
-        return "'" + value
-    return value
-
-
 @sponsor_bp.get("/documents/export.<any(csv, jsonl):kind>", endpoint="export_documents")
 def export_documents(kind: str):
     """The sponsor's documents with their latest machine text and review, as CSV or JSONL."""
     rows = service.export_rows(current_user)
-
-    def csv_lines():
-        buffer = io.StringIO()
-        writer = csv.DictWriter(buffer, fieldnames=service.EXPORT_FIELDS)
-        writer.writeheader()
-        for row in rows:
-            writer.writerow({key: spreadsheet_safe(value) for key, value in row.items()})
-            yield buffer.getvalue()
-            buffer.seek(0)
-            buffer.truncate()
-        yield buffer.getvalue()
-
-    def json_lines():
-        for row in rows:
-            yield json.dumps(row, ensure_ascii=False) + "\n"
-
-    body = stream_with_context(csv_lines() if kind == "csv" else json_lines())
-    mimetype = "text/csv" if kind == "csv" else "application/x-ndjson"
-    response = Response(body, mimetype=f"{mimetype}; charset=utf-8")
-    response.headers["Content-Disposition"] = f'attachment; filename="srcflask-documents.{kind}"'
-    response.headers["Cache-Control"] = "no-store"
-    return response
+    return download(rows, service.EXPORT_FIELDS, kind, "srcflask-documents")
 
 
 @sponsor_bp.route("/documents/import", methods=["GET", "POST"], endpoint="import_documents")

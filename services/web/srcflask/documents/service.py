@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from flask import current_app
+from rapidfuzz.distance import Levenshtein
 from sqlalchemy import Select, and_, func, or_, select, update
 from sqlalchemy.orm import aliased, joinedload, selectinload
 
@@ -614,6 +615,7 @@ def review_machine_text(
         editor=editor,
         decision=decision,
         text=text if decision is Decision.EDITED else None,
+        edit_distance=final_text_distance(decision, machine_text.text, text),
     )
     db.session.add(review)
     if decision is Decision.REJECTED:
@@ -627,6 +629,18 @@ def review_machine_text(
     review.revision = new_revision
     _commit_and_queue(new_revision)
     return review
+
+
+def final_text_distance(decision: Decision, machine: str | None, final: str | None):
+    """Normalised edit distance (0 to 1) from the machine text to the editor's final text.
+
+    0 when it was accepted as it was; None when it was rejected (no final text).
+    """
+    if decision is Decision.REJECTED:
+        return None
+    if decision is Decision.ACCEPTED:
+        return 0.0
+    return Levenshtein.normalized_distance(machine or "", final or "")
 
 
 # A body ending here has finished its sentence: the continuation starts a paragraph.

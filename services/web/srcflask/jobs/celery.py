@@ -93,6 +93,15 @@ class CeleryRunner:
         from . import work
         from .tasks import task_for
 
+        if kind == "training":
+            from .tasks import train_model
+
+            for run_id in ids:
+                try:
+                    train_model.apply_async((run_id,), queue=self.app.config["TRAINING_QUEUE"])
+                except Exception:
+                    log.exception("could not send training run %s to the broker", run_id)
+            return
         task = task_for(kind or work.MACHINE_TEXTS)
         for position, job_id in enumerate(ids):
             try:

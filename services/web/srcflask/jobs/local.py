@@ -1,4 +1,5 @@
-"""The embedded runner: one generation thread inside the web process."""
+"""The embedded runner: a generation thread, and a training thread when needed, in the web
+process."""
 
 from __future__ import annotations
 
@@ -27,6 +28,8 @@ class LocalRunner:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._lock = threading.Lock()
+        self._training: threading.Thread | None = None
+        self._training_wake = threading.Event()
 
     def start(self) -> None:
         with self._lock:
@@ -45,8 +48,38 @@ class LocalRunner:
             self._thread.join(timeout)
 
     def submit(self, ids: list[int], kind=None) -> None:
+        if kind == "training":
+            self._start_training()
+            return
         self.start()
         self._wake.set()
+
+    def _start_training(self) -> None:
+        """Fine-tuning runs in a thread of its own, so generation never waits for it."""
+        with self._lock:
+            if self._training is not None and self._training.is_alive():
+                self._training_wake.set()
+                return
+            self._training = threading.Thread(
+                target=self._train, name="srcflask-training", daemon=True
+            )
+            self._training.start()
+
+    def _train(self) -> None:
+        from ..registry import training
+
+        while not self._stop.is_set():
+            self._training_wake.clear()
+            try:
+                with self.app.app_context():
+                    ran = training.run_pending()
+            except Exception:  # the rows say what is left to do
+                log.exception("training runner error")
+                ran = 0
+            if not ran and not self._training_wake.wait(timeout=60):
+                with self.app.app_context():
+                    if not training.queued_ids():
+                        return  # nothing left: the thread ends until the next run
 
     @property
     def running(self) -> bool:
@@ -71,9 +104,13 @@ class ManualRunner:
 
     def __init__(self) -> None:
         self.submitted: list[int] = []
+        self.training: list[int] = []
 
     def start(self) -> None:
         pass
 
     def submit(self, ids: list[int], kind=None) -> None:
+        if kind == "training":
+            self.training.extend(ids)
+            return
         self.submitted.extend(ids)

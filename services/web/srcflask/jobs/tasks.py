@@ -28,3 +28,15 @@ def run_generation_job(job_id: int) -> int:
 
 def task_for(kind: work.JobKind):
     return generate_machine_texts if kind is work.MACHINE_TEXTS else run_generation_job
+
+
+@shared_task(name="srcflask.train_model", acks_late=True, reject_on_worker_lost=True)
+def train_model(run_id: int) -> bool:
+    """Fine-tune a training run (routed to the training queue); resume it if it was cut off."""
+    from ..registry import training
+
+    training.recover_stale()
+    if not training.claim(run_id):
+        return False
+    training.run(run_id)
+    return True

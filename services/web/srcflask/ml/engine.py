@@ -462,6 +462,22 @@ class TextGenerator:
         """
         import torch
 
+        ids, first, chars = self.continuation_ids(context, continuation)
+        with self._turns.batch(), torch.inference_mode():
+            input_ids = torch.tensor([ids], device=self.device)
+            logits = self.model(input_ids).logits[0, first - 1 : -1].float()
+            log_probs = torch.log_softmax(logits, dim=-1)
+            targets = input_ids[0, first:]
+            nats = -log_probs.gather(1, targets.unsqueeze(1)).sum().item()
+        return nats / math.log(2), chars
+
+    def continuation_ids(self, context: str, continuation: str) -> tuple[list[int], int, int]:
+        """Token ids of `context` formatted as for generation, then `continuation`.
+
+        Returns the ids, the index of the continuation's first token and how many
+        of its characters the ids still hold (the oldest tokens go when the two do
+        not fit in the model's context). Scoring and fine-tuning both use this.
+        """
         prefix, document, suffix = self.format_prompt(context)
         if not self.prompt_format.templated:
             suffix += "\n\n"
@@ -479,13 +495,7 @@ class TextGenerator:
         ids, offsets = ids[dropped:], offsets[dropped:]
         first = max(1, first - dropped)
         chars = len(head) + len(continuation) - max(len(head), offsets[first][0])
-        with self._turns.batch(), torch.inference_mode():
-            input_ids = torch.tensor([ids], device=self.device)
-            logits = self.model(input_ids).logits[0, first - 1 : -1].float()
-            log_probs = torch.log_softmax(logits, dim=-1)
-            targets = input_ids[0, first:]
-            nats = -log_probs.gather(1, targets.unsqueeze(1)).sum().item()
-        return nats / math.log(2), chars
+        return ids, first, chars
 
     # -- helpers -----------------------------------------------------------------
     @staticmethod

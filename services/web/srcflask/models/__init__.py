@@ -12,6 +12,7 @@ from .documents import (
     RevisionOrigin,
 )
 from .mlmodels import ModelAlias, ModelEvaluation, ModelVersion
+from .training import TrainingRun, TrainingStatus
 from .users import LifecycleError, LoginSession, Role, User, UserStatus
 
 __all__ = [
@@ -32,6 +33,8 @@ __all__ = [
     "Revision",
     "RevisionOrigin",
     "Role",
+    "TrainingRun",
+    "TrainingStatus",
     "User",
     "UserStatus",
     "record_event",

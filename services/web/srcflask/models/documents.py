@@ -7,6 +7,7 @@ from datetime import datetime
 
 from sqlalchemy import (
     Boolean,
+    Float,
     ForeignKey,
     Index,
     Integer,
@@ -136,6 +137,9 @@ class Review(db.Model):
     editor_id: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))
     decision: Mapped[Decision] = mapped_column(enum_column(Decision, "review_decision"))
     text: Mapped[str | None] = mapped_column(Text)
+    # Normalised edit distance (0 to 1) from the machine text to the editor's final text:
+    # 0 when accepted as it was, None when rejected (there is no final text).
+    edit_distance: Mapped[float | None] = mapped_column(Float)
     # The revision an accepted or edited machine text became.
     revision_id: Mapped[int | None] = mapped_column(ForeignKey("revisions.id", ondelete="SET NULL"))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)

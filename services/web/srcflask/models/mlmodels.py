@@ -61,11 +61,21 @@ class ModelVersion(db.Model):
     imported_by_id: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))
     imported_by_label: Mapped[str] = mapped_column(String(300))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    # A fine-tuned version: the version it was trained from, and how (dataset snapshot,
+    # hyperparameters, metrics, who and when; see registry.training).
+    parent_id: Mapped[int | None] = mapped_column(
+        ForeignKey("model_versions.id", ondelete="SET NULL")
+    )
+    lineage: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
 
     imported_by: Mapped[User | None] = relationship()
     aliases: Mapped[list[ModelAlias]] = relationship(
-        back_populates="version", cascade="all, delete-orphan", order_by="ModelAlias.alias"
+        back_populates="version",
+        cascade="all, delete-orphan",
+        order_by="ModelAlias.alias",
+        foreign_keys="ModelAlias.version_id",
     )
+    parent: Mapped[ModelVersion | None] = relationship(remote_side=[id])
     evaluations: Mapped[list[ModelEvaluation]] = relationship(
         back_populates="version",
         cascade="all, delete-orphan",
@@ -110,7 +120,15 @@ class ModelAlias(db.Model):
     )
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow, onupdate=utcnow)
 
-    version: Mapped[ModelVersion] = relationship(back_populates="aliases")
+    # The version the alias named before its last move: what "Roll back" returns to.
+    previous_version_id: Mapped[int | None] = mapped_column(
+        ForeignKey("model_versions.id", ondelete="SET NULL")
+    )
+
+    version: Mapped[ModelVersion] = relationship(
+        back_populates="aliases", foreign_keys=[version_id]
+    )
+    previous_version: Mapped[ModelVersion | None] = relationship(foreign_keys=[previous_version_id])
 
 
 class ModelEvaluation(db.Model):

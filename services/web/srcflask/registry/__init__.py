@@ -1,13 +1,15 @@
 """The language-model registry: model versions, aliases, the catalog and evaluations.
 
-`service` owns every rule and is the only module here that commits; `pages`
-(/admin/models), `api` (/api/v1/models) and `cli` (`flask models ...`) call it.
+`service` owns the registry's rules and `training` those of fine-tuning (both
+commit; `metrics` and `reviews` only read). `pages` (/admin/models, /admin/reviews),
+`training_pages` (/admin/training), `api` (/api/v1/models) and `cli`
+(`flask models ...`) call them.
 """
 
 from flask import Flask
 
 
 def init_app(app: Flask) -> None:
-    from . import cli, pages  # noqa: F401  (pages adds its views to /admin)
+    from . import cli, pages, training_pages  # noqa: F401  (pages add their views to /admin)
 
     app.cli.add_command(cli.models_group)

@@ -7,8 +7,9 @@ from flask_smorest import Blueprint
 
 from ..api.common import client_ip, errors, refuse, require_role
 from ..models import Role
+from . import metrics
 from . import service as registry
-from .schemas import AliasSchema, ModelListSchema, ModelVersionSchema
+from .schemas import AliasSchema, ModelListSchema, ModelVersionSchema, VersionMetricsSchema
 
 blp = Blueprint(
     "Models",
@@ -43,3 +44,16 @@ def set_alias(data, name: str):
         refuse(404, f"No version {data['version']} of a model named {name!r}.")
     registry.set_alias(version, data["alias"], actor=current_user, ip_address=client_ip())
     return version
+
+
+@blp.route("/models/<string:name>/<int:version>/metrics", methods=["GET"])
+@blp.response(200, VersionMetricsSchema)
+@errors(blp, 404)
+def version_metrics(name: str, version: int):
+    """How a version's machine text fares in review, with the last 12 weeks (admins)."""
+    require_role(Role.ADMIN)
+    try:
+        found = registry.find_version(f"{name}:{version}")
+    except registry.RegistryError:
+        refuse(404, f"No version {version} of a model named {name!r}.")
+    return {"label": found.label} | metrics.version_metrics([found.id])[found.id].as_dict()

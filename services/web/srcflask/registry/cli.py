@@ -15,6 +15,7 @@ from ..ml.engine import PROMPT_FORMATS, ModelLoadError, PromptError
 from ..ml.importer import ImportFailed
 from ..ml.quality import BenchmarkError, QualityReport, format_table
 from ..ml.settings import DEFAULT_PRESET, PRESETS, SettingsError
+from ..ml.training import Hyperparameters
 from ..models.mlmodels import PRODUCTION
 from . import service as registry
 
@@ -368,3 +369,102 @@ def evaluation_as_report(evaluation) -> QualityReport:
         dataset_sha256=evaluation.dataset_sha256,
         summary=evaluation.summary,
     )
+
+
+@models_group.command("train")
+@click.option(
+    "--from", "spec", required=True, help="The version to fine-tune: NAME[:VERSION|ALIAS]."
+)
+@click.option("--name", required=True, help="Model name of the new version.")
+@click.option("--epochs", type=click.IntRange(1, 50), default=Hyperparameters.epochs)
+@click.option(
+    "--learning-rate", type=click.FloatRange(1e-6, 1.0), default=Hyperparameters.learning_rate
+)
+@click.option(
+    "--rank", type=click.IntRange(1, 256), default=Hyperparameters.lora_rank, help="LoRA rank."
+)
+@click.option("--batch-size", type=click.IntRange(1, 256), default=Hyperparameters.batch_size)
+@click.option("--max-tokens", type=click.IntRange(32, 8192), default=Hyperparameters.max_tokens)
+@click.option(
+    "--queue", is_flag=True, help="Only queue the run for the runner or a training worker."
+)
+@fail_cleanly
+def train_command(spec, name, epochs, learning_rate, rank, batch_size, max_tokens, queue) -> None:
+    """Fine-tune a version on the accepted and edited reviews into a new version of NAME."""
+    from dataclasses import replace
+
+    from . import training
+
+    hyper = replace(
+        Hyperparameters(),
+        epochs=epochs,
+        learning_rate=learning_rate,
+        lora_rank=rank,
+        lora_alpha=2 * rank,
+        batch_size=batch_size,
+        max_tokens=max_tokens,
+    )
+    parent = registry.find_version(spec)
+    run = training.start(parent, name, hyper, actor=None)
+    dataset = run.dataset
+    click.echo(
+        f"Training run {run.id}: {parent.label} -> {name}, "
+        f"{len(dataset['train_review_ids'])} reviews to learn from, "
+        f"{len(dataset['heldout_review_ids'])} held out, {run.total_steps} steps."
+    )
+    if queue:
+        click.echo("Queued: the runner or a worker of the training queue will run it.")
+        return
+    if not training.claim(run.id):
+        raise click.ClickException(f"Training run {run.id} was taken by another worker.")
+    started = time.monotonic()
+
+    def show(progress) -> None:
+        click.echo(
+            f"  step {progress.step}/{progress.total_steps}  loss {progress.loss:.3f}  "
+            f"{time.monotonic() - started:.0f} s"
+        )
+
+    run = training.run(run.id, on_progress=show)
+    if run.status.value != "done":
+        raise click.ClickException(f"Training run {run.id} {run.status.value}: {run.error or ''}")
+    before, after = run.metrics["before"], run.metrics["after"]
+    click.echo(
+        f"{run.result.label} in {time.monotonic() - started:.0f} s. Held-out bits per "
+        f"character of the editors' texts: {before['bits_per_char']:.3f} -> "
+        f"{after['bits_per_char']:.3f}."
+    )
+    comparison = run.result.lineage.get("comparison")
+    if comparison:
+        click.echo(comparison_table(comparison))
+
+
+@models_group.command("compare")
+@click.argument("spec")
+@fail_cleanly
+def compare_command(spec) -> None:
+    """Score a fine-tuned version against its parent on the reviews held out from its training."""
+    from . import training
+
+    version = registry.find_version(spec)
+    click.echo(comparison_table(training.compare_with_parent(version)))
+    click.echo(
+        "The quality benchmark: flask --app srcflask models evaluate for each version; "
+        "the Models page shows them side by side."
+    )
+
+
+def comparison_table(comparison: dict) -> str:
+    lines = [
+        f"Held-out reviews: {comparison['examples']} (texts written for "
+        f"{comparison['generated_examples']})",
+        f"{'version':<32} {'bits/char':>10} {'edit distance':>14}",
+    ]
+    for role in ("parent", "version"):
+        row = comparison[role]
+        bits, distance = row["bits_per_char"], row["median_edit_distance"]
+        lines.append(
+            f"{row['label']:<32} {bits if bits is None else f'{bits:.3f}':>10} "
+            f"{distance if distance is None else f'{distance:.3f}':>14}"
+        )
+    return "\n".join(lines)

@@ -3,12 +3,21 @@
 from __future__ import annotations
 
 from flask_wtf import FlaskForm
-from wtforms import IntegerField, SelectChoice, SelectField, StringField, TextAreaField
-from wtforms.validators import DataRequired, Length, NumberRange, Regexp
+from wtforms import (
+    DateField,
+    FloatField,
+    IntegerField,
+    SelectChoice,
+    SelectField,
+    StringField,
+    TextAreaField,
+)
+from wtforms.validators import DataRequired, Length, NumberRange, Optional, Regexp, ValidationError
 
 from ..ml.engine import DEFAULT_SYSTEM_PROMPT, PROMPT_FORMATS
 from ..ml.settings import PRESET_LABELS
-from .service import ALIAS_PATTERN
+from ..ml.training import Hyperparameters
+from .service import ALIAS_PATTERN, NAME_PATTERN
 
 # Trying a prompt runs in the request, so keep it short.
 MAX_TRY_TOKENS = 128
@@ -50,3 +59,52 @@ class PromptFormatForm(FlaskForm):
         validators=[Length(max=2000)],
         description="Leave empty for the default: " + DEFAULT_SYSTEM_PROMPT,
     )
+
+
+class ReviewFilterForm(FlaskForm):
+    """Which reviewed pairs to download (a GET form: it changes nothing)."""
+
+    class Meta:
+        csrf = False
+
+    version = SelectField("Model version", choices=[], default="")
+    since = DateField("Reviewed from", validators=[Optional()])
+    until = DateField("Reviewed until", validators=[Optional()])
+
+    def __init__(self, versions, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.version.choices = [SelectChoice("", "Every version")] + [
+            SelectChoice(str(version.id), version.label) for version in versions
+        ]
+
+    def validate_until(self, field):
+        if field.data and self.since.data and field.data < self.since.data:
+            raise ValidationError("The end date is before the start date.")
+
+
+class TrainingForm(FlaskForm):
+    """Fine-tune a version on the reviewed machine text."""
+
+    parent = SelectField("Version to fine-tune", choices=[])
+    name = StringField(
+        "Name of the new model",
+        validators=[
+            DataRequired(),
+            Regexp(
+                NAME_PATTERN,
+                message="Use a-z, 0-9, '.', '_' and '-', starting with a letter or digit.",
+            ),
+        ],
+    )
+    epochs = IntegerField(
+        "Epochs", default=Hyperparameters.epochs, validators=[NumberRange(min=1, max=20)]
+    )
+    learning_rate = FloatField(
+        "Learning rate",
+        default=Hyperparameters.learning_rate,
+        validators=[NumberRange(min=1e-6, max=0.1)],
+    )
+
+    def __init__(self, versions, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.parent.choices = [SelectChoice(str(v.id), v.label) for v in versions]

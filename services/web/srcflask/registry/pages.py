@@ -1,4 +1,5 @@
-"""Admin pages for the model registry: versions, the production alias, trying a prompt."""
+"""Admin pages for the model registry: versions and how they fare in review, the production
+alias, trying a prompt, and the reviewed pairs to download."""
 
 from __future__ import annotations
 
@@ -8,13 +9,16 @@ from flask import abort, flash, redirect, render_template, request, send_file, u
 from flask_login import current_user
 
 from ..areas import admin_bp
+from ..downloads import download
 from ..extensions import db
 from ..ml.engine import DEFAULT_SYSTEM_PROMPT, PROMPT_FORMATS, ModelLoadError, PromptError
 from ..ml.quality import BenchmarkError
 from ..ml.settings import PRESETS, SettingsError
 from ..models import ModelVersion
+from . import metrics, reviews
 from . import service as registry
-from .forms import AliasForm, PromptFormatForm, TryPromptForm
+from .charts import review_chart
+from .forms import AliasForm, PromptFormatForm, ReviewFilterForm, TryPromptForm
 
 
 def models_page(status: int = 200, **context):
@@ -27,9 +31,13 @@ def models_page(status: int = 200, **context):
     context.setdefault("try_version_id", None)
     context.setdefault("try_result", None)
     context.setdefault("try_waited", 0.0)
+    review_metrics = metrics.version_metrics([version.id for version in versions])
     return render_template(
         "admin/models.html",
         versions=versions,
+        review_metrics=review_metrics,
+        rollback_to=registry.rollback_target(),
+        review_chart=review_chart,
         production=registry.production_version(),
         blank_try_form=TryPromptForm(formdata=None),
         default_system_prompt=DEFAULT_SYSTEM_PROMPT,
@@ -138,3 +146,37 @@ def try_model(version_id: int):
         try_result=result,
         try_waited=max(0.0, time.perf_counter() - asked - result.seconds),
     )
+
+
+# -- reviewed pairs ----------------------------------------------------------------
+
+
+def _review_filter(form: ReviewFilterForm) -> reviews.ReviewFilter:
+    return reviews.ReviewFilter(
+        version_id=int(form.version.data) if form.version.data else None,
+        since=form.since.data,
+        until=form.until.data,
+    )
+
+
+def reviews_page(form: ReviewFilterForm, status: int = 200):
+    matching = reviews.count(_review_filter(form)) if not form.errors else None
+    return render_template("admin/reviews.html", form=form, matching=matching), status
+
+
+@admin_bp.get("/reviews", endpoint="reviews")
+def reviews_export_page():
+    form = ReviewFilterForm(registry.all_versions(), formdata=request.args or None)
+    if request.args and not form.validate():
+        return reviews_page(form, 400)
+    return reviews_page(form)
+
+
+@admin_bp.get("/reviews/export.<any(csv, jsonl):kind>")
+def export_reviews(kind: str):
+    """The reviewed pairs the filter selects, streamed as CSV or JSONL."""
+    form = ReviewFilterForm(registry.all_versions(), formdata=request.args)
+    if not form.validate():
+        return reviews_page(form, 400)
+    rows = reviews.reviewed_pairs(_review_filter(form))
+    return download(rows, reviews.FIELDS, kind, "srcflask-reviews")

@@ -59,3 +59,47 @@ class AliasSchema(ma.Schema):
             error=("Start with a lower-case letter; use a-z, 0-9, '_' and '-' (at most 50)."),
         ),
     )
+
+
+class DecisionSharesSchema(ma.Schema):
+    accepted = fields.Float(required=True, allow_none=True)
+    edited = fields.Float(required=True, allow_none=True)
+    rejected = fields.Float(required=True, allow_none=True)
+
+
+class ReviewWeekSchema(ma.Schema):
+    start = fields.String(required=True, metadata={"description": "Monday of the week"})
+    reviewed = fields.Integer(required=True)
+    accepted = fields.Integer(required=True)
+    edited = fields.Integer(required=True)
+    rejected = fields.Integer(required=True)
+
+
+class VersionMetricsSchema(ma.Schema):
+    """How a version's machine text fares in review."""
+
+    label = fields.String(required=True)
+    written = fields.Integer(required=True, metadata={"description": "Machine texts written"})
+    reviewed = fields.Integer(required=True)
+    accepted = fields.Integer(required=True)
+    edited = fields.Integer(required=True)
+    rejected = fields.Integer(required=True)
+    acceptance = fields.Nested(
+        DecisionSharesSchema,
+        required=True,
+        metadata={"description": "Each decision's share of the reviewed texts (null: none)"},
+    )
+    median_edit_distance = fields.Float(
+        required=True,
+        allow_none=True,
+        metadata={
+            "description": "Median normalised edit distance from the machine text to the "
+            "editor's final text (0 to 1), over accepted and edited texts"
+        },
+    )
+    median_review_seconds = fields.Float(
+        required=True,
+        allow_none=True,
+        metadata={"description": "Median time from the text being ready to its review"},
+    )
+    weeks = fields.List(fields.Nested(ReviewWeekSchema), required=True)

@@ -241,7 +241,12 @@ def _import_model(
 
 
 def set_alias(
-    version: ModelVersion, alias: str, *, actor: User | None, ip_address: str | None = None
+    version: ModelVersion,
+    alias: str,
+    *,
+    actor: User | None,
+    ip_address: str | None = None,
+    rollback: bool = False,
 ) -> ModelVersion | None:
     """Point `alias` at `version`; return the version it pointed at before, if any."""
     if not ALIAS_PATTERN.match(alias):
@@ -258,9 +263,11 @@ def set_alias(
     if previous is not None:
         db.session.delete(previous)
         db.session.flush()
-    db.session.add(ModelAlias(model_name=version.name, alias=alias, version=version))
+    db.session.add(
+        ModelAlias(model_name=version.name, alias=alias, version=version, previous_version=before)
+    )
     record_event(
-        "model.alias",
+        "model.rollback" if rollback else "model.alias",
         actor=actor,
         target_label=version.label,
         ip_address=ip_address,
@@ -270,6 +277,23 @@ def set_alias(
     db.session.commit()
     db.session.refresh(version)
     return before
+
+
+def rollback_target(alias: str = PRODUCTION) -> ModelVersion | None:
+    """The version `alias` named before its last move, if it is still in the registry."""
+    current = db.session.scalar(select(ModelAlias).where(ModelAlias.alias == alias))
+    return current.previous_version if current is not None else None
+
+
+def roll_back(
+    alias: str = PRODUCTION, *, actor: User | None, ip_address: str | None = None
+) -> ModelVersion:
+    """Point `alias` back at the version it named before its last move; return that version."""
+    target = rollback_target(alias)
+    if target is None:
+        raise RegistryError(f"{alias} has not moved since srcflask began keeping its history.")
+    set_alias(target, alias, actor=actor, ip_address=ip_address, rollback=True)
+    return target
 
 
 def update_prompt_format(

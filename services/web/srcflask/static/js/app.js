@@ -66,3 +66,39 @@ document.addEventListener("click", async (event) => {
     button.textContent = "Selected: press Ctrl+C";
   }
 });
+
+// A running fine-tuning run: follow its progress (data-follow is its progress URL), and
+// reload the page once it has ended, to show its results.
+document.addEventListener("DOMContentLoaded", () => {
+  const box = document.querySelector("[data-follow]");
+  if (!box) return;
+  const bar = box.querySelector("progress");
+  const words = box.querySelector("[data-progress-words]");
+  const follow = async () => {
+    try {
+      const response = await fetch(box.dataset.follow, {
+        headers: { Accept: "application/json" }, credentials: "same-origin",
+      });
+      if (!response.ok) throw new Error(String(response.status));
+      const state = await response.json();
+      if (state.finished) {
+        window.location.reload();
+        return;
+      }
+      if (bar && state.total_steps) {
+        bar.max = state.total_steps;
+        bar.value = state.step;
+      }
+      if (words) {
+        const loss = state.loss === null ? "" : `, loss ${state.loss.toFixed(3)}`;
+        words.textContent = state.status === "queued"
+          ? "Queued: waiting for the runner."
+          : `Step ${state.step} of ${state.total_steps} (${state.percent}%)${loss}`;
+      }
+    } catch (error) {
+      if (words) words.textContent = "Could not reach the server; trying again.";
+    }
+    window.setTimeout(follow, 3000);
+  };
+  window.setTimeout(follow, 3000);
+});
