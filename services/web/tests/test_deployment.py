@@ -50,7 +50,7 @@ def test_production_compose_publishes_only_nginx_and_keeps_data_in_volumes():
         ).stdout
     )
     services = config["services"]
-    assert set(services) == {"nginx", "web", "worker", "db", "redis"}
+    assert set(services) == {"nginx", "web", "worker", "db", "redis", "trainer"}
     assert [name for name, s in services.items() if s.get("ports")] == ["nginx"]
     assert {"postgres", "redis", "models"} <= set(config["volumes"])
     for name in ("web", "worker", "db", "redis", "nginx"):
@@ -59,6 +59,30 @@ def test_production_compose_publishes_only_nginx_and_keeps_data_in_volumes():
         assert "healthcheck" in services[name], name
     assert services["worker"]["command"].split()[:3] == ["celery", "-A", "srcflask.worker"]
     assert "container_name" not in services["worker"]  # so --scale worker=N works
+
+
+@needs_compose
+def test_a_training_worker_starts_only_with_its_profile_and_takes_only_training_runs():
+    import yaml
+
+    def services(*options: str) -> dict:
+        return yaml.safe_load(
+            subprocess.run(
+                ["docker-compose", "-f", "docker-compose.prod.yml", *options, "config"],
+                cwd=ROOT,
+                capture_output=True,
+                text=True,
+                check=True,
+            ).stdout
+        )["services"]
+
+    everything = services()
+    assert everything["trainer"]["profiles"] == ["training"]  # `up` starts it only when asked
+    command = everything["trainer"]["command"].split()
+    assert command[command.index("-Q") + 1] == "training"
+    assert "-Q" not in everything["worker"]["command"].split()  # generation workers: not it
+    assert everything["trainer"]["volumes"] == everything["worker"]["volumes"]
+    assert "healthcheck" in everything["trainer"]
 
 
 def test_web_image_runs_as_a_non_root_user_with_no_secrets():

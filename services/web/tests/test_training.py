@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -44,11 +45,17 @@ def test_the_held_out_split_keeps_each_document_on_one_side():
     assert record["sha256"] != snapshot(heldout, training)["sha256"]
 
 
-def test_training_lowers_the_held_out_loss(tiny_models, tmp_path):
+@pytest.mark.parametrize("method", ["lora", "full"])
+def test_training_lowers_the_held_out_loss(tiny_models, tmp_path, method):
     training, heldout = split_by_document(examples(), 0.25, seed=1)
     generator = TextGenerator(tiny_models["llama-trainable"])
     before = heldout_scores(generator, heldout)["bits_per_char"]
-    tuner = FineTuner(generator, training, HYPER, tmp_path / "run")
+    hyper = replace(
+        HYPER,
+        method=method,
+        learning_rate=HYPER.learning_rate / 5 if method == "full" else HYPER.learning_rate,
+    )
+    tuner = FineTuner(generator, training, hyper, tmp_path / "run")
     seen = []
     tuner.run(lambda progress: seen.append(progress) or True)
     after = heldout_scores(generator, heldout)["bits_per_char"]
@@ -174,6 +181,26 @@ def test_a_training_run_makes_a_new_version_with_its_lineage(app, runner, parent
         assert "fine-tuned" in tuned.tags and ModelVersion.query.count() == 2
         assert AuditEvent.query.filter_by(action="model.train").count() == 1
     assert not (app.config["TRAINING_DIR"] and list(Path(app.config["TRAINING_DIR"]).glob("*")))
+
+    # flask models evaluate --against-parent: both on the quality benchmark, then held out.
+    evaluated = runner.invoke(
+        args=[
+            "models",
+            "evaluate",
+            "tiny-tuned:1",
+            "--against-parent",
+            "--limit",
+            "2",
+            "--max-new-tokens",
+            "8",
+        ]
+    )
+    assert evaluated.exit_code == 0, evaluated.output
+    assert f"- {parent}, raw format" in evaluated.output
+    assert "- tiny-tuned:1, raw format" in evaluated.output
+    assert "Held-out reviews: 5 (texts written for 5)" in evaluated.output
+    refused = runner.invoke(args=["models", "evaluate", parent, "--against-parent"])
+    assert refused.exit_code == 1 and "was not fine-tuned from another version" in refused.output
 
 
 def test_a_run_is_cancelled_queued_at_once_and_running_at_its_next_step(app, parent):
@@ -357,3 +384,114 @@ def test_an_admin_trains_compares_promotes_and_rolls_back_on_the_pages(app, admi
         assert actions[-2:] == ["model.alias", "model.rollback"] and "model.train" in actions
     audit = admin_client.get("/admin/audit").get_data(as_text=True)
     assert f"rolled the production alias back to {parent}" in audit
+
+
+def test_with_celery_a_run_goes_to_the_training_queue_only(app_factory, monkeypatch):
+    from srcflask import jobs
+    from srcflask.jobs import tasks
+
+    app = app_factory(JOBS_MODE="celery", CELERY_BROKER_URL="memory://", TRAINING_QUEUE="gpu-box")
+    sent = []
+    monkeypatch.setattr(
+        tasks.train_model, "apply_async", lambda args, queue: sent.append((args, queue))
+    )
+    monkeypatch.setattr(tasks.generate_machine_texts, "delay", lambda job_id: sent.append(job_id))
+    with app.app_context():
+        jobs.submit([7], "training")
+        jobs.submit([8])
+
+    assert sent == [((7,), "gpu-box"), 8]
+
+
+def test_a_celery_workers_janitor_resends_queued_runs_and_takes_back_dead_ones(
+    app_factory, monkeypatch
+):
+    from srcflask.extensions import db
+    from srcflask.jobs import celery as celery_runner
+    from srcflask.jobs import tasks
+    from srcflask.models import TrainingRun, TrainingStatus
+
+    from .factories import ModelVersionFactory
+
+    app = app_factory(JOBS_MODE="celery", CELERY_BROKER_URL="memory://")
+    with app.app_context():
+        version = ModelVersionFactory()
+        queued = TrainingRun(parent=version, name="a", created_by_label="x")
+        orphan = TrainingRun(
+            parent=version,
+            name="b",
+            created_by_label="x",
+            status=TrainingStatus.RUNNING,
+            claimed_by=f"{__import__('socket').gethostname()}:999999999:gone",
+        )
+        db.session.add_all([queued, orphan])
+        db.session.commit()
+        ids = (queued.id, orphan.id)
+    sent = []
+    monkeypatch.setattr(
+        tasks.train_model, "apply_async", lambda args, queue: sent.append((args[0], queue))
+    )
+    janitor = celery_runner.Janitor(app)
+
+    janitor._sweep_training(everything=False)  # the dead worker's run is sent again at once
+    assert sent == [(ids[1], "training")]
+    janitor._sweep_training(everything=True)  # after (re)connecting: every queued run
+    assert sorted(sent[1:]) == [(ids[0], "training"), (ids[1], "training")]
+    with app.app_context():
+        assert db.session.get(TrainingRun, ids[1]).status is TrainingStatus.QUEUED
+
+
+def _orphan(app, **fields) -> int:
+    """A run left running by a process that no longer exists."""
+    import socket
+
+    from srcflask.extensions import db
+    from srcflask.models import TrainingRun, TrainingStatus
+
+    from .factories import ModelVersionFactory
+
+    with app.app_context():
+        run = TrainingRun(
+            parent=ModelVersionFactory(),
+            name="cut-off",
+            created_by_label="x",
+            status=TrainingStatus.RUNNING,
+            claimed_by=f"{socket.gethostname()}:999999999:gone",
+            **fields,
+        )
+        db.session.add(run)
+        db.session.commit()
+        return run.id
+
+
+def test_the_embedded_runner_resumes_a_run_cut_off_by_a_restart(app_factory, monkeypatch):
+    import time
+
+    from srcflask.registry import training
+
+    app = app_factory(JOBS_MODE="local")
+    run_id = _orphan(app)
+    ran = []
+    monkeypatch.setattr(training, "run", lambda run_id, on_progress=None: ran.append(run_id))
+    runner = app.extensions["srcflask.jobs"]
+    try:
+        with app.app_context():
+            runner._resume_training()  # what the generation thread does at every poll
+        deadline = time.monotonic() + 10
+        while not ran and time.monotonic() < deadline:
+            time.sleep(0.05)
+    finally:
+        runner.stop()
+    assert ran == [run_id]
+
+
+def test_a_run_cancelled_while_its_worker_was_gone_ends_cancelled(app):
+    from srcflask.extensions import db
+    from srcflask.models import TrainingRun, TrainingStatus
+    from srcflask.registry import training
+
+    run_id = _orphan(app, cancel_requested=True)
+    with app.app_context():
+        assert training.recover_stale() == []
+        assert db.session.get(TrainingRun, run_id).status is TrainingStatus.CANCELLED
+        assert training.queued_ids() == []

@@ -152,7 +152,27 @@ class Janitor:
         """Take back jobs of dead workers and resend what is due (`everything` queued)."""
         from . import work
 
-        return [i for kind in work.KINDS for i in self._sweep(kind, everything)]
+        ids = [i for kind in work.KINDS for i in self._sweep(kind, everything)]
+        self._sweep_training(everything)
+        return ids
+
+    def _sweep_training(self, everything: bool) -> list[int]:
+        """Training runs: take back those of dead workers; resend queued ones when due."""
+        from ..registry import training
+        from .tasks import train_model
+
+        resend_after = self.app.config["JOB_RESEND_SECONDS"]
+        resent = self._resent.setdefault("training", {})
+        now = time.monotonic()
+        with self.app.app_context():
+            requeued = training.recover_stale()
+            waiting = training.queued_ids(older_than=0 if everything else resend_after)
+        due = [i for i in waiting if now - resent.get(i, -resend_after) >= resend_after]
+        ids = list(dict.fromkeys([*requeued, *(waiting if everything else due)]))
+        for run_id in ids:
+            train_model.apply_async((run_id,), queue=self.app.config["TRAINING_QUEUE"])
+            resent[run_id] = now
+        return ids
 
     def _sweep(self, kind, everything: bool) -> list[int]:
         from . import work

@@ -65,6 +65,16 @@ class LocalRunner:
             )
             self._training.start()
 
+    def _resume_training(self) -> None:
+        """Start the training thread for runs left queued, or cut off by a restart."""
+        from ..registry import training
+
+        if self._training is not None and self._training.is_alive():
+            return
+        training.recover_stale()
+        if training.queued_ids():
+            self._start_training()
+
     def _train(self) -> None:
         from ..registry import training
 
@@ -91,6 +101,7 @@ class LocalRunner:
             try:
                 with self.app.app_context():
                     work.recover_stale()
+                    self._resume_training()
                     while not self._stop.is_set() and work.run_pending(max_batches=1):
                         pass
             except Exception:  # keep the thread alive; the rows say what is left to do

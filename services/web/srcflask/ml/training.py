@@ -45,6 +45,7 @@ class Example:
 
 @dataclass(frozen=True)
 class Hyperparameters:
+    method: str = "lora"  # or "full": every weight trained (bench/training.py compares them)
     epochs: int = 2
     learning_rate: float = 2e-4
     lora_rank: int = 8
@@ -140,14 +141,19 @@ class FineTuner:
         torch.manual_seed(self.hyper.seed)
         model = self.generator.model
         model.train()
-        config = LoraConfig(
-            r=self.hyper.lora_rank,
-            lora_alpha=self.hyper.lora_alpha,
-            lora_dropout=self.hyper.lora_dropout,
-            target_modules="all-linear",  # attention and MLP projections, not the head
-            task_type="CAUSAL_LM",
-        )
-        self.peft_model = get_peft_model(model, config)
+        if self.hyper.method == "full":
+            self.peft_model = model
+        elif self.hyper.method == "lora":
+            config = LoraConfig(
+                r=self.hyper.lora_rank,
+                lora_alpha=self.hyper.lora_alpha,
+                lora_dropout=self.hyper.lora_dropout,
+                target_modules="all-linear",  # attention and MLP projections, not the head
+                task_type="CAUSAL_LM",
+            )
+            self.peft_model = get_peft_model(model, config)
+        else:
+            raise ValueError(f"method must be lora or full, not {self.hyper.method!r}")
         trainable = [p for p in self.peft_model.parameters() if p.requires_grad]
         optimizer = torch.optim.AdamW(trainable, lr=self.hyper.learning_rate, weight_decay=0.0)
         step = self.started_at_step = self._resume(optimizer)
@@ -191,9 +197,12 @@ class FineTuner:
         from peft import get_peft_model_state_dict
 
         self.workdir.mkdir(parents=True, exist_ok=True)
+        full = self.hyper.method == "full"
         state = {
             "step": step,
-            "adapters": get_peft_model_state_dict(self.peft_model),
+            "adapters": (
+                self.peft_model.state_dict() if full else get_peft_model_state_dict(self.peft_model)
+            ),
             "optimizer": optimizer.state_dict(),
             "hyperparameters": self.hyper.as_dict(),
         }
@@ -211,7 +220,10 @@ class FineTuner:
         state = torch.load(path, map_location=self.generator.device, weights_only=True)
         if state.get("hyperparameters") != self.hyper.as_dict():
             return 0  # another run's checkpoint: start over
-        set_peft_model_state_dict(self.peft_model, state["adapters"])
+        if self.hyper.method == "full":
+            self.peft_model.load_state_dict(state["adapters"])
+        else:
+            set_peft_model_state_dict(self.peft_model, state["adapters"])
         optimizer.load_state_dict(state["optimizer"])
         return int(state["step"])
 
@@ -227,7 +239,8 @@ class FineTuner:
 
     def save_merged(self, folder: Path) -> Path:
         """Merge the adapters into the weights and save an ordinary model folder."""
-        merged = self.peft_model.merge_and_unload()
+        full = self.hyper.method == "full"
+        merged = self.peft_model if full else self.peft_model.merge_and_unload()
         merged.eval()
         folder.mkdir(parents=True, exist_ok=True)
         merged.save_pretrained(folder, safe_serialization=True)

@@ -295,36 +295,53 @@ def generate_command(prompt: str, spec: str | None, preset: str, max_new_tokens,
 @click.option("--preset", type=click.Choice(sorted(PRESETS)), default=DEFAULT_PRESET)
 @click.option("--max-new-tokens", type=int, help="Override the preset's max_new_tokens.")
 @click.option("--limit", type=click.IntRange(min=1), help="Only the first N documents.")
+@click.option(
+    "--against-parent",
+    is_flag=True,
+    help="A fine-tuned version: score its parent too, side by side, on the quality "
+    "benchmark and on the reviews held out from its training.",
+)
 @fail_cleanly
-def evaluate_command(spec, formats, preset, max_new_tokens, limit) -> None:
+def evaluate_command(spec, formats, preset, max_new_tokens, limit, against_parent) -> None:
     """Run the quality benchmark on NAME[:VERSION|ALIAS] (default: production) and keep it."""
     version = registry.find_version(spec) if spec else registry.production_version()
     if version is None:
         raise click.ClickException("No production model: name a version to evaluate.")
-    if "all" in formats:
-        templated = registry.generator_for(version).tokenizer.chat_template
-        formats = [f for f in PROMPT_FORMATS if f == "raw" or templated]
+    versions = [version]
+    if against_parent:
+        if version.parent is None:
+            raise click.ClickException(f"{version.label} was not fine-tuned from another version.")
+        versions = [version.parent, version]
     evaluations = []
-    for fmt in formats or [version.prompt_format]:
-        click.echo(f"- {version.label}, {fmt} format, {preset}")
-        with click.progressbar(length=1, label="  documents", show_pos=True) as bar:
+    for each in versions:
+        chosen = formats
+        if "all" in formats:
+            templated = registry.generator_for(each).tokenizer.chat_template
+            chosen = [f for f in PROMPT_FORMATS if f == "raw" or templated]
+        for fmt in chosen or [each.prompt_format]:
+            click.echo(f"- {each.label}, {fmt} format, {preset}")
+            with click.progressbar(length=1, label="  documents", show_pos=True) as bar:
 
-            def progress(done: int, total: int, bar=bar) -> None:
-                bar.length = total
-                bar.update(done - bar.pos)
+                def progress(done: int, total: int, bar=bar) -> None:
+                    bar.length = total
+                    bar.update(done - bar.pos)
 
-            evaluations.append(
-                registry.evaluate_version(
-                    version,
-                    prompt_format=fmt,
-                    preset=preset,
-                    max_new_tokens=max_new_tokens,
-                    limit=limit,
-                    progress=progress,
+                evaluations.append(
+                    registry.evaluate_version(
+                        each,
+                        prompt_format=fmt,
+                        preset=preset,
+                        max_new_tokens=max_new_tokens,
+                        limit=limit,
+                        progress=progress,
+                    )
                 )
-            )
     click.echo(format_table([evaluation_as_report(e) for e in evaluations]))
     click.echo("Stored on the version: the Models page shows every version side by side.")
+    if against_parent:
+        from . import training
+
+        click.echo(comparison_table(training.compare_with_parent(version)))
 
 
 @models_group.command("speed")

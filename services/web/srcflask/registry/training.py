@@ -197,20 +197,29 @@ def recover_stale() -> list[int]:
     stale = utcnow() - _stale_after()
     requeued = []
     running = db.session.execute(
-        select(TrainingRun.id, TrainingRun.claimed_by, TrainingRun.heartbeat_at).where(
-            TrainingRun.status == TrainingStatus.RUNNING
-        )
+        select(
+            TrainingRun.id,
+            TrainingRun.claimed_by,
+            TrainingRun.heartbeat_at,
+            TrainingRun.cancel_requested,
+        ).where(TrainingRun.status == TrainingStatus.RUNNING)
     ).all()
-    for run_id, claimed_by, heartbeat_at in running:
+    for run_id, claimed_by, heartbeat_at, cancelled in running:
         dead = _process_alive(claimed_by or "") is False
         if not dead and heartbeat_at is not None and heartbeat_at >= stale:
             continue
+        # A run cancelled while its worker was gone ends there; the others wait for a worker.
+        after = (
+            {"status": TrainingStatus.CANCELLED, "finished_at": utcnow()}
+            if cancelled
+            else {"status": TrainingStatus.QUEUED}
+        )
         result = db.session.execute(
             update(TrainingRun)
             .where(TrainingRun.id == run_id, TrainingRun.claimed_by == claimed_by)
-            .values(status=TrainingStatus.QUEUED, claimed_by=None)
+            .values(claimed_by=None, **after)
         )
-        if result.rowcount == 1:
+        if result.rowcount == 1 and not cancelled:
             requeued.append(run_id)
     db.session.commit()
     if requeued:
@@ -218,12 +227,12 @@ def recover_stale() -> list[int]:
     return requeued
 
 
-def queued_ids() -> list[int]:
-    return db.session.scalars(
-        select(TrainingRun.id)
-        .where(TrainingRun.status == TrainingStatus.QUEUED)
-        .order_by(TrainingRun.id)
-    ).all()
+def queued_ids(older_than: float = 0) -> list[int]:
+    """Queued runs, oldest first; only those created over `older_than` seconds ago."""
+    query = select(TrainingRun.id).where(TrainingRun.status == TrainingStatus.QUEUED)
+    if older_than:
+        query = query.where(TrainingRun.created_at < utcnow() - timedelta(seconds=older_than))
+    return db.session.scalars(query.order_by(TrainingRun.id)).all()
 
 
 def run_pending() -> int:
