@@ -304,3 +304,16 @@ def run_jobs(app):
             return work.run_pending()
 
     return run
+
+
+@pytest.fixture(scope="module")
+def browser(server):
+    """Chromium driven by Playwright, for the browser tests (each module brings its `server`)."""
+    from playwright.sync_api import sync_playwright
+
+    from .test_browser import CHROMIUM, CHROMIUM_FLAGS
+
+    with sync_playwright() as playwright:
+        chromium = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_FLAGS)
+        yield chromium
+        chromium.close()

@@ -78,16 +78,31 @@ def server(tmp_path_factory):
         ["create-admin", "--email", ADMIN_EMAIL, "--name", "Root Admin"],
     ):
         subprocess.run(flask + command, cwd=WEB, env=env, check=True, capture_output=True)
+    yield from running_server(env)
+
+
+def running_server(env: dict):
+    """`flask run` on a free loopback port with `env`; yields its base URL, then stops it."""
     port = free_port()
     process = subprocess.Popen(
-        [*flask, "run", "--host", "127.0.0.1", "--port", str(port)],
+        [
+            sys.executable,
+            "-m",
+            "flask",
+            "--app",
+            "srcflask",
+            "run",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+        ],
         cwd=WEB,
         env=env,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
     )
-    base = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
         try:
@@ -98,22 +113,12 @@ def server(tmp_path_factory):
     else:
         process.kill()
         pytest.fail(f"the server did not start:\n{process.communicate()[0]}")
-    yield base
+    yield f"http://127.0.0.1:{port}"
     process.terminate()
     try:
         process.wait(timeout=20)
     except subprocess.TimeoutExpired:
         process.kill()
-
-
-@pytest.fixture(scope="module")
-def browser(server):
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as playwright:
-        chromium = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_FLAGS)
-        yield chromium
-        chromium.close()
 
 
 class Person:

@@ -13,12 +13,11 @@ import json
 import os
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
 
-from .test_browser import CHROMIUM, CHROMIUM_FLAGS, SHOTS, WEB, Person, free_port
+from .test_browser import CHROMIUM, SHOTS, WEB, Person, running_server
 from .tinymodels import SENTENCES, build_model
 
 pytestmark = [pytest.mark.slow, pytest.mark.browser]
@@ -92,43 +91,7 @@ def server(tmp_path_factory):
     ):
         subprocess.run(flask + command, cwd=WEB, env=env, check=True, capture_output=True)
     seed_reviews(database_url, instance, 30)
-    port = free_port()
-    process = subprocess.Popen(
-        [*flask, "run", "--host", "127.0.0.1", "--port", str(port)],
-        cwd=WEB,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
-    import socket
-
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=1):
-                break
-        except OSError:
-            time.sleep(0.2)
-    else:
-        process.kill()
-        pytest.fail(f"the server did not start:\n{process.communicate()[0]}")
-    yield f"http://127.0.0.1:{port}"
-    process.terminate()
-    try:
-        process.wait(timeout=20)
-    except subprocess.TimeoutExpired:
-        process.kill()
-
-
-@pytest.fixture(scope="module")
-def browser(server):
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as playwright:
-        chromium = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_FLAGS)
-        yield chromium
-        chromium.close()
+    yield from running_server(env)
 
 
 def test_an_admin_goes_from_reviews_to_a_new_production_version(server, browser, tmp_path):
