@@ -143,6 +143,18 @@ TRAIN_ARGS = [
 ]
 
 
+def test_hyperparameters_out_of_range_are_refused_with_the_reason(runner, parent):
+    with pytest.raises(ValueError, match="learning_rate must be a number above 0"):
+        Hyperparameters(learning_rate=float("nan"))
+    with pytest.raises(ValueError, match="epochs must be at least 1; max_tokens must be at"):
+        Hyperparameters(epochs=0, max_tokens=8)
+    result = runner.invoke(
+        args=["models", "train", "--from", parent, "--name", "x", "--learning-rate", "nan"]
+    )
+    assert result.exit_code != 0 and "Traceback" not in result.output
+    assert "learning" in result.output.lower()
+
+
 def test_training_refuses_with_too_few_reviews_and_says_how_many_are_needed(app, runner, parent):
     reviewed_documents(app, 7)
     result = runner.invoke(args=["models", "train", "--from", parent, *TRAIN_ARGS])
@@ -329,6 +341,7 @@ def test_an_admin_trains_compares_promotes_and_rolls_back_on_the_pages(app, admi
         ({"name": "Bad Name!"}, "Use a-z, 0-9"),
         ({"epochs": "0"}, "Number must be between 1 and 20"),
         ({"learning_rate": "lots"}, "Not a valid float value"),
+        ({"learning_rate": "nan"}, "Give a number, such as 0.0002."),
         ({"parent": "999"}, "Not a valid choice"),
     ]:
         data = {

@@ -57,6 +57,22 @@ class Hyperparameters:
     seed: int = 0
     checkpoint_every: int = 5  # optimizer steps
 
+    def __post_init__(self) -> None:
+        problems = []
+        if self.method not in ("lora", "full"):
+            problems.append(f"method must be lora or full, not {self.method!r}")
+        if not (math.isfinite(self.learning_rate) and 0 < self.learning_rate <= 1):
+            problems.append("learning_rate must be a number above 0 and at most 1")
+        for name in ("epochs", "lora_rank", "lora_alpha", "batch_size", "checkpoint_every"):
+            if getattr(self, name) < 1:
+                problems.append(f"{name} must be at least 1")
+        if self.max_tokens < 32:
+            problems.append("max_tokens must be at least 32")
+        if not 0 < self.heldout_share < 1:
+            problems.append("heldout_share must be between 0 and 1")
+        if problems:
+            raise ValueError("; ".join(problems))
+
     def as_dict(self) -> dict:
         return asdict(self)
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 from flask_wtf import FlaskForm
 from wtforms import (
     DateField,
@@ -108,3 +110,7 @@ class TrainingForm(FlaskForm):
     def __init__(self, versions, *args, **kwargs):
         super().__init__(*args, **kwargs)
         self.parent.choices = [SelectChoice(str(v.id), v.label) for v in versions]
+
+    def validate_learning_rate(self, field):
+        if field.data is not None and not math.isfinite(field.data):
+            raise ValidationError("Give a number, such as 0.0002.")

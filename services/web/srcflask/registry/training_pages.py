@@ -41,14 +41,14 @@ def start_training():
     if not form.validate_on_submit():
         return training_page(form, 422)
     parent = db.get_or_404(ModelVersion, int(form.parent.data))
-    hyper = replace(
-        Hyperparameters(), epochs=form.epochs.data, learning_rate=form.learning_rate.data
-    )
     try:
+        hyper = replace(
+            Hyperparameters(), epochs=form.epochs.data, learning_rate=form.learning_rate.data
+        )
         run = training.start(
             parent, form.name.data, hyper, actor=current_user, ip_address=request.remote_addr
         )
-    except (training.TrainingError, registry.RegistryError) as error:
+    except (ValueError, registry.RegistryError) as error:  # TrainingError is a ValueError
         flash(str(error), "error")
         return training_page(form, 422)
     flash(f"Training run {run.id} is queued: {parent.label} into {run.name}.", "success")
