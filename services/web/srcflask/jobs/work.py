@@ -230,7 +230,7 @@ def pending_ids(kind: JobKind, limit: int, older_than: float = 0) -> list[int]:
 # -- recovery ------------------------------------------------------------------------
 
 
-def _process_alive(claimed_by: str) -> bool | None:
+def process_alive(claimed_by: str) -> bool | None:
     """Whether the process named in a claim still runs; None when it is on another host."""
     host, _, rest = claimed_by.partition(":")
     pid = rest.partition(":")[0]
@@ -263,7 +263,7 @@ def recover_stale(kind: JobKind | None = None) -> list[int]:
     ).all()
     requeued: list[int] = []
     for job_id, claimed_by, heartbeat_at, attempts in running:
-        dead = _process_alive(claimed_by or "") is False
+        dead = process_alive(claimed_by or "") is False
         if not dead and heartbeat_at is not None and heartbeat_at >= cutoff:
             continue
         stale = update(model).where(

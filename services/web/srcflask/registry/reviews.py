@@ -37,13 +37,17 @@ FIELDS = (
 
 @dataclass(frozen=True)
 class ReviewFilter:
-    """Which reviews: of one version (None: all), reviewed from `since` to `until` included."""
+    """Which reviews: of one version (None: all), reviewed from `since` to `until` included,
+    with one of `decisions` (None: any)."""
 
     version_id: int | None = None
     since: date | None = None
     until: date | None = None
+    decisions: tuple[Decision, ...] | None = None
 
     def apply(self, query: Select) -> Select:
+        if self.decisions is not None:
+            query = query.where(Review.decision.in_(self.decisions))
         if self.version_id is not None:
             query = query.where(MachineText.model_version_id == self.version_id)
         if self.since is not None:
@@ -91,7 +95,7 @@ def reviewed_pairs(which: ReviewFilter = ReviewFilter()) -> Iterator[dict[str, A
         )
         .join(MachineText, MachineText.id == Review.machine_text_id)
         .join(Revision, Revision.id == MachineText.revision_id)
-        .join(ModelVersion, ModelVersion.id == MachineText.model_version_id)
+        .outerjoin(ModelVersion, ModelVersion.id == MachineText.model_version_id)
         .order_by(Review.id)
         .execution_options(yield_per=500)
     )
@@ -115,7 +119,7 @@ def reviewed_pairs(which: ReviewFilter = ReviewFilter()) -> Iterator[dict[str, A
             "review_id": review_id,
             "document_id": document_id,
             "revision": number,
-            "model_version": f"{name}:{version}",
+            "model_version": f"{name}:{version}" if name is not None else None,
             "context_title": title,
             "context_body": body,
             "machine_text": machine,

@@ -25,7 +25,7 @@ from flask import current_app
 from sqlalchemy import or_, select, update
 
 from ..extensions import db
-from ..jobs.work import _process_alive, worker_id
+from ..jobs.work import process_alive, worker_id
 from ..ml.engine import TextGenerator, document_prompt
 from ..ml.training import (
     Example,
@@ -39,10 +39,7 @@ from ..ml.training import (
 )
 from ..models import (
     Decision,
-    MachineText,
     ModelVersion,
-    Review,
-    Revision,
     TrainingRun,
     TrainingStatus,
     User,
@@ -50,7 +47,7 @@ from ..models import (
 )
 from ..models.types import utcnow
 from . import service as registry
-from .reviews import final_text
+from .reviews import ReviewFilter, reviewed_pairs
 
 log = logging.getLogger(__name__)
 
@@ -63,27 +60,17 @@ class TrainingError(ValueError):
 
 def examples() -> list[Example]:
     """Every accepted or edited review: the document as the model saw it, then the final text."""
-    rows = db.session.execute(
-        select(
-            Review.id,
-            Revision.document_id,
-            Revision.title,
-            Revision.body,
-            MachineText.text,
-            Review.text,
-            Review.decision,
+    learnable = ReviewFilter(decisions=(Decision.ACCEPTED, Decision.EDITED))
+    return [
+        Example(
+            pair["review_id"],
+            pair["document_id"],
+            document_prompt(pair["context_title"], pair["context_body"]),
+            pair["final_text"],
         )
-        .join(MachineText, MachineText.id == Review.machine_text_id)
-        .join(Revision, Revision.id == MachineText.revision_id)
-        .where(Review.decision.in_([Decision.ACCEPTED, Decision.EDITED]))
-        .order_by(Review.id)
-    ).all()
-    found = []
-    for review_id, document_id, title, body, machine, edited, decision in rows:
-        target = final_text(Decision(decision), machine, edited)
-        if target and target.strip():
-            found.append(Example(review_id, document_id, document_prompt(title, body), target))
-    return found
+        for pair in reviewed_pairs(learnable)
+        if pair["final_text"] and pair["final_text"].strip()
+    ]
 
 
 def start(
@@ -205,7 +192,7 @@ def recover_stale() -> list[int]:
         ).where(TrainingRun.status == TrainingStatus.RUNNING)
     ).all()
     for run_id, claimed_by, heartbeat_at, cancelled in running:
-        dead = _process_alive(claimed_by or "") is False
+        dead = process_alive(claimed_by or "") is False
         if not dead and heartbeat_at is not None and heartbeat_at >= stale:
             continue
         # A run cancelled while its worker was gone ends there; the others wait for a worker.
