@@ -22,7 +22,8 @@ token with plain `generate()`'s. Not a test: run it by hand.
 
 Without --model it uses the production model of the app's registry.
 `--plans engine` alone also gives that plan's peak memory (the process's
-maximum resident set, which the model's own weights are part of).
+maximum resident set, which the model's own weights are part of), and on
+Linux the peak while loading and the peak while generating apart.
 """
 
 from __future__ import annotations
@@ -101,6 +102,32 @@ def until_stop(row: list[int], generator) -> list[int]:
     return kept
 
 
+def _status_mib(field: str) -> float | None:
+    try:
+        with open("/proc/self/status") as status:
+            for line in status:
+                if line.startswith(field + ":"):
+                    return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return None
+
+
+def peak_resident_mib() -> float | None:
+    """The process's peak resident memory since it started or since `reset_peak_resident`."""
+    return _status_mib("VmHWM")
+
+
+def reset_peak_resident() -> float | None:
+    """Start the peak over from the current resident memory (Linux); that memory, or None."""
+    try:
+        with open("/proc/self/clear_refs", "w") as clear:
+            clear.write("5")
+    except OSError:
+        return None
+    return _status_mib("VmRSS")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--inputs", choices=["prompts", "documents"], default="prompts")
@@ -150,6 +177,8 @@ def main() -> None:
         )
         plain_model = batched.model  # transformers' own generate() on the float32 model
     prompt_ids = engine.preprocess(texts, settings).input_ids
+    loading_peak_mib = peak_resident_mib()
+    generating_from = reset_peak_resident()  # the resident memory the runs start from
     lengths = sorted(len(ids) for ids in prompt_ids)
 
     print(f"model {label} ({fmt} prompts), {len(texts)} {args.inputs}, preset {settings}")
@@ -221,8 +250,14 @@ def main() -> None:
             f"engine texts identical to {args.reference.name}'s ({earlier['dtype']}): "
             f"{matching} of {min(len(theirs), len(texts))}"
         )
-    peak_mib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    # (The kernel's figure restarts with the peak: the loading peak counts too.)
+    peak_mib = max(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, loading_peak_mib or 0)
     print(f"peak resident memory of this process: {peak_mib:.0f} MiB")
+    if generating_from is not None:
+        print(
+            f"  while loading the model(s): {loading_peak_mib:.0f} MiB; while generating: "
+            f"{peak_resident_mib():.0f} MiB (from {generating_from:.0f} MiB loaded)"
+        )
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(
@@ -240,6 +275,8 @@ def main() -> None:
                     "engine_identical": same,
                     "outputs": outputs,
                     "peak_mib": peak_mib,
+                    "loading_peak_mib": loading_peak_mib,
+                    "generating_peak_mib": peak_resident_mib() if generating_from else None,
                 },
                 indent=2,
             )

@@ -8,9 +8,8 @@ import pytest
 import torch
 from transformers import NoRepeatNGramLogitsProcessor
 
-from srcflask.ml.decoding import NgramBans, Request, _Document, _prefill_groups
+from srcflask.ml.decoding import NgramBans, Request, _Document, _prefill_groups, folding_agrees
 from srcflask.ml.engine import TextGenerator
-from srcflask.ml.prompt_cache import SharedPromptCache
 from srcflask.ml.settings import GenerationSettings
 
 from .tinymodels import SENTENCES
@@ -46,8 +45,11 @@ def random_settings(rng: random.Random) -> GenerationSettings:
 
 @pytest.mark.parametrize("kind", ["gpt2", "llama", "gemma3"])
 @pytest.mark.parametrize("seed", range(6))
-def test_the_same_tokens_as_transformers_beam_search(pairs, kind, seed):
+@pytest.mark.parametrize("folded", [True, False], ids=["folded", "laid-out"])
+def test_the_same_tokens_as_transformers_beam_search(pairs, kind, seed, folded, monkeypatch):
     reference, own = pairs[kind]
+    assert own.folded  # every tiny model takes folded attention; laid-out is the fallback
+    monkeypatch.setattr(own, "folded", folded)
     rng = random.Random(f"{kind}-{seed}")
     settings = random_settings(rng)
     prompts = [random_prompt(rng) for _ in range(rng.randint(1, 7))]
@@ -163,8 +165,9 @@ def test_long_documents_run_fewer_at_once_than_short_ones(pairs):
     short = [own.tokenizer("Hi there")["input_ids"]] * 6
     long = [own.tokenizer(" ".join(WORDS[:50]))["input_ids"]] * 6
     # Room in the cache for six short documents, but only two long ones.
-    budget = 2 * settings.num_beams * (len(long[0]) + settings.max_new_tokens)
-    assert 6 * settings.num_beams * (len(short[0]) + settings.max_new_tokens) <= budget
+    cost = loop_for(own, settings, max_rows=100).cache_tokens
+    budget = cost(2, len(long[0]))
+    assert cost(6, len(short[0])) <= budget < cost(3, len(long[0]))
 
     def most_at_once(prompts) -> int:
         loop = loop_for(own, settings, max_rows=100)
@@ -181,37 +184,85 @@ def test_long_documents_run_fewer_at_once_than_short_ones(pairs):
     assert most_at_once(long) == 2
 
 
-def test_a_prompt_is_cached_once_however_many_beams_continue_it(pairs):
+@pytest.mark.parametrize("folded", [True, False])
+def test_a_prompt_is_cached_once_however_many_beams_continue_it(pairs, folded):
     _, own = pairs["gemma3"]  # sliding layers keep only their window of the prompt
-    beams, window = 5, own.model.config.sliding_window
+    beams, window, new = 5, own.model.config.sliding_window, 8
     prompts = [own.tokenizer(" ".join(WORDS[:n]))["input_ids"] for n in (3, 30)]
     lengths = [len(p) for p in prompts]
     assert lengths[0] < window - 1 < lengths[1]
-    loop = loop_for(own, GenerationSettings(num_beams=beams), max_rows=20)
-    ids = torch.tensor([[0] * (lengths[1] - lengths[0]) + prompts[0], prompts[1]])
-    mask = torch.arange(lengths[1])[None, :] >= torch.tensor([lengths[1] - lengths[0], 0])[:, None]
-    _, prefilled = loop._last_logits(ids, mask.long())
+    loop = loop_for(own, GenerationSettings(num_beams=beams, max_new_tokens=new), max_rows=20)
+    loop.folded = folded
+    documents = [loop._start(Request(key, ids)) for key, ids in enumerate(prompts)]
+    _, prefilled = loop._prefill(documents)
 
-    cache = SharedPromptCache.like(prefilled, beams)
+    cache = loop._new_cache(prefilled)
     cache.add(prefilled, lengths)
 
     for layer in cache.layers:
         shown = [min(n, window - 1) if layer.is_sliding else n for n in lengths]
-        assert [keys.shape[:3] for keys, _ in layer.prompts] == [(1, 1, n) for n in shown]
+        if folded:  # one row per document: its prompt, then a column per beam and token
+            assert layer.stored == shown
+            assert layer.keys.shape[:3] == (2, 1, max(shown) + new * beams)
+        else:
+            assert [keys.shape[:3] for keys, _ in layer.prompts] == [(1, 1, n) for n in shown]
+
+    def beam_tokens(layer):  # document 0's generated keys: (beams, heads, tokens, dim)
+        if not folded:
+            return layer.generated[0][0].clone()
+        own_columns = layer.keys[0, :, layer.width : layer.width + beams]  # token 0 of each beam
+        return own_columns.transpose(0, 1)[:, :, None].clone()
+
+    def prompt_part(layer):
+        return (layer.keys if folded else layer.prompts[0][0])[
+            ..., : layer.width if folded else None, :
+        ].clone()
+
     # One decoding step: each beam stores its own token; a reorder moves only those.
-    step_logits, _ = loop._last_logits(
-        torch.arange(2 * beams).view(-1, 1), cache.attention_mask("cpu"), cache
+    step_logits = loop._forward(
+        torch.arange(2 * beams).view(-1, 1), cache, **cache.forward_inputs("cpu")
     )
     cache.stepped()
-    before = [layer.generated[0][0].clone() for layer in cache.layers]
+    before = [(beam_tokens(layer), prompt_part(layer)) for layer in cache.layers]
     cache.reorder_cache(torch.tensor([0, 0, 1, 2, 3, 5, 6, 7, 8, 9]))
     assert step_logits.shape[0] == 2 * beams
     assert cache.rows.lengths == [n + 1 for n in lengths]
-    for layer, old in zip(cache.layers, before, strict=True):
-        assert [keys.shape[:3] for keys, _ in layer.generated] == [(beams, 1, 1)] * 2
+    for layer, (old, prompt) in zip(cache.layers, before, strict=True):
+        assert beam_tokens(layer).shape[:3] == (beams, 1, 1)
         # Beams 0 and 1 now continue beam 0; beam 2 continues beam 1, ...
-        assert torch.equal(layer.generated[0][0], old[[0, 0, 1, 2, 3]])
+        assert torch.equal(beam_tokens(layer), old[[0, 0, 1, 2, 3]])
         assert not torch.equal(old[0], old[1])
+        assert torch.equal(prompt_part(layer), prompt)
+
+
+def test_a_model_that_disagrees_with_folded_attention_is_decoded_unfolded(
+    pairs, tiny_models, monkeypatch
+):
+    from srcflask.ml import prompt_cache
+
+    reference, own = pairs["llama"]
+    ids = own.tokenizer("The quick brown fox jumps over the lazy dog.")["input_ids"]
+    assert own.folded and folding_agrees(own.model, "cpu", [ids, ids[:3]])
+
+    # Beams that could see each other's tokens: the check at load must catch it.
+    def leaky_mask(self, width, stored, window, groups):
+        return torch.ones(
+            len(stored),
+            1,
+            self.beams * groups,
+            width + self.capacity * self.beams,
+            dtype=torch.bool,
+        )
+
+    monkeypatch.setattr(prompt_cache._FoldedRows, "folded_mask", leaky_mask)
+    assert not folding_agrees(own.model, "cpu", [ids, ids[:3]])
+    loaded = TextGenerator(tiny_models["llama"])
+    assert not loaded.folded
+    assert loaded.model.config._attn_implementation == "sdpa"
+    settings = GenerationSettings(max_new_tokens=12)
+    prompts = ["The cat sat on", "A long time ago in a galaxy far away there"]
+    expected = [reference.generate([prompt], settings)[0].token_ids for prompt in prompts]
+    assert [r.token_ids for r in loaded.generate(prompts, settings)] == expected
 
 
 def test_joining_prompts_are_read_together_by_length_and_in_passes_of_bounded_size():

@@ -30,7 +30,7 @@ import torch
 from transformers import DynamicCache
 
 from .memory import release_freed_memory
-from .prompt_cache import SharedPromptCache
+from .prompt_cache import FoldedPromptCache, SharedPromptCache
 
 NEG = -1.0e9  # the score transformers gives impossible candidates
 # Rows x padded length that documents may join up to: each layer lays out that many
@@ -168,8 +168,12 @@ class BeamSearchLoop:
         device,
         max_rows: int | None = None,
         max_cache_tokens: int = MAX_CACHE_TOKENS,
+        folded: bool = False,
     ):
         self.model = model
+        # Folded: the model's attention is `prompt_cache.folded_attention` (see `fold_beams`),
+        # and the cache a `FoldedPromptCache`; otherwise a `SharedPromptCache` laid out per row.
+        self.folded = folded
         self.config = config
         self.device = device
         self.max_rows = max(max_rows or 0, config.num_beams)
@@ -191,7 +195,7 @@ class BeamSearchLoop:
         beams = self.config.num_beams
         waiting = list(requests)
         running: list[_Document] = []
-        cache: SharedPromptCache | None = None
+        cache: SharedPromptCache | FoldedPromptCache | None = None
         next_tokens = None  # (rows, 1)
         results: list[Finished] = []
         while True:
@@ -213,9 +217,7 @@ class BeamSearchLoop:
                     break
             logits = []
             if running:
-                step_logits, _ = self._last_logits(
-                    next_tokens, cache.attention_mask(self.device), cache
-                )
+                step_logits = self._forward(next_tokens, cache, **cache.forward_inputs(self.device))
                 cache.stepped()
                 logits.append(step_logits)
             groups = _prefill_groups(joining)
@@ -224,10 +226,11 @@ class BeamSearchLoop:
                 prompt_logits, prefilled = self._prefill(group)
                 logits.append(prompt_logits.repeat_interleave(beams, dim=0))
                 if cache is None:
-                    cache = SharedPromptCache.like(prefilled, beams)
+                    cache = self._new_cache(prefilled)
                 cache.add(prefilled, [document.prompt_length for document in group])
             documents = running + joining
-            sources, tokens = self._step(documents, torch.cat(logits, dim=0))
+            logits = logits[0] if len(logits) == 1 else torch.cat(logits, dim=0)
+            sources, tokens = self._step(documents, logits)
             cache.reorder_cache(sources)
             next_tokens = tokens.view(-1, 1)
             if on_step is not None:
@@ -259,8 +262,21 @@ class BeamSearchLoop:
     def _fits(self, documents: int, longest: int, prompt_length: int) -> bool:
         """Whether one more document fits beside `documents`, all padded to `longest`."""
         rows = (documents + 1) * self.config.num_beams
-        tokens = rows * (max(longest, prompt_length) + self.config.max_new_tokens)
+        tokens = self.cache_tokens(documents + 1, max(longest, prompt_length))
         return rows <= self.max_rows and tokens <= self.max_cache_tokens
+
+    def cache_tokens(self, documents: int, longest: int) -> int:
+        """Positions of keys and values a layer holds for `documents` up to `longest` long."""
+        beams, new = self.config.num_beams, self.config.max_new_tokens
+        if self.folded:  # per document: its prompt once, then each beam's tokens
+            return documents * (longest + beams * new)
+        return documents * beams * (longest + new)  # per row, laid out at every step
+
+    def _new_cache(self, prefilled):
+        beams = self.config.num_beams
+        if self.folded:
+            return FoldedPromptCache.like(prefilled, beams, self.config.max_new_tokens, self.device)
+        return SharedPromptCache.like(prefilled, beams)
 
     # -- one document joining ----------------------------------------------------
     def _start(self, request: Request) -> _Document:
@@ -300,26 +316,23 @@ class BeamSearchLoop:
             start = length - document.prompt_length
             ids[row, start:] = torch.tensor(list(document.request.prompt_ids), device=self.device)
             mask[row, start:] = 1
-        return self._last_logits(ids, mask)
+        # Positions count only real tokens, so left padding shifts nothing.
+        positions = (mask.cumsum(dim=1) - 1).clamp(min=0)
+        cache = DynamicCache(config=self.model.config)
+        logits = self._forward(ids, cache, attention_mask=mask, position_ids=positions)
+        return logits, cache
 
-    def _last_logits(self, ids, mask, cache=None):
-        """Run the model on `ids` (the last columns of `mask`); the last position's logits.
-
-        Positions count only real tokens, so left padding shifts nothing.
-        """
-        positions = (mask.cumsum(dim=1) - 1).clamp(min=0)[:, -ids.shape[1] :]
-        if cache is None:
-            cache = DynamicCache(config=self.model.config)
+    def _forward(self, ids, cache, **inputs) -> torch.Tensor:
+        """Run the model on `ids` with `cache`; the logits of each row's last position."""
         with torch.inference_mode():
             output = self.model(
                 input_ids=ids,
-                attention_mask=mask,
-                position_ids=positions,
                 use_cache=True,
                 logits_to_keep=1,
                 **{self._cache_argument: cache},
+                **inputs,
             )
-        return output.logits[:, -1, :].to(dtype=torch.float32), cache
+        return output.logits[:, -1, :].to(dtype=torch.float32)
 
     # -- one step of the search ----------------------------------------------------
     def _step(self, documents: list[_Document], logits: torch.Tensor):
@@ -332,8 +345,9 @@ class BeamSearchLoop:
         log_probs = torch.nn.functional.log_softmax(logits, dim=-1)
         self._process(documents, log_probs)
         scores = torch.stack([d.running_scores for d in documents])  # (docs, beams)
-        log_probs = log_probs.view(count, beams, vocab) + scores[:, :, None]
-        log_probs = log_probs.reshape(count, beams * vocab)
+        # In place: a step's log-probabilities are tens of megabytes (rows x vocabulary).
+        log_probs = log_probs.view(count, beams, vocab).add_(scores[:, :, None])
+        log_probs = log_probs.view(count, beams * vocab)
         top_scores, top_indices = torch.topk(log_probs, k=config.candidates)
         parents = torch.div(top_indices, vocab, rounding_mode="floor")
         tokens = top_indices % vocab
@@ -456,3 +470,36 @@ def _prefill_groups(documents: list[_Document]) -> list[list[_Document]]:
     if group:
         groups.append(group)
     return groups
+
+
+def folding_agrees(model, device, prompts: list[list[int]]) -> bool:
+    """Whether `model`, routed through `folded_attention`, gives the numbers it gives alone.
+
+    Two documents decode two steps, their beams fed different tokens and reordered
+    in between, once per cache; the logits must agree to within the dtype's rounding.
+    A model whose layers do not hand the folded cache to their attention fails here
+    (and is decoded with `SharedPromptCache` instead).
+    """
+    config = BeamConfig(num_beams=2, max_new_tokens=4, eos_token_ids=())
+    outputs = []
+    for folded in (False, True):
+        loop = BeamSearchLoop(model, config, device=device, folded=folded)
+        documents = [loop._start(Request(key, ids)) for key, ids in enumerate(prompts)]
+        _, prefilled = loop._prefill(documents)
+        cache = loop._new_cache(prefilled)
+        cache.add(prefilled, [document.prompt_length for document in documents])
+        tokens = torch.tensor([ids[row % len(ids)] for ids in prompts for row in range(2)])
+        logits = []
+        for _ in range(2):
+            try:
+                logits.append(loop._forward(tokens[:, None], cache, **cache.forward_inputs(device)))
+            except (RuntimeError, ValueError, TypeError, IndexError):
+                return False
+            cache.stepped()
+            cache.reorder_cache(torch.tensor([1, 1, 2, 3][: len(tokens)], device=device))
+            tokens = tokens.flip(0)
+        outputs.append(torch.cat(logits))
+    plain, folded = outputs
+    tolerance = 1e-3 if model.dtype == torch.float32 else 5e-2
+    scale = plain.abs().max().clamp(min=1.0)
+    return bool(((plain - folded).abs().max() / scale) <= tolerance)

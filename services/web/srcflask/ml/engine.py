@@ -178,6 +178,8 @@ class TextGenerator:
         # every document's beams decoded together, at most `max_rows` beams per step.
         self.own_beam_search = own_beam_search
         self.max_rows = max_rows or DEFAULT_MAX_ROWS
+        # ... with each document's beams attending over its prompt once (see prompt_cache).
+        self.folded = own_beam_search and self._fold_beams()
         # Re-entrant for batches: a caller holding `reserved()` may then call generate().
         self._turns = ModelTurns()
         log.info(
@@ -369,7 +371,23 @@ class TextGenerator:
             repetition_penalty=settings.repetition_penalty,
             early_stopping=settings.early_stopping,
         )
-        return BeamSearchLoop(self.model, config, device=self.device, max_rows=self.max_rows)
+        return BeamSearchLoop(
+            self.model, config, device=self.device, max_rows=self.max_rows, folded=self.folded
+        )
+
+    def _fold_beams(self) -> bool:
+        """Route beam search's attention through `folded_attention` where the model agrees."""
+        from .decoding import folding_agrees
+        from .prompt_cache import fold_beams, unfold_beams
+
+        if not fold_beams(self.model):
+            return False
+        ids = self.tokenizer("The quick brown fox jumps over the lazy dog.")["input_ids"]
+        if folding_agrees(self.model, self.device, [ids, ids[:3]]):
+            return True
+        log.warning("%s: folded attention disagrees with the model's; not folding", self.label)
+        unfold_beams(self.model)
+        return False
 
     def _forward_with_transformers(
         self,

@@ -158,12 +158,7 @@ class SharedPromptCache(Cache):
 
     def reorder_cache(self, sources: torch.Tensor) -> None:
         """Row `r` now continues row `sources[r]`; beams never move between documents."""
-        beams = self.rows.beams
-        local = sources.view(-1, beams) - torch.arange(
-            0, sources.numel(), beams, device=sources.device
-        ).view(-1, 1)
-        identity = torch.arange(beams, device=sources.device)
-        parents = [None if torch.equal(row, identity) else row for row in local]
+        parents = _local_parents(sources, self.rows.beams)
         for layer in self.layers:
             layer.reorder(parents)
 
@@ -177,6 +172,299 @@ class SharedPromptCache(Cache):
         columns = torch.arange(self.rows.history + 1, device=device)
         return (columns[None, :] >= (self.rows.history - lengths)[:, None]).to(torch.long)
 
+    def forward_inputs(self, device) -> dict:
+        """The model's arguments for a decoding step beside its input ids."""
+        lengths = torch.tensor(self.rows.lengths, device=device).repeat_interleave(self.rows.beams)
+        return {"attention_mask": self.attention_mask(device), "position_ids": lengths[:, None]}
+
     @property
     def documents(self) -> int:
         return len(self.rows.lengths)
+
+
+def _local_parents(sources: torch.Tensor, beams: int) -> list[torch.Tensor | None]:
+    """Per document, the beam each of its new beams continues (None where none moved)."""
+    local = sources.view(-1, beams) - torch.arange(
+        0, sources.numel(), beams, device=sources.device
+    ).view(-1, 1)
+    identity = torch.arange(beams, device=sources.device)
+    return [None if torch.equal(row, identity) else row for row in local]
+
+
+# -- folded beams: one attention call per document, over its prompt kept once -----------
+#
+# `SharedPromptCache` still copies each beam's whole history into a fresh layout at every
+# layer of every step: on a document of 1,000 tokens with 5 beams, that is most of a
+# step's memory traffic. `FoldedPromptCache` keeps each layer's keys and values in one
+# persistent buffer, one row per *document*:
+#
+#     [ prompt, right-aligned (padding on the left) | beam tokens, step-major ]
+#       columns 0 .. width-1                          column width + t * beams + b
+#
+# and the attention (`folded_attention`, registered with transformers as FOLDED) folds a
+# document's beams into the query axis, so all of them attend over that one row; a mask
+# shows each beam the prompt and only its own tokens. The scores are the same set as a
+# repeated cache's, the softmax runs over the same keys: only the order of a sum differs.
+
+FOLDED = "srcflask_folded"
+FOLDED_KWARG = "srcflask_folded_cache"
+
+
+class _FoldedLayer(CacheLayerMixin):
+    """One layer's keys/values: (documents, kv_heads, width + capacity * beams, dim)."""
+
+    is_compileable = False
+    is_croppable = False
+
+    def __init__(self, rows: _FoldedRows, sliding_window: int | None):
+        super().__init__()
+        self.rows = rows
+        self.is_sliding = sliding_window is not None
+        self.sliding_window = sliding_window
+        # Only the last `sliding_window - 1` prompt positions matter to a sliding layer.
+        self.keep = sliding_window - 1 if sliding_window else None
+        self.width = 0  # columns of the prompt region
+        self.stored: list[int] = []  # prompt positions each document keeps (right-aligned)
+        self.keys: torch.Tensor | None = None
+        self.values: torch.Tensor | None = None
+        self.is_initialized = True
+
+    def lazy_initialization(self, key_states, value_states) -> None:  # never lazy
+        pass
+
+    def add(self, prompts: list[tuple[torch.Tensor, torch.Tensor]]) -> None:
+        """Joining documents' prompt keys/values, (1, kv_heads, real positions, dim) each."""
+        if self.keep is not None:
+            prompts = [(k[:, :, -self.keep :], v[:, :, -self.keep :]) for k, v in prompts]
+        sample = prompts[0][0]
+        old = len(self.stored)
+        stored = self.stored + [keys.shape[2] for keys, _ in prompts]
+        width = max(stored)
+        beams = self.rows.beams
+        columns = width + self.rows.capacity * beams
+        shape = (len(stored), sample.shape[1], columns, sample.shape[3])
+        # Zeros: padding and unwritten columns are masked, but 0 x NaN would still be NaN.
+        keys, values = sample.new_zeros(shape), sample.new_zeros(shape)
+        if old:
+            shift = width - self.width
+            for new, current in ((keys, self.keys), (values, self.values)):
+                new[:old, :, shift:width] = current[:, :, : self.width]
+                new[:old, :, width:] = current[:, :, self.width :]
+        for row, (prompt_keys, prompt_values) in enumerate(prompts, start=old):
+            keys[row, :, width - prompt_keys.shape[2] : width] = prompt_keys[0]
+            values[row, :, width - prompt_values.shape[2] : width] = prompt_values[0]
+        self.keys, self.values, self.width, self.stored = keys, values, width, stored
+
+    def select(self, documents: list[int]) -> None:
+        self.stored = [self.stored[i] for i in documents]
+        width = max(self.stored)
+        index = torch.tensor(documents, device=self.keys.device)
+        cut = self.width - width  # prompt columns no remaining document uses
+        self.keys = self.keys[:, :, cut:].index_select(0, index)
+        self.values = self.values[:, :, cut:].index_select(0, index)
+        self.width = width
+
+    def reorder(self, parents: list[torch.Tensor | None], generated: list[int]) -> None:
+        """Each document's beams now continue these of its beams (None: unchanged)."""
+        beams, dim = self.rows.beams, self.keys.shape[3]
+        for row, (local, tokens) in enumerate(zip(parents, generated, strict=True)):
+            if local is None or tokens == 0:
+                continue
+            end = self.width + tokens * beams
+            for buffer in (self.keys, self.values):
+                own = buffer[row, :, self.width : end].view(-1, tokens, beams, dim)
+                buffer[row, :, self.width : end] = own.index_select(2, local).view(
+                    -1, tokens * beams, dim
+                )
+
+    def update(self, key_states: torch.Tensor, value_states: torch.Tensor, *args, **kwargs):
+        """Store each row's new token in its beam's column; the whole buffer is the history."""
+        documents, columns = self.rows.write_index(self.width, key_states.device)
+        self.keys[documents, :, columns] = key_states[:, :, -1]
+        self.values[documents, :, columns] = value_states[:, :, -1]
+        return self.keys, self.values
+
+    def mask(self, groups: int) -> torch.Tensor:
+        """(documents, 1, beams x groups, columns): what each beam's queries may see."""
+        return self.rows.folded_mask(self.width, self.stored, self.sliding_window, groups)
+
+    def get_seq_length(self) -> int:
+        return self.rows.history
+
+    def get_mask_sizes(self, query_length: int) -> tuple[int, int]:
+        # transformers builds a mask from this; `folded_attention` uses `mask()` instead.
+        return self.rows.history + query_length, 0
+
+    def get_max_length(self) -> int:
+        return self.sliding_window or -1
+
+
+class _FoldedRows(_Rows):
+    """`_Rows`, plus what the folded layers share within one step."""
+
+    def __init__(self, beams: int, capacity: int, device):
+        super().__init__(beams=beams, lengths=[])
+        self.capacity = capacity
+        self.device = device
+        self.prompt_lengths: list[int] = []
+        self._step: dict = {}  # index tensors and masks of the current step, by shape
+
+    @property
+    def generated(self) -> list[int]:
+        """Tokens each document's beams have stored."""
+        return [n - p for n, p in zip(self.lengths, self.prompt_lengths, strict=True)]
+
+    def changed(self) -> None:
+        self._step = {}
+
+    def write_index(self, width: int, device) -> tuple[torch.Tensor, torch.Tensor]:
+        key = ("write", width)
+        if key not in self._step:
+            beams = self.beams
+            generated = torch.tensor(self.generated, device=device)
+            documents = torch.arange(len(self.lengths), device=device).repeat_interleave(beams)
+            beam = torch.arange(beams, device=device).repeat(len(self.lengths))
+            columns = width + generated.repeat_interleave(beams) * beams + beam
+            self._step[key] = (documents, columns)
+        return self._step[key]
+
+    def folded_mask(
+        self, width: int, stored: list[int], window: int | None, groups: int
+    ) -> torch.Tensor:
+        key = ("mask", width, tuple(stored), window, groups)
+        if key in self._step:
+            return self._step[key]
+        beams, device = self.beams, self.device
+        # The token being decoded is the beam's token number `generated` (counting from 0).
+        step = torch.tensor(self.generated, device=device)[:, None]
+        prompt = torch.arange(width, device=device)[None, :]
+        shows_prompt = prompt >= width - torch.tensor(stored, device=device)[:, None]
+        own = torch.arange(self.capacity * beams, device=device)
+        token, beam = own // beams, own % beams
+        shows_own = token[None, :] <= step
+        if window is not None:  # a key is seen while the query is less than `window` after it
+            shows_prompt &= prompt > step + width - window
+            shows_own &= step - token[None, :] < window
+        mine = beam[None, :] == torch.arange(beams, device=device)[:, None]  # (beams, columns)
+        mask = torch.cat(
+            [
+                shows_prompt[:, None, :].expand(-1, beams, -1),
+                shows_own[:, None, :] & mine[None, :, :],
+            ],
+            dim=2,
+        )  # (documents, beams, columns)
+        columns = mask.shape[2]
+        mask = mask[:, :, None, :].expand(-1, -1, groups, -1).reshape(len(stored), 1, -1, columns)
+        self._step[key] = mask
+        return mask
+
+
+class FoldedPromptCache(Cache):
+    """The running documents' cache for `folded_attention`, in the loop's document order.
+
+    Same interface as `SharedPromptCache` for the loop; `forward_inputs()` gives what a
+    decoding step passes to the model with it.
+    """
+
+    def __init__(self, sliding_windows: list[int | None], beams: int, capacity: int, device):
+        self.rows = _FoldedRows(beams, capacity, device)
+        super().__init__(layers=[_FoldedLayer(self.rows, window) for window in sliding_windows])
+
+    @classmethod
+    def like(cls, cache: Cache, beams: int, capacity: int, device) -> FoldedPromptCache:
+        windows = [getattr(layer, "sliding_window", None) for layer in cache.layers]
+        return cls([w if w else None for w in windows], beams, capacity, device)
+
+    def add(self, prefilled: Cache, lengths: list[int]) -> None:
+        """Documents prefilled together (`prefilled`: one left-padded row each) join."""
+        for layer, source in zip(self.layers, prefilled.layers, strict=True):
+            prompts = []
+            for row, length in enumerate(lengths):
+                shown = min(length, source.keys.shape[2])
+                start = source.keys.shape[2] - shown
+                prompts.append(
+                    (source.keys[row : row + 1, :, start:], source.values[row : row + 1, :, start:])
+                )
+            layer.add(prompts)
+        self.rows.lengths.extend(lengths)
+        self.rows.prompt_lengths.extend(lengths)
+        self.rows.changed()
+
+    def select(self, documents: list[int]) -> None:
+        for layer in self.layers:
+            layer.select(documents)
+        self.rows.lengths = [self.rows.lengths[i] for i in documents]
+        self.rows.prompt_lengths = [self.rows.prompt_lengths[i] for i in documents]
+        self.rows.changed()
+
+    def reorder_cache(self, sources: torch.Tensor) -> None:
+        """Row `r` now continues row `sources[r]`; beams never move between documents."""
+        parents = _local_parents(sources, self.rows.beams)
+        generated = self.rows.generated
+        for layer in self.layers:
+            layer.reorder(parents, generated)
+
+    def stepped(self) -> None:
+        self.rows.lengths = [length + 1 for length in self.rows.lengths]
+        self.rows.changed()
+
+    def forward_inputs(self, device) -> dict:
+        """The model's arguments for a decoding step beside its input ids."""
+        positions = torch.tensor(self.rows.lengths, device=device).repeat_interleave(
+            self.rows.beams
+        )
+        return {"position_ids": positions[:, None], FOLDED_KWARG: self}
+
+    @property
+    def documents(self) -> int:
+        return len(self.rows.lengths)
+
+
+def folded_attention(module, query, key, value, attention_mask, scaling=None, **kwargs):
+    """The model's attention; in a step of `FoldedPromptCache`, once per document.
+
+    `query`: (rows, heads, 1, dim), rows being documents x beams; `key` and `value`:
+    (documents, kv_heads, columns, dim), the cache's buffers.
+    """
+    cache = kwargs.pop(FOLDED_KWARG, None)
+    if cache is None:  # a prefill, or any other forward: transformers' own SDPA attention
+        from transformers.integrations.sdpa_attention import sdpa_attention_forward
+
+        return sdpa_attention_forward(
+            module, query, key, value, attention_mask, scaling=scaling, **kwargs
+        )
+    documents, kv_heads, _, dim = key.shape
+    rows, heads = query.shape[:2]
+    beams, groups = rows // documents, heads // kv_heads
+    # Query heads share key heads in groups (head h reads key head h // groups).
+    folded = query.reshape(documents, beams, kv_heads, groups, dim).transpose(1, 2)
+    folded = folded.reshape(documents, kv_heads, beams * groups, dim)
+    mask = cache.layers[module.layer_idx].mask(groups)
+    output = torch.nn.functional.scaled_dot_product_attention(
+        folded, key, value, attn_mask=mask, scale=scaling
+    )
+    output = output.view(documents, kv_heads, beams, groups, dim).transpose(1, 2)
+    return output.reshape(rows, 1, heads, dim), None
+
+
+def fold_beams(model) -> bool:
+    """Route `model`'s attention through `folded_attention`, if it uses SDPA attention.
+
+    Every other forward still gets transformers' SDPA attention (and its masks).
+    """
+    from transformers import AttentionInterface
+    from transformers.masking_utils import AttentionMaskInterface, sdpa_mask
+
+    if model.config._attn_implementation == FOLDED:
+        return True
+    if model.config._attn_implementation != "sdpa":
+        return False
+    AttentionInterface.register(FOLDED, folded_attention)
+    AttentionMaskInterface.register(FOLDED, sdpa_mask)
+    model.set_attn_implementation(FOLDED)
+    return True
+
+
+def unfold_beams(model) -> None:
+    if model.config._attn_implementation == FOLDED:
+        model.set_attn_implementation("sdpa")
