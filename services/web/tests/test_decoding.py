@@ -275,3 +275,40 @@ def test_joining_prompts_are_read_together_by_length_and_in_passes_of_bounded_si
     # Long prompts of one length: at most PREFILL_TOKENS tokens per pass.
     assert groups([900] * 10) == [[900] * 4, [900] * 4, [900] * 2]
     assert groups([5000]) == [[5000]]  # alone, a prompt longer than that still runs
+
+
+def test_a_float32_model_loaded_as_bfloat16_is_converted_a_weight_at_a_time(
+    tiny_models, monkeypatch
+):
+    from transformers import AutoModelForCausalLM
+
+    from srcflask.ml import memory
+
+    dropped = []
+    drop = memory._drop_pages
+
+    def recorded(address, length, mapped):
+        if drop(address, length, mapped):
+            dropped.append(length)
+            return True
+        return False
+
+    monkeypatch.setattr(memory, "_drop_pages", recorded)
+    folder = tiny_models["gemma3"]
+    loaded = TextGenerator(folder, dtype="bfloat16")
+    reference = AutoModelForCausalLM.from_pretrained(folder, dtype=torch.bfloat16).eval()
+
+    ours, theirs = loaded.model.state_dict(), reference.state_dict()
+    parameters = dict(reference.named_parameters())
+    assert ours.keys() == theirs.keys()
+    for name in parameters:
+        assert ours[name].dtype == torch.bfloat16
+        assert torch.equal(ours[name], theirs[name]), name
+    # The tied output layer is still the embedding, converted once.
+    assert loaded.model.lm_head.weight is loaded.model.model.embed_tokens.weight
+    ids = torch.tensor([[2, 40, 41, 42, 43]])
+    with torch.no_grad():
+        assert torch.equal(loaded.model(ids).logits, reference(ids).logits)
+    # Every parameter's float32 bytes were pages of the mapped file, and were let go.
+    assert sum(dropped) == sum(p.numel() * 4 for p in parameters.values())
+    assert loaded.folded

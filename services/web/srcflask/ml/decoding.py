@@ -8,8 +8,9 @@ attention included) and does the rest itself:
 
 - a document is prefilled once (not once per beam), with prompts of similar
   length together and little padding; its keys and values are kept once for
-  all its beams (`prompt_cache.SharedPromptCache`), each beam keeping only the
-  tokens it generated;
+  all its beams, each beam keeping only the tokens it generated, and its beams
+  attend over them in one call (`prompt_cache.FoldedPromptCache` and
+  `folded_attention`; `SharedPromptCache` for a model that disagrees with it);
 - every step decodes the beams of all running documents in one forward pass;
 - a document joins at any step boundary (`more`) and leaves as soon as its
   search is over (`on_result`), so no document waits for the slowest;
@@ -224,13 +225,14 @@ class BeamSearchLoop:
             joining = [document for group in groups for document in group]  # cache row order
             for group in groups:
                 prompt_logits, prefilled = self._prefill(group)
-                logits.append(prompt_logits.repeat_interleave(beams, dim=0))
+                logits.append(prompt_logits)  # one row per document, for all its beams
                 if cache is None:
                     cache = self._new_cache(prefilled)
                 cache.add(prefilled, [document.prompt_length for document in group])
+                del prefilled  # the pass's padded cache and activations go back at once
+                release_freed_memory()
             documents = running + joining
-            logits = logits[0] if len(logits) == 1 else torch.cat(logits, dim=0)
-            sources, tokens = self._step(documents, logits)
+            sources, tokens = self._step(documents, self._rows_of(logits, bool(running)))
             cache.reorder_cache(sources)
             next_tokens = tokens.view(-1, 1)
             if on_step is not None:
@@ -258,6 +260,27 @@ class BeamSearchLoop:
                 )
                 next_tokens = next_tokens[rows]
         return results
+
+    def _rows_of(self, logits: list[torch.Tensor], stepped: bool) -> torch.Tensor:
+        """One step's logits, a row per beam: the running rows, then each joining prompt's
+        row for all its beams, written once into one tensor (each is tens of megabytes)."""
+        if stepped and len(logits) == 1:
+            return logits[0]
+        beams = self.config.num_beams
+        rows = sum(
+            part.shape[0] * (1 if stepped and i == 0 else beams) for i, part in enumerate(logits)
+        )
+        out = logits[0].new_empty((rows, logits[0].shape[1]))
+        start = 0
+        for i, part in enumerate(logits):
+            if stepped and i == 0:
+                out[: part.shape[0]] = part
+                start = part.shape[0]
+                continue
+            block = out[start : start + part.shape[0] * beams].view(part.shape[0], beams, -1)
+            block.copy_(part[:, None, :].expand(-1, beams, -1))
+            start += part.shape[0] * beams
+        return out
 
     def _fits(self, documents: int, longest: int, prompt_length: int) -> bool:
         """Whether one more document fits beside `documents`, all padded to `longest`."""
@@ -488,7 +511,9 @@ def folding_agrees(model, device, prompts: list[list[int]]) -> bool:
         _, prefilled = loop._prefill(documents)
         cache = loop._new_cache(prefilled)
         cache.add(prefilled, [document.prompt_length for document in documents])
-        tokens = torch.tensor([ids[row % len(ids)] for ids in prompts for row in range(2)])
+        tokens = torch.tensor(
+            [ids[row % len(ids)] for ids in prompts for row in range(2)], device=device
+        )
         logits = []
         for _ in range(2):
             try:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import json
 import logging
 import math
 import time
@@ -20,6 +21,7 @@ from typing import Any
 
 from .artifacts import check_loadable_folder, without_progress_bars
 from .continuation import BROKEN_CHARACTER, clean_output, split_sentences
+from .memory import convert_parameters
 from .settings import GenerationSettings, SettingsError
 from .turns import ModelTurns
 
@@ -156,13 +158,20 @@ class TextGenerator:
                 self.tokenizer = AutoTokenizer.from_pretrained(
                     self.model_dir, local_files_only=True, trust_remote_code=False
                 )
+                # A float32 file wanted narrower on the CPU is converted a weight at a
+                # time (memory.convert_parameters), not all of it beside its copy.
+                narrowed = self.device == "cpu" and torch_dtype != torch.float32
                 self.model = AutoModelForCausalLM.from_pretrained(
                     self.model_dir,
                     local_files_only=True,
                     trust_remote_code=False,
                     use_safetensors=True,
-                    dtype=torch_dtype,
+                    dtype=torch.float32 if narrowed and self._stored_float32() else torch_dtype,
                 )
+                if self.model.dtype != torch_dtype:
+                    convert_parameters(
+                        self.model, torch_dtype, self.model_dir.glob("*.safetensors")
+                    )
         except (OSError, ValueError, KeyError) as error:
             raise ModelLoadError(f"cannot load the model in {self.model_dir}: {error}") from error
         self.model.to(self.device).eval()
@@ -595,6 +604,14 @@ class TextGenerator:
             if isinstance(value, int) and value > 0:
                 return value
         return min(self.tokenizer.model_max_length, 2048)
+
+    def _stored_float32(self) -> bool:
+        """Whether the folder's weights are float32 (its config says so)."""
+        try:
+            config = json.loads((self.model_dir / "config.json").read_text())
+        except (OSError, ValueError):
+            return False
+        return (config.get("dtype") or config.get("torch_dtype")) == "float32"
 
     def _pick_dtype(self, dtype: str, torch):
         if dtype == "auto":

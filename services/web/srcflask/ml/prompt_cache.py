@@ -6,10 +6,17 @@ beams copies all of them at every step. Here a document's prompt is kept once
 (as the prefill left it); each beam keeps only the tokens it generated, and a
 reorder moves only those.
 
-The model still sees an ordinary cache: at each layer, `update` lays every
-row's history out right-aligned (left padding, masked) and returns it with the
-new token, so the attention is the model's own and the numbers are those of a
-repeated cache. That layout lives only while its layer runs.
+Two ways to attend over it:
+
+- `FoldedPromptCache` (used when the model agrees with it, checked at load):
+  one buffer per layer with a row per document, and `folded_attention` runs
+  a document's beams as one query block over that row. Nothing is copied per
+  beam.
+- `SharedPromptCache` (the fallback): the model sees an ordinary cache. At
+  each layer, `update` lays every row's history out right-aligned (left
+  padding, masked) and returns it with the new token, so the attention is the
+  model's own, whatever it is. That layout lives only while its layer runs,
+  but it copies each beam's history at every layer of every step.
 """
 
 from __future__ import annotations
