@@ -21,6 +21,7 @@ from typing import Any
 
 from .artifacts import check_loadable_folder, without_progress_bars
 from .continuation import BROKEN_CHARACTER, clean_output, split_sentences
+from .kernels import pad_output_rows
 from .memory import convert_parameters
 from .settings import GenerationSettings, SettingsError
 from .turns import ModelTurns
@@ -175,6 +176,8 @@ class TextGenerator:
         except (OSError, ValueError, KeyError) as error:
             raise ModelLoadError(f"cannot load the model in {self.model_dir}: {error}") from error
         self.model.to(self.device).eval()
+        if self.device == "cpu" and self.model.dtype == torch.float32:
+            pad_output_rows(self.model)  # see ml.kernels: a slow BLAS path for a few rows
         self.load_seconds = time.perf_counter() - started
 
         self.tokenizer.padding_side = "left"
