@@ -216,23 +216,22 @@ class BeamSearchLoop:
                     joining.append(self._start(waiting.pop(0)))
                 else:
                     break
-            logits = []
+            step_logits, prompt_logits = None, []
             if running:
                 step_logits = self._forward(next_tokens, cache, **cache.forward_inputs(self.device))
                 cache.stepped()
-                logits.append(step_logits)
             groups = _prefill_groups(joining)
             joining = [document for group in groups for document in group]  # cache row order
             for group in groups:
-                prompt_logits, prefilled = self._prefill(group)
-                logits.append(prompt_logits)  # one row per document, for all its beams
+                logits, prefilled = self._prefill(group)
+                prompt_logits.append(logits)  # one row per document, for all its beams
                 if cache is None:
                     cache = self._new_cache(prefilled)
                 cache.add(prefilled, [document.prompt_length for document in group])
                 del prefilled  # the pass's padded cache and activations go back at once
                 release_freed_memory()
             documents = running + joining
-            sources, tokens = self._step(documents, self._rows_of(logits, bool(running)))
+            sources, tokens = self._step(documents, self._rows_of(step_logits, prompt_logits))
             cache.reorder_cache(sources)
             next_tokens = tokens.view(-1, 1)
             if on_step is not None:
@@ -261,25 +260,23 @@ class BeamSearchLoop:
                 next_tokens = next_tokens[rows]
         return results
 
-    def _rows_of(self, logits: list[torch.Tensor], stepped: bool) -> torch.Tensor:
+    def _rows_of(self, running: torch.Tensor | None, prompts: list[torch.Tensor]) -> torch.Tensor:
         """One step's logits, a row per beam: the running rows, then each joining prompt's
         row for all its beams, written once into one tensor (each is tens of megabytes)."""
-        if stepped and len(logits) == 1:
-            return logits[0]
+        if not prompts:
+            return running
         beams = self.config.num_beams
-        rows = sum(
-            part.shape[0] * (1 if stepped and i == 0 else beams) for i, part in enumerate(logits)
-        )
-        out = logits[0].new_empty((rows, logits[0].shape[1]))
-        start = 0
-        for i, part in enumerate(logits):
-            if stepped and i == 0:
-                out[: part.shape[0]] = part
-                start = part.shape[0]
-                continue
-            block = out[start : start + part.shape[0] * beams].view(part.shape[0], beams, -1)
-            block.copy_(part[:, None, :].expand(-1, beams, -1))
-            start += part.shape[0] * beams
+        start = 0 if running is None else running.shape[0]
+        joining = beams * sum(part.shape[0] for part in prompts)
+        out = prompts[0].new_empty((start + joining, prompts[0].shape[1]))
+        if running is not None:
+            out[:start] = running
+        for part in prompts:
+            end = start + part.shape[0] * beams
+            out[start:end].view(part.shape[0], beams, -1).copy_(
+                part[:, None, :].expand(-1, beams, -1)
+            )
+            start = end
         return out
 
     def _fits(self, documents: int, longest: int, prompt_length: int) -> bool:

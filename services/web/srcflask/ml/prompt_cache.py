@@ -39,8 +39,8 @@ class _Rows:
         return max(self.lengths, default=0)
 
 
-class _Layer(CacheLayerMixin):
-    """One layer: per document, the prompt's keys/values (1 row) and its beams' generated ones."""
+class _PromptLayer(CacheLayerMixin):
+    """What both caches' layers share: the rows, and the layer's sliding window if any."""
 
     is_compileable = False
     is_croppable = False
@@ -52,12 +52,37 @@ class _Layer(CacheLayerMixin):
         self.sliding_window = sliding_window
         # Only the last `sliding_window - 1` positions matter to a sliding layer's next token.
         self.keep = sliding_window - 1 if sliding_window else None
-        self.prompts: list[tuple[torch.Tensor, torch.Tensor]] = []  # (1, heads, n, dim) each
-        self.generated: list[tuple[torch.Tensor, torch.Tensor]] = []  # (beams, heads, n, dim)
         self.is_initialized = True
 
     def lazy_initialization(self, key_states, value_states) -> None:  # never lazy
         pass
+
+    def get_seq_length(self) -> int:
+        return self.rows.history
+
+    def get_max_length(self) -> int:
+        return self.sliding_window or -1
+
+
+def _sliding_windows(cache: Cache) -> list[int | None]:
+    """Each layer's sliding window in a model's `cache` (None for a full layer)."""
+    return [getattr(layer, "sliding_window", None) or None for layer in cache.layers]
+
+
+def _prompt_rows(source, lengths: list[int]):
+    """Each document's real positions in a prefill layer (left-padded rows), as views."""
+    for row, length in enumerate(lengths):
+        start = source.keys.shape[2] - min(length, source.keys.shape[2])  # sliding: its window
+        yield source.keys[row : row + 1, :, start:], source.values[row : row + 1, :, start:]
+
+
+class _Layer(_PromptLayer):
+    """One layer: per document, the prompt's keys/values (1 row) and its beams' generated ones."""
+
+    def __init__(self, rows: _Rows, sliding_window: int | None):
+        super().__init__(rows, sliding_window)
+        self.prompts: list[tuple[torch.Tensor, torch.Tensor]] = []  # (1, heads, n, dim) each
+        self.generated: list[tuple[torch.Tensor, torch.Tensor]] = []  # (beams, heads, n, dim)
 
     def add(self, keys: torch.Tensor, values: torch.Tensor) -> None:
         """A joining document's prompt keys/values (1, heads, its real positions, dim)."""
@@ -115,16 +140,10 @@ class _Layer(CacheLayerMixin):
         return keys, values
 
     # What the model's mask code asks: the same answers as transformers' dynamic layers.
-    def get_seq_length(self) -> int:
-        return self.rows.history
-
     def get_mask_sizes(self, query_length: int) -> tuple[int, int]:
         history = self.rows.history
         shown = self.visible()
         return shown + query_length, history - shown
-
-    def get_max_length(self) -> int:
-        return self.sliding_window or -1
 
 
 class SharedPromptCache(Cache):
@@ -141,20 +160,15 @@ class SharedPromptCache(Cache):
     @classmethod
     def like(cls, cache: Cache, beams: int) -> SharedPromptCache:
         """An empty cache with the layers (full or sliding) of a model's `cache`."""
-        windows = [getattr(layer, "sliding_window", None) for layer in cache.layers]
-        return cls([w if w else None for w in windows], beams)
+        return cls(_sliding_windows(cache), beams)
 
     def add(self, prefilled: Cache, lengths: list[int]) -> None:
         """Documents prefilled together (`prefilled`: one left-padded row each) join."""
         for layer, source in zip(self.layers, prefilled.layers, strict=True):
-            for row, length in enumerate(lengths):
-                shown = min(length, source.keys.shape[2])  # a sliding layer keeps its window
+            for keys, values in _prompt_rows(source, lengths):
                 # Copied out, so the prefill's padded batch (and the positions a
                 # sliding layer no longer needs) can be freed.
-                start = source.keys.shape[2] - shown
-                keys = source.keys[row : row + 1, :, start:].clone()
-                values = source.values[row : row + 1, :, start:].clone()
-                layer.add(keys, values)
+                layer.add(keys.clone(), values.clone())
         self.rows.lengths.extend(lengths)
 
     def select(self, documents: list[int]) -> None:
@@ -217,27 +231,15 @@ FOLDED = "srcflask_folded"
 FOLDED_KWARG = "srcflask_folded_cache"
 
 
-class _FoldedLayer(CacheLayerMixin):
+class _FoldedLayer(_PromptLayer):
     """One layer's keys/values: (documents, kv_heads, width + capacity * beams, dim)."""
 
-    is_compileable = False
-    is_croppable = False
-
     def __init__(self, rows: _FoldedRows, sliding_window: int | None):
-        super().__init__()
-        self.rows = rows
-        self.is_sliding = sliding_window is not None
-        self.sliding_window = sliding_window
-        # Only the last `sliding_window - 1` prompt positions matter to a sliding layer.
-        self.keep = sliding_window - 1 if sliding_window else None
+        super().__init__(rows, sliding_window)
         self.width = 0  # columns of the prompt region
         self.stored: list[int] = []  # prompt positions each document keeps (right-aligned)
         self.keys: torch.Tensor | None = None
         self.values: torch.Tensor | None = None
-        self.is_initialized = True
-
-    def lazy_initialization(self, key_states, value_states) -> None:  # never lazy
-        pass
 
     def add(self, prompts: list[tuple[torch.Tensor, torch.Tensor]]) -> None:
         """Joining documents' prompt keys/values, (1, kv_heads, real positions, dim) each."""
@@ -286,7 +288,7 @@ class _FoldedLayer(CacheLayerMixin):
 
     def update(self, key_states: torch.Tensor, value_states: torch.Tensor, *args, **kwargs):
         """Store each row's new token in its beam's column; the whole buffer is the history."""
-        documents, columns = self.rows.write_index(self.width, key_states.device)
+        documents, columns = self.rows.write_index(self.width)
         self.keys[documents, :, columns] = key_states[:, :, -1]
         self.values[documents, :, columns] = value_states[:, :, -1]
         return self.keys, self.values
@@ -295,15 +297,9 @@ class _FoldedLayer(CacheLayerMixin):
         """(documents, 1, beams x groups, columns): what each beam's queries may see."""
         return self.rows.folded_mask(self.width, self.stored, self.sliding_window, groups)
 
-    def get_seq_length(self) -> int:
-        return self.rows.history
-
     def get_mask_sizes(self, query_length: int) -> tuple[int, int]:
         # transformers builds a mask from this; `folded_attention` uses `mask()` instead.
         return self.rows.history + query_length, 0
-
-    def get_max_length(self) -> int:
-        return self.sliding_window or -1
 
 
 class _FoldedRows(_Rows):
@@ -324,10 +320,11 @@ class _FoldedRows(_Rows):
     def changed(self) -> None:
         self._step = {}
 
-    def write_index(self, width: int, device) -> tuple[torch.Tensor, torch.Tensor]:
+    def write_index(self, width: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """Per row (documents x beams): its document and the column of its new token."""
         key = ("write", width)
         if key not in self._step:
-            beams = self.beams
+            beams, device = self.beams, self.device
             generated = torch.tensor(self.generated, device=device)
             documents = torch.arange(len(self.lengths), device=device).repeat_interleave(beams)
             beam = torch.arange(beams, device=device).repeat(len(self.lengths))
@@ -379,20 +376,12 @@ class FoldedPromptCache(Cache):
 
     @classmethod
     def like(cls, cache: Cache, beams: int, capacity: int, device) -> FoldedPromptCache:
-        windows = [getattr(layer, "sliding_window", None) for layer in cache.layers]
-        return cls([w if w else None for w in windows], beams, capacity, device)
+        return cls(_sliding_windows(cache), beams, capacity, device)
 
     def add(self, prefilled: Cache, lengths: list[int]) -> None:
         """Documents prefilled together (`prefilled`: one left-padded row each) join."""
         for layer, source in zip(self.layers, prefilled.layers, strict=True):
-            prompts = []
-            for row, length in enumerate(lengths):
-                shown = min(length, source.keys.shape[2])
-                start = source.keys.shape[2] - shown
-                prompts.append(
-                    (source.keys[row : row + 1, :, start:], source.values[row : row + 1, :, start:])
-                )
-            layer.add(prompts)
+            layer.add(list(_prompt_rows(source, lengths)))  # copied into the layer's buffer
         self.rows.lengths.extend(lengths)
         self.rows.prompt_lengths.extend(lengths)
         self.rows.changed()
