@@ -7,7 +7,10 @@ Plans (all with the same model, prompts and preset):
 - plain:    `transformers` `generate()`, the model loaded once, one document at a time;
 - batched:  `transformers` `generate()` on all documents in one padded batch;
 - engine:   srcflask's TextGenerator: its own beam search, every prompt prefilled
-  once and every document's beams decoded together.
+  once and every document's beams decoded together; in float32 on a CPU its
+  linear layers run on oneDNN (`--cpu-linear`, see srcflask/ml/kernels.py);
+- engine-blas: the same engine with its float32 linear layers on PyTorch's BLAS,
+  as plain and batched have them (a second copy of the model).
 
 Two sets of inputs: `prompts` (the team's 16 short prompts, bench/prompts.txt)
 and `documents` (the realistic documents of bench/documents.jsonl, hundreds of
@@ -15,7 +18,8 @@ tokens each, as a save puts them to the model: title, blank line, body).
 Each plan runs REPEATS times in turn (1, 2, 3, 1, 2, 3, ...) so a noisy
 neighbour hurts all of them alike; figures are medians, ratios are taken
 between plans of the same run. The engine's texts are compared token for
-token with plain `generate()`'s. Not a test: run it by hand.
+token with plain `generate()`'s (engine-blas's too: the same search on the same
+kernels). Not a test: run it by hand.
 
     cd services/web
     ../../.venv/bin/python bench/generation.py --inputs documents --limit 8 --repeats 3
@@ -40,7 +44,7 @@ HERE = Path(__file__).resolve().parent
 # The team's 16 document-like benchmark prompts, one a line: figures compare across time.
 PROMPTS_FILE = HERE / "prompts.txt"
 DOCUMENTS_FILE = HERE / "documents.jsonl"
-PLANS = ("original", "plain", "batched", "engine")
+PLANS = ("original", "plain", "batched", "engine", "engine-blas")
 
 
 def load_inputs(kind: str, limit: int | None) -> list[str]:
@@ -138,6 +142,11 @@ def main() -> None:
     )
     parser.add_argument("--max-new-tokens", type=int, help="instead of the preset's 100")
     parser.add_argument("--dtype", default="float32", help="float32 or bfloat16 for the engine")
+    parser.add_argument(
+        "--cpu-linear",
+        default="onednn",
+        help="the engine's float32 CPU linear kernel: onednn (the default) or blas",
+    )
     parser.add_argument("--model", type=Path, help="a model folder (default: production)")
     parser.add_argument("--prompt-format", choices=["raw", "chat", "continue"], default=None)
     parser.add_argument("--json", type=Path, help="also write the figures to this file")
@@ -169,13 +178,28 @@ def main() -> None:
     if args.max_new_tokens:
         settings = settings.replace(max_new_tokens=args.max_new_tokens)
     prompt_format = PromptFormat(fmt, system)
-    engine = TextGenerator(folder, label=label, prompt_format=prompt_format, dtype=args.dtype)
-    batched = plain_model = None
-    if {"plain", "batched"} & set(plans):  # loaded only when used: it counts in peak memory
+    engine = TextGenerator(
+        folder,
+        label=label,
+        prompt_format=prompt_format,
+        dtype=args.dtype,
+        cpu_linear=args.cpu_linear,
+    )
+    batched = plain_model = engine_blas = None
+    # Loaded only when used: each counts in peak memory.
+    if {"plain", "batched"} & set(plans):
         batched = TextGenerator(
-            folder, label=label, prompt_format=prompt_format, own_beam_search=False
+            folder,
+            label=label,
+            prompt_format=prompt_format,
+            own_beam_search=False,
+            cpu_linear="blas",
         )
         plain_model = batched.model  # transformers' own generate() on the float32 model
+    if "engine-blas" in plans:
+        engine_blas = TextGenerator(
+            folder, label=label, prompt_format=prompt_format, dtype=args.dtype, cpu_linear="blas"
+        )
     prompt_ids = engine.preprocess(texts, settings).input_ids
     loading_peak_mib = peak_resident_mib()
     generating_from = reset_peak_resident()  # the resident memory the runs start from
@@ -206,12 +230,14 @@ def main() -> None:
         "plain": lambda: [generate_alone(plain_model, engine, ids, settings) for ids in prompt_ids],
         "batched": lambda: [r.token_ids for r in batched.generate(texts, settings)],
         "engine": lambda: [r.token_ids for r in engine.generate(texts, settings)],
+        "engine-blas": lambda: [r.token_ids for r in engine_blas.generate(texts, settings)],
     }
     names = {
         "original": "original (load per document, one at a time)",
         "plain": "plain generate (loaded once, one at a time)",
         "batched": "generate, one padded batch",
-        "engine": "srcflask engine (own beam search)",
+        "engine": f"srcflask engine ({engine.cpu_linear or engine.model.dtype})",
+        "engine-blas": "srcflask engine (blas)",
     }
     seconds: dict[str, list[float]] = {name: [] for name in plans}
     outputs: dict[str, list[list[int]]] = {}
@@ -237,11 +263,16 @@ def main() -> None:
     for name in plans:
         if name != "plain" and "plain" in medians:
             print(f"{name} vs plain one at a time: {medians['plain'] / medians[name]:.2f}x")
+    if "engine" in medians and "engine-blas" in medians:
+        print(f"engine vs engine-blas: {medians['engine-blas'] / medians['engine']:.2f}x")
     reference = outputs.get("plain") or outputs.get("batched")
     same = None
     if "engine" in outputs and reference is not None:
         same = sum(a == b for a, b in zip(outputs["engine"], reference, strict=True))
         print(f"engine texts identical to transformers': {same} of {len(texts)}")
+    if "engine-blas" in outputs and reference is not None:
+        alike = sum(a == b for a, b in zip(outputs["engine-blas"], reference, strict=True))
+        print(f"engine-blas texts identical to transformers': {alike} of {len(texts)}")
     if "engine" in outputs and args.reference:
         earlier = json.loads(args.reference.read_text())
         theirs = earlier["outputs"]["engine"]
@@ -269,6 +300,7 @@ def main() -> None:
                     "prompt_tokens": lengths,
                     "settings": settings.to_dict(),
                     "dtype": str(engine.model.dtype),
+                    "cpu_linear": engine.cpu_linear,
                     "repeats": args.repeats,
                     "seconds": seconds,
                     "medians": medians,

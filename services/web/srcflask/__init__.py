@@ -98,6 +98,7 @@ def register_extensions(app: Flask) -> None:
         max_input_tokens=app.config["GENERATION_MAX_INPUT_TOKENS"] or None,
         dtype=app.config["GENERATION_DTYPE"],
         max_rows=app.config["GENERATION_MAX_ROWS"] or None,
+        cpu_linear=app.config["GENERATION_CPU_LINEAR"],
     )
 
 

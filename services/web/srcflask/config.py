@@ -109,6 +109,9 @@ class BaseConfig:
     GENERATION_DTYPE = "auto"
     # Beams decoded in one step at most (documents x beams): bounds the KV cache's memory.
     GENERATION_MAX_ROWS = 80
+    # float32 linear layers on a CPU: "onednn" (faster where the BLAS has slow kernels for
+    # a few rows; falls back by itself) or "blas" (PyTorch's default).
+    GENERATION_CPU_LINEAR = "onednn"
 
     # Generation jobs. JOBS_MODE: local (a thread in the web process), celery or manual;
     # the default is celery when CELERY_BROKER_URL is set, else local.
@@ -165,6 +168,7 @@ class BaseConfig:
             "GENERATION_BATCH_SIZE",
             "GENERATION_DTYPE",
             "GENERATION_MAX_ROWS",
+            "GENERATION_CPU_LINEAR",
             "CELERY_BROKER_URL",
             "CELERY_QUEUE",
             "JOBS_MODE",

@@ -312,26 +312,3 @@ def test_a_float32_model_loaded_as_bfloat16_is_converted_a_weight_at_a_time(
     # Every parameter's float32 bytes were pages of the mapped file, and were let go.
     assert sum(dropped) == sum(p.numel() * 4 for p in parameters.values())
     assert loaded.folded
-
-
-def test_the_output_layer_pads_a_few_rows_and_gives_each_row_its_own_product(pairs):
-    from srcflask.ml.kernels import PAD_FROM, PAD_TO
-
-    _, own = pairs["llama"]
-    layer = own.model.get_output_embeddings()
-    assert layer._srcflask_padded  # float32 on the CPU
-    seen = []
-    probe = layer.register_forward_pre_hook(lambda module, args: seen.append(args[0].shape))
-    try:
-        for rows in (1, PAD_FROM - 1, PAD_FROM, PAD_TO - 1, PAD_TO, 40):
-            hidden = torch.randn(rows, 1, layer.in_features)
-            with torch.no_grad():
-                output = layer(hidden)
-                expected = hidden @ layer.weight.T
-            assert output.shape == (rows, 1, layer.out_features)
-            torch.testing.assert_close(output, expected)
-    finally:
-        probe.remove()
-    # The product ran on PAD_TO rows exactly where the slow shapes were.
-    padded = [shape[0] == PAD_TO for shape in seen]
-    assert padded == [False, False, True, True, True, False]

@@ -21,7 +21,7 @@ from typing import Any
 
 from .artifacts import check_loadable_folder, without_progress_bars
 from .continuation import BROKEN_CHARACTER, clean_output, split_sentences
-from .kernels import pad_output_rows
+from .kernels import CPU_LINEAR_KERNELS, use_cpu_linear_kernel
 from .memory import convert_parameters
 from .settings import GenerationSettings, SettingsError
 from .turns import ModelTurns
@@ -140,6 +140,7 @@ class TextGenerator:
         dtype: str = "auto",
         max_rows: int | None = None,
         own_beam_search: bool = True,
+        cpu_linear: str = "onednn",
     ):
         import torch
         from transformers import AutoModelForCausalLM, AutoTokenizer
@@ -152,6 +153,11 @@ class TextGenerator:
             torch.set_num_threads(threads)
         self.device = pick_device(device)
         torch_dtype = self._pick_dtype(dtype, torch)
+        if cpu_linear not in CPU_LINEAR_KERNELS:
+            raise ModelLoadError(
+                f"GENERATION_CPU_LINEAR must be one of {', '.join(CPU_LINEAR_KERNELS)}; "
+                f"got {cpu_linear!r}"
+            )
 
         started = time.perf_counter()
         try:
@@ -176,8 +182,10 @@ class TextGenerator:
         except (OSError, ValueError, KeyError) as error:
             raise ModelLoadError(f"cannot load the model in {self.model_dir}: {error}") from error
         self.model.to(self.device).eval()
+        # The kernel of float32 linear layers on a CPU (see ml.kernels); None elsewhere.
+        self.cpu_linear = None
         if self.device == "cpu" and self.model.dtype == torch.float32:
-            pad_output_rows(self.model)  # see ml.kernels: a slow BLAS path for a few rows
+            self.cpu_linear = use_cpu_linear_kernel(self.model, cpu_linear)
         self.load_seconds = time.perf_counter() - started
 
         self.tokenizer.padding_side = "left"

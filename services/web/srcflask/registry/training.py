@@ -276,6 +276,7 @@ def _run(run: TrainingRun, me: str | None, on_progress) -> TrainingRun:
         device=config["GENERATION_DEVICE"],
         threads=config["GENERATION_THREADS"] or None,
         dtype="float32",
+        cpu_linear=config["GENERATION_CPU_LINEAR"],
     )
     metrics = dict(run.metrics or {})
     if "before" not in metrics:
