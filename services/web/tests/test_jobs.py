@@ -111,6 +111,31 @@ def test_a_save_during_a_running_batch_joins_it(app, queue, production_model, mo
     assert done[2].batch_size == 3 and done[2].text
 
 
+def test_a_running_batch_looks_for_jobs_queued_here_at_its_next_step(app):
+    progress = work._ProgressWriter(work.MACHINE_TEXTS, interval=60)
+    work.queued_here.clear()
+    assert progress.may_claim()  # the first look
+    assert not progress.may_claim()  # then once a minute...
+    work.queued_here.set()  # ...unless a save in this process queued a job
+    assert progress.may_claim()
+    assert not work.queued_here.is_set()
+    assert not progress.may_claim()
+
+
+def test_the_local_runner_tells_running_batches_of_a_new_job(app):
+    from srcflask.jobs.local import LocalRunner
+
+    runner = LocalRunner(app)
+    work.queued_here.clear()
+    with mock.patch.object(runner, "start"):
+        runner.submit([1])
+        assert work.queued_here.is_set()
+        work.queued_here.clear()
+        with mock.patch.object(runner, "_start_training"):
+            runner.submit([2], kind="training")  # fine-tuning runs never join a batch
+        assert not work.queued_here.is_set()
+
+
 def test_a_job_can_be_claimed_only_once(app, queue):
     [job] = queue(1)
     with app.app_context():

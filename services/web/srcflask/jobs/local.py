@@ -52,6 +52,7 @@ class LocalRunner:
             self._start_training()
             return
         self.start()
+        work.queued_here.set()  # a running batch takes it at its next step
         self._wake.set()
 
     def _start_training(self) -> None:

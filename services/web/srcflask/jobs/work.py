@@ -41,6 +41,10 @@ NO_PRODUCTION_MODEL = (
     "one on the Models page (or run `flask --app srcflask models pull-default`)."
 )
 
+# Set when a job is queued in this process (the embedded runner's saves): a running batch
+# then looks for it at its next step, not at its next claim interval.
+queued_here = threading.Event()
+
 _process_token = uuid.uuid4().hex[:8]
 _process_pid = os.getpid()
 
@@ -363,10 +367,12 @@ class _ProgressWriter:
         db.session.commit()
 
     def may_claim(self) -> bool:
-        """Whether to look for queued jobs now: at most once per interval, not every step."""
+        """Whether to look for queued jobs now: at most once per interval, not every step,
+        unless a job was queued in this process since the last look."""
         now = time.monotonic()
-        if now - self.last_claim < self.interval:
+        if not queued_here.is_set() and now - self.last_claim < self.interval:
             return False
+        queued_here.clear()  # before the claim: a job queued after it sets it again
         self.last_claim = now
         return True
 

@@ -22,7 +22,7 @@ from typing import Any
 from .artifacts import check_loadable_folder, without_progress_bars
 from .continuation import BROKEN_CHARACTER, clean_output, split_sentences
 from .kernels import CPU_LINEAR_KERNELS, use_cpu_linear_kernel
-from .memory import convert_parameters
+from .memory import convert_parameters, release_freed_memory
 from .settings import GenerationSettings, SettingsError
 from .turns import ModelTurns
 
@@ -186,6 +186,7 @@ class TextGenerator:
         self.cpu_linear = None
         if self.device == "cpu" and self.model.dtype == torch.float32:
             self.cpu_linear = use_cpu_linear_kernel(self.model, cpu_linear)
+        release_freed_memory()  # what parsing the tokenizer and the weights left behind
         self.load_seconds = time.perf_counter() - started
 
         self.tokenizer.padding_side = "left"
