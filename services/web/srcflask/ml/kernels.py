@@ -112,6 +112,7 @@ def use_onednn_linears(model) -> int:
             type(module) is torch.nn.Linear
             and module.weight.dtype == torch.float32
             and module.weight.device.type == "cpu"
+            and module.weight.is_contiguous()  # oneDNN reads the weight as stored
         ):
             module.__class__ = onednn_linear_class()
             switched += 1
