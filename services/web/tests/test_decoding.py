@@ -312,3 +312,53 @@ def test_a_float32_model_loaded_as_bfloat16_is_converted_a_weight_at_a_time(
     # Every parameter's float32 bytes were pages of the mapped file, and were let go.
     assert sum(dropped) == sum(p.numel() * 4 for p in parameters.values())
     assert loaded.folded
+
+
+def test_a_folded_cache_makes_room_for_the_beams_tokens_as_they_come(pairs):
+    from srcflask.ml.prompt_cache import GROWTH
+
+    _, own = pairs["llama"]
+    beams, new = 2, GROWTH * 2 + 4
+    loop = loop_for(own, GenerationSettings(num_beams=beams, max_new_tokens=new), max_rows=6)
+    assert loop.folded
+
+    def prefilled(prompts):
+        documents = [loop._start(Request(key, ids)) for key, ids in enumerate(prompts)]
+        _, cache = loop._prefill(documents)
+        return cache, [document.prompt_length for document in documents]
+
+    def step(cache, rows, first=7):
+        tokens = torch.arange(first, first + rows).view(-1, 1)
+        logits = loop._forward(tokens, cache, **cache.forward_inputs("cpu"))
+        cache.stepped()
+        return logits
+
+    prompts = [own.tokenizer(" ".join(WORDS[:n]))["input_ids"] for n in (5, 9, 7)]
+    cache = loop._new_cache(prefilled(prompts[:2])[0])
+    cache.add(*prefilled(prompts[:2]))
+    layer = cache.layers[0]
+
+    def room():  # tokens per beam the buffers hold
+        assert (layer.keys.shape[2] - layer.width) % beams == 0
+        return (layer.keys.shape[2] - layer.width) // beams
+
+    assert room() == GROWTH  # not `new`: room comes as the beams need it
+    seen = []
+    for _ in range(new - 1):  # the loop's last step for them comes below
+        step(cache, 2 * beams)
+        seen.append(room())
+    assert seen == [GROWTH] * GROWTH + [2 * GROWTH] * GROWTH + [new] * 3  # never past `new`
+
+    # A document joining after the others' growth, then left alone: the room shrinks to
+    # what it holds, and it decodes exactly as it would have in a cache of its own.
+    cache.add(*prefilled(prompts[2:]))
+    assert room() == new
+    step(cache, 3 * beams)
+    cache.select([2])
+    assert room() == GROWTH and cache.rows.generated == [1]
+    alone = loop._new_cache(prefilled(prompts[2:])[0])
+    alone.add(*prefilled(prompts[2:]))
+    step(alone, beams, first=7 + 2 * beams)  # the tokens it was fed beside the others
+    for _ in range(GROWTH + 2):
+        assert torch.allclose(step(cache, beams), step(alone, beams), atol=1e-5)
+    assert room() == 2 * GROWTH
