@@ -362,3 +362,33 @@ def test_a_folded_cache_makes_room_for_the_beams_tokens_as_they_come(pairs):
     for _ in range(GROWTH + 2):
         assert torch.allclose(step(cache, beams), step(alone, beams), atol=1e-5)
     assert room() == 2 * GROWTH
+
+
+def test_a_steps_large_tensors_are_reused_from_step_to_step(tiny_models):
+    bfloat16 = TextGenerator(tiny_models["gemma3"], dtype="bfloat16")
+    settings = GenerationSettings(num_beams=3, max_new_tokens=12)
+    loop = bfloat16._beam_loop(settings)
+    prompts = [bfloat16.tokenizer(" ".join(WORDS[:n]))["input_ids"] for n in (4, 9, 6, 12)]
+    seen = []
+
+    def on_step(documents):  # the buffers themselves: a freed one's address could recur
+        seen.append((len(documents), loop._buffers["log_probs"], loop._buffers.get("logits")))
+
+    results = loop.run([Request(key, ids) for key, ids in enumerate(prompts)], on_step=on_step)
+    assert len(results) == 4 and not loop._buffers  # given back when the run ends
+    # The bfloat16 logits are converted into one float32 buffer, and the log-softmax
+    # written into another: the same tensors at every step while the rows stay.
+    steady = [entry for entry in seen[1:] if entry[0] == 4]
+    assert len(steady) >= 5
+    log_probs, logits = steady[0][1], steady[0][2]
+    assert logits is not None and log_probs.shape[0] == logits.shape[0] == 4 * settings.num_beams
+    assert all(entry[1] is log_probs and entry[2] is logits for entry in steady)
+    # A buffer grows when more rows come, and gives way to a smaller one when fewer
+    # than half of it would be used.
+    first = loop._buffer("rows", 10, 7)
+    assert loop._buffer("rows", 6, 7).data_ptr() == first.data_ptr()
+    assert loop._buffers["rows"].shape == (10, 7)
+    loop._buffer("rows", 12, 7)
+    assert loop._buffers["rows"].shape == (12, 7)
+    loop._buffer("rows", 5, 7)
+    assert loop._buffers["rows"].shape == (5, 7)
