@@ -7,18 +7,23 @@ products on a CPU to its BLAS (MKL), whose kernels for such short, wide
 products are slow on some CPUs. Measured on 2 cores (torch 2.13), the output
 layer's product:
 
-| rows | AMD EPYC (Zen 4), MKL | same, oneDNN | Intel Xeon, MKL |
-| ---: | ---: | ---: | ---: |
-| 5 | 104 ms | 38 ms | about 55 ms |
-| 7 to 15 | 117 to 191 ms | 45 to 61 ms | 81 to 158 ms |
-| 40 | 182 ms | 109 ms | |
+| rows | AMD EPYC (Zen 4), MKL | same, oneDNN | Intel Xeon (AMX), MKL | same, oneDNN |
+| ---: | ---: | ---: | ---: | ---: |
+| 5 | 104 ms | 38 ms | 49 ms | 39 ms |
+| 7 to 15 | 117 to 191 ms | 45 to 61 ms | 72 to 132 ms | 38 to 45 ms |
+| 16 | | | 50 ms | 46 ms |
+| 40 | 182 ms | 109 ms | 81 ms | 74 ms |
+| 80 | | | 155 ms | 120 ms |
 
 oneDNN, which PyTorch already uses for bfloat16, has no such cliffs, so the
 engine runs float32 linear layers on it (`CPU_LINEAR_KERNELS`, setting
-GENERATION_CPU_LINEAR): one Gemma 3 270M document went from 19.2 s to 11.0 s
-on the EPYC. Where oneDNN is missing, or disagrees with PyTorch's own product
-at load, the layers stay on the BLAS, and the output layer's product is
-padded from 7-15 rows to 16 (`pad_output_rows`), the fast shape there.
+GENERATION_CPU_LINEAR). One Gemma 3 270M document went from 19.2 s to 11.0 s
+on the EPYC, and from 10.6 s to 9.4 s on the Xeon; 8 documents at once, 55.5
+s to 35.0 s on the EPYC, 25.4 s to 25.1 s on the Xeon (there MKL is a little
+faster for the small layers' few rows, oneDNN for the output layer's). Where
+oneDNN is missing, or disagrees with PyTorch's own product at load, the
+layers stay on the BLAS, and the output layer's product is padded from 7-15
+rows to 16 (`pad_output_rows`), the fast shape there.
 
 Either kernel rounds the sums of a product in its own order, so the two give
 logits that differ in the last bits; a generator's text is the same whether
