@@ -385,10 +385,10 @@ def test_a_steps_large_tensors_are_reused_from_step_to_step(tiny_models):
     assert all(entry[1] is log_probs and entry[2] is logits for entry in steady)
     # A buffer grows when more rows come, and gives way to a smaller one when fewer
     # than half of it would be used.
-    first = loop._buffer("rows", 10, 7)
-    assert loop._buffer("rows", 6, 7).data_ptr() == first.data_ptr()
-    assert loop._buffers["rows"].shape == (10, 7)
-    loop._buffer("rows", 12, 7)
-    assert loop._buffers["rows"].shape == (12, 7)
-    loop._buffer("rows", 5, 7)
-    assert loop._buffers["rows"].shape == (5, 7)
+    first = loop._buffer("log_probs", 10, 7)
+    assert loop._buffer("log_probs", 6, 7).data_ptr() == first.data_ptr()
+    assert loop._buffers["log_probs"].shape == (10, 7)
+    loop._buffer("log_probs", 12, 7)
+    assert loop._buffers["log_probs"].shape == (12, 7)
+    loop._buffer("log_probs", 5, 7)
+    assert loop._buffers["log_probs"].shape == (5, 7)

@@ -225,6 +225,8 @@ class BeamSearchLoop:
                 cache.stepped()
             groups = _prefill_groups(joining)
             joining = [document for group in groups for document in group]  # cache row order
+            if groups:  # a prefill's activations need the room more than the step's buffers
+                self._buffers.clear()
             for group in groups:
                 logits, prefilled = self._prefill(group)
                 prompt_logits.append(logits)  # one row per document, for all its beams
@@ -288,7 +290,7 @@ class BeamSearchLoop:
         beams = self.config.num_beams
         start = 0 if running is None else running.shape[0]
         joining = beams * sum(part.shape[0] for part in prompts)
-        out = self._buffer("rows", start + joining, prompts[0].shape[1])
+        out = prompts[0].new_empty((start + joining, prompts[0].shape[1]))
         if running is not None:
             out[:start] = running
         for part in prompts:
