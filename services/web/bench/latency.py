@@ -104,7 +104,7 @@ POLL_SECONDS = 0.5  # how often a waiting sponsor asks for its machine text (--p
 
 
 def wait_until_done(
-    base: str, token: str, document_id: int, deadline: float, poll: float = POLL_SECONDS
+    base: str, token: str, document_id: int, deadline: float, poll: float
 ) -> dict | None:
     while time.monotonic() < deadline:
         text = request(base, token, "GET", f"/api/v1/documents/{document_id}")["machine_text"]

@@ -269,20 +269,20 @@ class _FoldedLayer(_PromptLayer):
             values[row, :, width - prompt_values.shape[2] : width] = prompt_values[0]
         self.keys, self.values, self.width, self.stored = keys, values, width, stored
 
-    def select(self, documents: list[int], capacity: int) -> None:
-        """Keep `documents`, with room for `capacity` tokens per beam (at most there was)."""
+    def select(self, documents: list[int]) -> None:
+        """Keep `documents`, with room for the rows' capacity (at most there was)."""
         self.stored = [self.stored[i] for i in documents]
         width = max(self.stored)
         index = torch.tensor(documents, device=self.keys.device)
         cut = self.width - width  # prompt columns no remaining document uses
-        end = self.width + capacity * self.rows.beams
+        end = self.width + self.rows.capacity * self.rows.beams
         self.keys = self.keys[:, :, cut:end].index_select(0, index)
         self.values = self.values[:, :, cut:end].index_select(0, index)
         self.width = width
 
-    def grow(self, capacity: int) -> None:
-        """Make room for `capacity` tokens per beam (columns are step-major: appended)."""
-        columns, current = self.width + capacity * self.rows.beams, self.keys.shape[2]
+    def grow(self) -> None:
+        """Make room for the rows' capacity (columns are step-major: appended)."""
+        columns, current = self.width + self.rows.capacity * self.rows.beams, self.keys.shape[2]
         if columns <= current:
             return
         grown = []
@@ -420,7 +420,7 @@ class FoldedPromptCache(Cache):
         # needs more grows it.
         rows.capacity = rows.room_for(max(rows.generated, default=0))
         for layer in self.layers:
-            layer.select(documents, rows.capacity)
+            layer.select(documents)
         rows.changed()
 
     def reorder_cache(self, sources: torch.Tensor) -> None:
@@ -441,7 +441,7 @@ class FoldedPromptCache(Cache):
         if needed > rows.capacity:
             rows.capacity = rows.room_for(needed)
             for layer in self.layers:
-                layer.grow(rows.capacity)
+                layer.grow()
             rows.changed()
         positions = torch.tensor(self.rows.lengths, device=device).repeat_interleave(
             self.rows.beams
