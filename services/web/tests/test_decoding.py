@@ -392,3 +392,39 @@ def test_a_steps_large_tensors_are_reused_from_step_to_step(tiny_models):
     assert loop._buffers["log_probs"].shape == (12, 7)
     loop._buffer("log_probs", 5, 7)
     assert loop._buffers["log_probs"].shape == (5, 7)
+
+
+def test_freed_memory_goes_back_when_documents_leave_and_every_few_steps(tiny_models, monkeypatch):
+    # Trimming at every step made the next one fault its pages in again; the loop gives
+    # memory back after a prefill, when a document leaves, and every TRIM_EVERY steps.
+    import srcflask.ml.decoding as decoding
+
+    generator = TextGenerator(tiny_models["gemma3"])
+    settings = GenerationSettings(num_beams=2, max_new_tokens=2 * decoding.TRIM_EVERY + 3)
+    loop = generator._beam_loop(settings)
+    events = []
+    monkeypatch.setattr(decoding, "release_freed_memory", lambda: events.append("trim"))
+    prompts = [generator.tokenizer(" ".join(WORDS[:n]))["input_ids"] for n in (5, 8)]
+
+    def on_step(documents):
+        events.append(len(documents))
+
+    loop.run(
+        [Request(key, ids) for key, ids in enumerate(prompts)],
+        on_step=on_step,
+        on_result=lambda finished: events.append(f"done {finished.key}"),
+    )
+    steps = [e for e in events if isinstance(e, int)]
+    trims = events.count("trim")
+    assert len(steps) > 2 * decoding.TRIM_EVERY  # long enough for the periodic trims
+    assert 2 <= trims <= 1 + len(steps) // decoding.TRIM_EVERY + 2  # not at every step
+    # The first step's prefill is followed by a trim, and so is each step a document left.
+    assert events[0] == "trim"
+    for index, event in enumerate(events):
+        if isinstance(event, str) and event.startswith("done"):
+            assert "trim" in events[index + 1 : index + 3]
+    # Between two trims, never more than TRIM_EVERY steps.
+    run = 0
+    for event in events:
+        run = 0 if event == "trim" else run + isinstance(event, int)
+        assert run <= decoding.TRIM_EVERY

@@ -1,10 +1,12 @@
-"""Giving memory back to the system: between decoding steps, and while loading weights.
+"""Giving memory back to the system: after decoding steps, and while loading weights.
 
-A step allocates and frees tens of megabytes (the logits of every row over the
-vocabulary, each layer's keys and values laid out for attention). glibc's
-allocator keeps much of what is freed in its heap, so a process that has
-decoded for a while holds hundreds of megabytes it does not use. `malloc_trim`
-returns them; it takes well under a millisecond beside a step of a second.
+A step allocates and frees many megabytes (each layer's activations, the keys
+and values of a growing cache). glibc's allocator keeps much of what is freed
+in its heap, so a process that has decoded for a while holds hundreds of
+megabytes it does not use. `malloc_trim` returns them. The call is quick, but
+every page it gives back is faulted in again when next used: the decoding loop
+trims after a prefill, when documents leave, and every few steps, not after
+each step (see `decoding.TRIM_EVERY`).
 """
 
 from __future__ import annotations
