@@ -160,6 +160,8 @@ def main() -> None:
     unknown = set(plans) - set(PLANS)
     if unknown:
         parser.error(f"unknown plans: {', '.join(sorted(unknown))}")
+    if args.reference and not args.reference.is_file():  # before minutes of generating
+        parser.error(f"--reference: no file {args.reference}")
 
     import torch
     from transformers.utils import logging as hf_logging

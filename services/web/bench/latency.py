@@ -17,7 +17,9 @@ median solo time, and each save's wait over its own document's solo time:
 documents differ in length and in how soon their beams end (38 to 100 new
 tokens), so a save is compared with itself alone. The first `--documents`
 documents are used throughout (the first 10: 88 to 907 tokens, mean 461, as
-all 30's 458). Not a test: run it by hand.
+all 30's 458). Runs measure their own capacity, which moves with a shared
+machine's speed; `--rate` sends the same traffic in runs to be compared.
+Not a test: run it by hand.
 
     cd services/web
     SRCFLASK_INSTANCE_PATH=/tmp/benchinst ../../.venv/bin/python bench/latency.py \
@@ -128,6 +130,12 @@ def main() -> None:
     parser.add_argument("--minutes", type=float, default=5.0)
     parser.add_argument("--load", type=float, default=0.7, help="share of measured capacity")
     parser.add_argument(
+        "--rate",
+        type=float,
+        help="saves per minute, instead of --load x the capacity this run measures: "
+        "the same traffic in runs to compare",
+    )
+    parser.add_argument(
         "--documents", type=int, default=10, help="the first N documents: each timed alone"
     )
     parser.add_argument("--seed", type=int, default=0)
@@ -139,6 +147,8 @@ def main() -> None:
     )
     parser.add_argument("--json", type=Path)
     args = parser.parse_args()
+    if args.rate is not None and args.rate <= 0:
+        parser.error("--rate must be above 0 saves per minute")
 
     source = Path(os.environ.get("SRCFLASK_INSTANCE_PATH") or WEB / "instance")
     from srcflask.ml.quality import load_documents
@@ -201,8 +211,8 @@ def main() -> None:
         capacity = len(burst) / (time.monotonic() - started)
         print(f"capacity: {capacity * 60:.1f} documents/min with a full queue")
 
-        # 3. Poisson arrivals at `load` x capacity, for `minutes`.
-        rate = args.load * capacity
+        # 3. Poisson arrivals at `load` x capacity (or `--rate`), for `minutes`.
+        rate = args.rate / 60 if args.rate else args.load * capacity
         end = time.monotonic() + args.minutes * 60
         waits: list[float] = []
         ratios: list[float] = []  # each save's wait over its document's solo time
@@ -235,7 +245,7 @@ def main() -> None:
         median = statistics.median(waits)
         p95 = percentile(waits, 0.95)
         print(
-            f"{sent} saves at {rate * 60:.1f}/min ({args.load:.0%} of capacity) for "
+            f"{sent} saves at {rate * 60:.1f}/min ({rate / capacity:.0%} of capacity) for "
             f"{args.minutes:g} min; {len(waits)} machine texts written"
         )
         print(

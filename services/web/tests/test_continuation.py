@@ -164,6 +164,14 @@ def test_clean_output_drops_broken_characters_preambles_and_remarks():
     assert clean_output(raw_base, cut_by_length=False, strip_replies=False) == raw_base
 
 
+def test_clean_output_drops_control_characters_but_keeps_tabs_and_line_breaks():
+    # A model can write NUL through a byte token: Postgres cannot store it.
+    raw = "Total:\x00 12\tunits\x07\x1b.\r\nNext\x7f line."
+    assert clean_output(raw, cut_by_length=False, strip_replies=False) == (
+        "Total: 12\tunits.\r\nNext line."
+    )
+
+
 def test_distinct_ngram_rate_sees_repetition():
     assert distinct_ngram_rate("the board met on a cold Tuesday in March") == 1.0
     looped = "pay the bill and " * 6

@@ -254,3 +254,16 @@ def test_the_ml_package_imports_nothing_from_flask_or_the_web_app():
                 continue
             for name in names:
                 assert not name.startswith(("flask", "srcflask", "..")), f"{module.name}: {name}"
+
+
+def test_machine_text_never_holds_the_nul_a_byte_token_decodes_to(tiny_models):
+    # Sampling can pick the byte token for NUL, which Postgres cannot store: a job whose
+    # text held one failed with a server error when its result was written.
+    generator = TextGenerator(tiny_models["gemma3"])
+    nul = next(i for i in range(len(generator.tokenizer)) if generator.decode([i]) == "\x00")
+    words = generator.tokenizer(" The board met", add_special_tokens=False)["input_ids"]
+    settings = GenerationSettings(strategy="sample", max_new_tokens=8)
+    batch = generator.preprocess(["Minutes."], settings)
+    [result] = generator.postprocess(batch, [[*words, nul, *words]], 0.1)
+    assert "\x00" in result.raw_text
+    assert "\x00" not in result.text and result.text.count("The board met") == 2

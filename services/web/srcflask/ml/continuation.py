@@ -20,7 +20,7 @@ you for your order", "Please let me know if you have any questions" or "Here
 are the three options:" must pass, and the tests hold examples of each.
 
 The clean-up turns a raw model output into machine text: it removes broken
-characters, a leading assistant preamble and trailing assistant remarks, and,
+and control characters, a leading assistant preamble and trailing assistant remarks, and,
 when the token cap cut the last sentence, ends the text at its last sentence
 end (the whole text stays when it has none).
 """
@@ -160,9 +160,15 @@ def ends_cleanly(text: str) -> bool:
     return bool(ends) and ends[-1].end() == len(stripped)
 
 
+# Control characters a model can write through its byte tokens: NUL, which Postgres cannot
+# store, and others no document holds. Tabs and line breaks stay.
+_CONTROL_CHARACTERS = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
+
+
 def without_broken_characters(text: str) -> str:
-    """Remove replacement characters left by bytes that do not form a whole character."""
-    return text.replace(BROKEN_CHARACTER, "")
+    """Remove replacement characters left by bytes that do not form a whole character,
+    and control characters (NUL among them) that are no part of a document's text."""
+    return _CONTROL_CHARACTERS.sub("", text.replace(BROKEN_CHARACTER, ""))
 
 
 def clean_output(text: str, *, cut_by_length: bool, strip_replies: bool) -> str:
