@@ -240,6 +240,10 @@ def main() -> None:
             next_at += rng.expovariate(rate)
         for thread in threads:
             thread.join(timeout=1800)
+        if not waits:
+            raise SystemExit(
+                f"{sent} saves sent, no machine text written: run longer or at a higher rate"
+            )
         waits.sort()
         ratios.sort()
         median = statistics.median(waits)
