@@ -20,9 +20,9 @@ you for your order", "Please let me know if you have any questions" or "Here
 are the three options:" must pass, and the tests hold examples of each.
 
 The clean-up turns a raw model output into machine text: it removes broken
-and control characters, a leading assistant preamble and trailing assistant remarks, and,
-when the token cap cut the last sentence, ends the text at its last sentence
-end (the whole text stays when it has none).
+and control characters, a leading assistant preamble and trailing assistant
+remarks, and, when the token cap cut the last sentence, ends the text at its
+last sentence end (the whole text stays when it has none).
 """
 
 from __future__ import annotations
