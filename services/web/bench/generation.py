@@ -10,7 +10,9 @@ Plans (all with the same model, prompts and preset):
   once and every document's beams decoded together; in float32 on a CPU its
   linear layers run on oneDNN (`--cpu-linear`, see srcflask/ml/kernels.py);
 - engine-blas: the same engine with its float32 linear layers on PyTorch's BLAS,
-  as plain and batched have them (a second copy of the model).
+  as plain and batched have them (a second copy of the model);
+- engine-unpacked: the same engine on oneDNN with its weights as loaded, not
+  packed in oneDNN's blocks (`pack_weights=False`; a second copy).
 
 Two sets of inputs: `prompts` (the team's 16 short prompts, bench/prompts.txt)
 and `documents` (the realistic documents of bench/documents.jsonl, hundreds of
@@ -18,8 +20,8 @@ tokens each, as a save puts them to the model: title, blank line, body).
 Each plan runs REPEATS times in turn (1, 2, 3, 1, 2, 3, ...) so a noisy
 neighbour hurts all of them alike; figures are medians, ratios are taken
 between plans of the same run. The engine's texts are compared token for
-token with plain `generate()`'s (engine-blas's too: the same search on the same
-kernels). Not a test: run it by hand.
+token with plain `generate()`'s (engine-blas's and engine-unpacked's too). Not a
+test: run it by hand.
 
     cd services/web
     ../../.venv/bin/python bench/generation.py --inputs documents --limit 8 --repeats 3
@@ -44,7 +46,7 @@ HERE = Path(__file__).resolve().parent
 # The team's 16 document-like benchmark prompts, one a line: figures compare across time.
 PROMPTS_FILE = HERE / "prompts.txt"
 DOCUMENTS_FILE = HERE / "documents.jsonl"
-PLANS = ("original", "plain", "batched", "engine", "engine-blas")
+PLANS = ("original", "plain", "batched", "engine", "engine-blas", "engine-unpacked")
 
 
 def load_inputs(kind: str, limit: int | None) -> list[str]:
@@ -187,7 +189,7 @@ def main() -> None:
         dtype=args.dtype,
         cpu_linear=args.cpu_linear,
     )
-    batched = plain_model = engine_blas = None
+    batched = plain_model = engine_blas = unpacked = None
     # Loaded only when used: each counts in peak memory.
     if {"plain", "batched"} & set(plans):
         batched = TextGenerator(
@@ -201,6 +203,15 @@ def main() -> None:
     if "engine-blas" in plans:
         engine_blas = TextGenerator(
             folder, label=label, prompt_format=prompt_format, dtype=args.dtype, cpu_linear="blas"
+        )
+    if "engine-unpacked" in plans:
+        unpacked = TextGenerator(
+            folder,
+            label=label,
+            prompt_format=prompt_format,
+            dtype=args.dtype,
+            cpu_linear=args.cpu_linear,
+            pack_weights=False,
         )
     prompt_ids = engine.preprocess(texts, settings).input_ids
     loading_peak_mib = peak_resident_mib()
@@ -233,6 +244,7 @@ def main() -> None:
         "batched": lambda: [r.token_ids for r in batched.generate(texts, settings)],
         "engine": lambda: [r.token_ids for r in engine.generate(texts, settings)],
         "engine-blas": lambda: [r.token_ids for r in engine_blas.generate(texts, settings)],
+        "engine-unpacked": lambda: [r.token_ids for r in unpacked.generate(texts, settings)],
     }
     names = {
         "original": "original (load per document, one at a time)",
@@ -240,6 +252,7 @@ def main() -> None:
         "batched": "generate, one padded batch",
         "engine": f"srcflask engine ({engine.cpu_linear or engine.model.dtype})",
         "engine-blas": "srcflask engine (blas)",
+        "engine-unpacked": "srcflask engine (onednn, weights unpacked)",
     }
     seconds: dict[str, list[float]] = {name: [] for name in plans}
     outputs: dict[str, list[list[int]]] = {}
@@ -265,16 +278,18 @@ def main() -> None:
     for name in plans:
         if name != "plain" and "plain" in medians:
             print(f"{name} vs plain one at a time: {medians['plain'] / medians[name]:.2f}x")
-    if "engine" in medians and "engine-blas" in medians:
-        print(f"engine vs engine-blas: {medians['engine-blas'] / medians['engine']:.2f}x")
+    for other in ("engine-blas", "engine-unpacked"):
+        if "engine" in medians and other in medians:
+            print(f"engine vs {other}: {medians[other] / medians['engine']:.2f}x")
     reference = outputs.get("plain") or outputs.get("batched")
     same = None
     if "engine" in outputs and reference is not None:
         same = sum(a == b for a, b in zip(outputs["engine"], reference, strict=True))
         print(f"engine texts identical to transformers': {same} of {len(texts)}")
-    if "engine-blas" in outputs and reference is not None:
-        alike = sum(a == b for a, b in zip(outputs["engine-blas"], reference, strict=True))
-        print(f"engine-blas texts identical to transformers': {alike} of {len(texts)}")
+    for other in ("engine-blas", "engine-unpacked"):
+        if other in outputs and reference is not None:
+            alike = sum(a == b for a, b in zip(outputs[other], reference, strict=True))
+            print(f"{other} texts identical to transformers': {alike} of {len(texts)}")
     if "engine" in outputs and args.reference:
         earlier = json.loads(args.reference.read_text())
         theirs = earlier["outputs"]["engine"]

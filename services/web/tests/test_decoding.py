@@ -402,8 +402,13 @@ def test_freed_memory_goes_back_when_documents_leave_and_every_few_steps(tiny_mo
     generator = TextGenerator(tiny_models["gemma3"])
     settings = GenerationSettings(num_beams=2, max_new_tokens=2 * decoding.TRIM_EVERY + 3)
     loop = generator._beam_loop(settings)
-    events = []
-    monkeypatch.setattr(decoding, "release_freed_memory", lambda: events.append("trim"))
+    events, models = [], []
+
+    def trim(model=None):
+        events.append("trim")
+        models.append(model)
+
+    monkeypatch.setattr(decoding, "release_freed_memory", trim)
     prompts = [generator.tokenizer(" ".join(WORDS[:n]))["input_ids"] for n in (5, 8)]
 
     def on_step(documents):
@@ -428,3 +433,5 @@ def test_freed_memory_goes_back_when_documents_leave_and_every_few_steps(tiny_mo
     for event in events:
         run = 0 if event == "trim" else run + isinstance(event, int)
         assert run <= decoding.TRIM_EVERY
+    # Each also lets go of the pages the model read from its files (the embeddings').
+    assert all(model is generator.model for model in models)

@@ -90,6 +90,7 @@ def test_own_beam_search_writes_what_transformers_writes_on_the_default_model(
         prompt_format=prompt_format,
         max_input_tokens=app.config["GENERATION_MAX_INPUT_TOKENS"],
         own_beam_search=False,
+        pack_weights=False,  # transformers' products on the weights as loaded
     )
     documents = load_documents(DOCUMENTS)
     # The longest document runs past Gemma's 512-token sliding window; a short one joins it.

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import copy
+import mmap
 import random
+import struct
+from pathlib import Path
 
 import pytest
 import torch
@@ -11,6 +14,7 @@ import torch
 from srcflask.ml import kernels
 from srcflask.ml.engine import ModelLoadError, TextGenerator
 from srcflask.ml.kernels import PAD_FROM, PAD_TO, onednn_linear, onednn_linear_class
+from srcflask.ml.memory import file_mappings, in_file_pages, release_freed_memory
 
 from .test_decoding import random_prompt, random_settings
 
@@ -34,24 +38,112 @@ def test_a_onednn_product_is_the_linear_layers_product(rows, bias):
     torch.testing.assert_close(strided, expected[:, ::2])
 
 
+needs_packing = pytest.mark.skipif(
+    not kernels.packed_linear_agrees(), reason="this PyTorch does not pack weights for oneDNN"
+)
+
+
 @needs_onednn
 def test_a_float32_cpu_generator_runs_its_linear_layers_on_onednn(tiny_models):
     generator = TextGenerator(tiny_models["gemma3"])
     assert generator.cpu_linear == "onednn"
     linears = [m for m in generator.model.modules() if isinstance(m, torch.nn.Linear)]
     assert linears and all(type(m) is onednn_linear_class() for m in linears)
-    # Its weights and state dict are the model's own: nothing copied, nothing renamed.
+    # Nothing renamed, and the same numbers as PyTorch's own products.
     reference = TextGenerator(tiny_models["gemma3"], cpu_linear="blas")
     assert generator.model.state_dict().keys() == reference.model.state_dict().keys()
-    assert generator.model.lm_head.weight is generator.model.model.embed_tokens.weight
     assert not getattr(generator.model.lm_head, "_srcflask_padded", False)
     ids = torch.tensor([[2, 40, 41, 42, 43]])
     with torch.no_grad():
         torch.testing.assert_close(generator.model(ids).logits, reference.model(ids).logits)
-    # A copy (as training or a cache might make) keeps working.
-    duplicate = copy.deepcopy(generator.model)
+
+
+@needs_packing
+def test_a_generator_packs_its_weights_and_keeps_one_copy_of_the_vocabulary(tiny_models):
+    generator = TextGenerator(tiny_models["gemma3"])
+    model = generator.model
+    linears = [m for m in model.modules() if isinstance(m, torch.nn.Linear)]
+    assert all(m.weight.is_mkldnn and not m.weight.requires_grad for m in linears)
+    # The output layer shared its weight with the embeddings; now it has a packed copy,
+    # and the embeddings read their rows from the weights' file, not from a second copy.
+    embeddings = model.get_input_embeddings().weight
+    assert not embeddings.is_mkldnn
+    files = list(Path(tiny_models["gemma3"]).glob("*.safetensors"))
+    assert in_file_pages(embeddings, file_mappings(files))
+    ids = torch.tensor([[2, 40, 41, 42, 43]])
+    plain = TextGenerator(tiny_models["gemma3"], pack_weights=False)
     with torch.no_grad():
-        torch.testing.assert_close(duplicate(ids).logits, reference.model(ids).logits)
+        torch.testing.assert_close(model(ids).logits, plain.model(ids).logits)
+
+
+def mapped_pages(tensor) -> int:
+    """How many of the pages holding `tensor` are mapped in this process now."""
+    start = tensor.untyped_storage().data_ptr()
+    first, last = start // mmap.PAGESIZE, (start + tensor.nbytes - 1) // mmap.PAGESIZE
+    with open("/proc/self/pagemap", "rb") as pagemap:
+        pagemap.seek(first * 8)
+        entries = pagemap.read((last - first + 1) * 8)
+    return sum(entry >> 63 for (entry,) in struct.iter_unpack("<Q", entries))
+
+
+@needs_packing
+@pytest.mark.skipif(not Path("/proc/self/pagemap").exists(), reason="Linux only")
+def test_the_embedding_rows_a_generator_reads_from_its_file_are_let_go(tiny_models):
+    generator = TextGenerator(tiny_models["gemma3"])
+    model = generator.model
+    embeddings = model.get_input_embeddings().weight
+    edges = 2  # the first and last pages may hold other weights, which stay
+    assert mapped_pages(embeddings) <= edges  # let go of once packed
+    ids = torch.arange(2, embeddings.shape[0]).view(1, -1)
+    with torch.no_grad():
+        before = model(ids).logits
+    assert mapped_pages(embeddings) > edges  # the rows looked up were read
+    release_freed_memory(model)
+    assert mapped_pages(embeddings) <= edges
+    with torch.no_grad():  # and read again, the same
+        assert torch.equal(model(ids).logits, before)
+
+
+@needs_packing
+def test_a_shared_output_layer_outside_the_files_is_left_unpacked(tiny_models):
+    """Packing an output layer whose weight the embeddings keep in memory would hold the
+    vocabulary's weights twice: it stays plain; the other layers are packed."""
+    model = TextGenerator(tiny_models["gemma3"], pack_weights=False).model
+    layers = sum(type(m) is onednn_linear_class() for m in model.modules())
+    assert kernels.pack_linear_weights(model, files=[]) == layers - 1
+    assert model.lm_head.weight is model.get_input_embeddings().weight
+    assert not model.lm_head.weight.is_mkldnn
+
+
+@needs_onednn
+def test_a_generator_for_training_keeps_plain_weights_that_copy_and_learn(tiny_models):
+    model = TextGenerator(tiny_models["gemma3"], pack_weights=False).model
+    assert model.lm_head.weight is model.get_input_embeddings().weight
+    assert not any(p.is_mkldnn for p in model.parameters())
+    duplicate = copy.deepcopy(model)  # as training's checkpoints might make
+    ids = torch.tensor([[2, 40, 41, 42, 43]])
+    loss = duplicate(ids, labels=ids).loss
+    loss.backward()
+    assert duplicate.lm_head.weight.grad is not None
+    with torch.no_grad():
+        torch.testing.assert_close(duplicate(ids).logits, model(ids).logits)
+
+
+@needs_packing
+@pytest.mark.parametrize("rows", [1, 2, 3, 5, 7, 16, 40, 41, 300])
+@pytest.mark.parametrize("bias", [True, False])
+def test_a_packed_weight_gives_the_plain_weights_products_number_for_number(rows, bias):
+    """Exactly equal, so packing changes no token; a single row is computed as two, as
+    oneDNN's one-row path rounds differently and a row must not depend on its company."""
+    layer = torch.nn.Linear(2048, 640, bias=bias)  # a shape where one row goes its own way
+    hidden = torch.randn(rows, 2048)
+    packed = kernels.pack_weight(layer.weight)
+    with torch.no_grad():
+        expected = onednn_linear(hidden.repeat(2, 1), layer.weight, layer.bias)[:rows]
+        ours = onednn_linear(hidden, packed, layer.bias)
+        alone = [onednn_linear(hidden[row : row + 1], packed, layer.bias) for row in range(rows)]
+    assert torch.equal(ours, expected)
+    assert torch.equal(torch.cat(alone), expected)
 
 
 @needs_onednn
@@ -69,13 +161,20 @@ def test_a_onednn_layer_still_trains_with_pytorchs_own_gradients():
 
 
 @pytest.mark.parametrize("seed", range(3))
-@pytest.mark.parametrize("kernel", ["onednn", "blas"])
-def test_the_same_tokens_as_transformers_beam_search_on_either_kernel(tiny_models, kernel, seed):
-    """Our search and transformers' give the same tokens when both run on the same kernel."""
+@pytest.mark.parametrize(
+    ("kernel", "packed"), [("onednn", True), ("onednn", False), ("blas", False)]
+)
+def test_the_same_tokens_as_transformers_beam_search_on_either_kernel(
+    tiny_models, kernel, packed, seed
+):
+    """Our search and transformers' give the same tokens when both run on the same kernel,
+    ours on packed weights or plain ones, transformers' on plain ones."""
     if kernel == "onednn" and not kernels.onednn_linear_agrees():
         pytest.skip("this PyTorch has no oneDNN linear op")
-    reference = TextGenerator(tiny_models["gemma3"], own_beam_search=False, cpu_linear=kernel)
-    own = TextGenerator(tiny_models["gemma3"], cpu_linear=kernel)
+    reference = TextGenerator(
+        tiny_models["gemma3"], own_beam_search=False, cpu_linear=kernel, pack_weights=False
+    )
+    own = TextGenerator(tiny_models["gemma3"], cpu_linear=kernel, pack_weights=packed)
     assert own.cpu_linear == reference.cpu_linear == kernel
     rng = random.Random(f"kernel-{kernel}-{seed}")
     settings = random_settings(rng)

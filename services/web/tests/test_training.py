@@ -48,7 +48,7 @@ def test_the_held_out_split_keeps_each_document_on_one_side():
 @pytest.mark.parametrize("method", ["lora", "full"])
 def test_training_lowers_the_held_out_loss(tiny_models, tmp_path, method):
     training, heldout = split_by_document(examples(), 0.25, seed=1)
-    generator = TextGenerator(tiny_models["llama-trainable"])
+    generator = TextGenerator(tiny_models["llama-trainable"], pack_weights=False)
     before = heldout_scores(generator, heldout)["bits_per_char"]
     hyper = replace(
         HYPER,
@@ -68,23 +68,41 @@ def test_training_lowers_the_held_out_loss(tiny_models, tmp_path, method):
     assert heldout_scores(merged, heldout)["bits_per_char"] == pytest.approx(after, rel=1e-3)
 
 
+def test_a_generator_whose_weights_only_compute_is_not_fine_tuned(tiny_models, tmp_path):
+    generator = TextGenerator(tiny_models["llama-trainable"])  # packed for generating
+    if not any(p.is_mkldnn for p in generator.model.parameters()):
+        pytest.skip("this PyTorch does not pack weights for oneDNN")
+    training, _ = split_by_document(examples(), 0.25, seed=1)
+    with pytest.raises(ValueError, match="pack_weights=False"):
+        FineTuner(generator, training, HYPER, tmp_path / "run")
+
+
 def test_a_stopped_run_resumes_from_its_checkpoint_to_the_same_end(tiny_models, tmp_path):
     training, heldout = split_by_document(examples(), 0.25, seed=1)
 
     straight = FineTuner(
-        TextGenerator(tiny_models["llama-trainable"]), training, HYPER, tmp_path / "a"
+        TextGenerator(tiny_models["llama-trainable"], pack_weights=False),
+        training,
+        HYPER,
+        tmp_path / "a",
     )
     straight.run()
     expected = heldout_scores(straight.generator, heldout)["bits_per_char"]
 
     first = FineTuner(
-        TextGenerator(tiny_models["llama-trainable"]), training, HYPER, tmp_path / "b"
+        TextGenerator(tiny_models["llama-trainable"], pack_weights=False),
+        training,
+        HYPER,
+        tmp_path / "b",
     )
     with pytest.raises(TrainingCancelled):
         first.run(lambda progress: progress.step < 5)  # stopped (or killed) after step 5
     assert first.resumable_step == 5
     again = FineTuner(
-        TextGenerator(tiny_models["llama-trainable"]), training, HYPER, tmp_path / "b"
+        TextGenerator(tiny_models["llama-trainable"], pack_weights=False),
+        training,
+        HYPER,
+        tmp_path / "b",
     )
     assert again.run() == again.total_steps - 5  # only the steps left
     resumed = heldout_scores(again.generator, heldout)["bits_per_char"]

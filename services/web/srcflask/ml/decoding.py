@@ -240,7 +240,7 @@ class BeamSearchLoop:
                     cache = self._new_cache(prefilled)
                 cache.add(prefilled, [document.prompt_length for document in group])
                 del prefilled  # the pass's padded cache and activations go back at once
-                release_freed_memory()
+                release_freed_memory(self.model)
             documents = running + joining
             sources, tokens = self._step(documents, self._rows_of(step_logits, prompt_logits))
             cache.reorder_cache(sources)
@@ -270,7 +270,7 @@ class BeamSearchLoop:
                 next_tokens = next_tokens[rows]
             steps_untrimmed += 1
             if left or steps_untrimmed >= TRIM_EVERY:
-                release_freed_memory()  # what the documents that left held, too
+                release_freed_memory(self.model)  # what the documents that left held, too
                 steps_untrimmed = 0
         self._buffers.clear()
         return results

@@ -126,6 +126,10 @@ class TextGenerator:
     several threads take turns at the model (`ml.turns`): one batch at a time,
     and a short call (`generate(..., short=True)`) runs between two decoding
     steps of a batch instead of waiting for all of it.
+
+    On a CPU in float32 its linear layers' weights are packed for oneDNN
+    (`kernels.pack_linear_weights`): they compute, and cannot be trained. A
+    generator for fine-tuning is built with `pack_weights=False`.
     """
 
     def __init__(
@@ -141,6 +145,7 @@ class TextGenerator:
         max_rows: int | None = None,
         own_beam_search: bool = True,
         cpu_linear: str = "onednn",
+        pack_weights: bool = True,
     ):
         import torch
         from transformers import AutoModelForCausalLM, AutoTokenizer
@@ -185,8 +190,12 @@ class TextGenerator:
         # The kernel of float32 linear layers on a CPU (see ml.kernels); None elsewhere.
         self.cpu_linear = None
         if self.device == "cpu" and self.model.dtype == torch.float32:
-            self.cpu_linear = use_cpu_linear_kernel(self.model, cpu_linear)
-        release_freed_memory()  # what parsing the tokenizer and the weights left behind
+            self.cpu_linear = use_cpu_linear_kernel(
+                self.model,
+                cpu_linear,
+                pack=pack_weights,
+                files=list(self.model_dir.glob("*.safetensors")),
+            )
         self.load_seconds = time.perf_counter() - started
 
         self.tokenizer.padding_side = "left"
@@ -201,6 +210,9 @@ class TextGenerator:
         self.max_rows = max_rows or DEFAULT_MAX_ROWS
         # ... with each document's beams attending over its prompt once (see prompt_cache).
         self.folded = own_beam_search and self._fold_beams()
+        # What parsing the tokenizer and the weights left behind, and the pages the
+        # check of the folded attention read from the weights' files.
+        release_freed_memory(self.model)
         # Re-entrant for batches: a caller holding `reserved()` may then call generate().
         self._turns = ModelTurns()
         log.info(

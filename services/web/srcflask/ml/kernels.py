@@ -39,12 +39,16 @@ log = logging.getLogger(__name__)
 
 CPU_LINEAR_KERNELS = ("onednn", "blas")
 PAD_FROM, PAD_TO = 7, 16  # products of PAD_FROM to PAD_TO - 1 rows are padded
+PACKED_FOR_ROWS = 40  # the rows oneDNN lays a packed weight out for
 
 
-def use_cpu_linear_kernel(model, kernel: str) -> str:
+def use_cpu_linear_kernel(model, kernel: str, *, pack: bool = False, files=()) -> str:
     """Run a float32 CPU `model`'s linear layers on `kernel`; return the kernel in use.
 
     "onednn" falls back to "blas" where the op is missing or gives other numbers.
+    With `pack`, oneDNN's weights are also laid out in its own blocks
+    (`pack_linear_weights`; `files` are the weights' files): for a model that
+    only generates, never for one being trained.
     """
     if kernel not in CPU_LINEAR_KERNELS:
         raise ValueError(
@@ -53,6 +57,8 @@ def use_cpu_linear_kernel(model, kernel: str) -> str:
     if kernel == "onednn":
         if onednn_linear_agrees():
             use_onednn_linears(model)
+            if pack and packed_linear_agrees():
+                pack_linear_weights(model, files)
             return "onednn"
         log.warning("oneDNN linear products are unavailable or disagree: using the BLAS")
     pad_output_rows(model)
@@ -60,13 +66,25 @@ def use_cpu_linear_kernel(model, kernel: str) -> str:
 
 
 def onednn_linear(hidden, weight, bias=None):
-    """`torch.nn.functional.linear(hidden, weight, bias)`, computed by oneDNN."""
+    """`torch.nn.functional.linear(hidden, weight, bias)`, computed by oneDNN.
+
+    `weight` is a plain tensor or one packed by `pack_weight`. A packed weight
+    times a single row is computed as two rows: oneDNN takes another path for
+    one row, whose sums round differently, and a row's product must not depend
+    on how many rows it came with (a prompt read alone or beside others, or
+    copied to its beams as `transformers` does).
+    """
     import torch
 
     flat = hidden.reshape(-1, hidden.shape[-1])
+    single = weight.is_mkldnn and flat.shape[0] == 1
+    if single:
+        flat = flat.expand(2, -1)
     if not flat.is_contiguous():
         flat = flat.contiguous()
     product = torch.ops.mkldnn._linear_pointwise(flat, weight, bias, "none", [], "")
+    if single:
+        product = product[:1]
     return product.reshape(*hidden.shape[:-1], weight.shape[0])
 
 
@@ -89,6 +107,86 @@ def onednn_linear_agrees() -> bool:
     return ours.shape == expected.shape and torch.allclose(ours, expected, rtol=1e-4, atol=1e-4)
 
 
+def pack_weight(weight):
+    """`weight` (out x in, float32) laid out in oneDNN's blocks for products of a few
+    dozen rows: a decoding step's rows, documents x beams. The products are the
+    same as with the plain weight, for any number of rows from two."""
+    import torch
+
+    return torch.ops.mkldnn._reorder_linear_weight(weight.detach(), PACKED_FOR_ROWS)
+
+
+@functools.cache
+def packed_linear_agrees() -> bool:
+    """Whether this PyTorch packs weights for oneDNN, and a packed weight's products are
+    the plain weight's, number for number, for 2 to 40 rows and for one (as two)."""
+    import torch
+
+    generator = torch.Generator().manual_seed(0)
+    weight = torch.randn(640, 2048, generator=generator)
+    bias = torch.randn(640, generator=generator)
+    hidden = torch.randn(40, 2048, generator=generator)
+    try:
+        with torch.no_grad():
+            packed = pack_weight(weight)
+            if not packed.is_mkldnn:
+                return False
+            for rows in (1, 2, 5, 17, 40):
+                plain = onednn_linear(hidden[: max(rows, 2)], weight, bias)[:rows]
+                if not torch.equal(onednn_linear(hidden[:rows], packed, bias), plain):
+                    return False
+    except (RuntimeError, AttributeError, NotImplementedError):
+        return False
+    return True
+
+
+def pack_linear_weights(model, files=()) -> int:
+    """Lay out the weights of `model`'s oneDNN layers in oneDNN's blocks; return how many.
+
+    A plain weight is reordered into oneDNN's blocks at every product; packed
+    once, the output layer's 5-row product (one document's beams) takes 26 ms
+    instead of 41 on an Intel Xeon, 40 rows 50 ms instead of 61, and the other
+    layers' a quarter less. Each packed weight replaces the plain one: the
+    pages it was read from in `files` (the model's weights, mapped) are let go.
+    An output layer that shares its weight with the input embeddings is packed
+    only where that weight lies in `files`: the embeddings then read the rows
+    they look up from the file, instead of keeping a second copy of the
+    vocabulary's weights in memory.
+
+    A packed layer computes, and cannot be trained or copied (`copy.deepcopy`).
+    """
+    import torch
+
+    from .memory import drop_file_pages, file_mappings, in_file_pages, keep_in_file
+
+    mapped = file_mappings(files)
+    head = model.get_output_embeddings()
+    shared = getattr(model.get_input_embeddings(), "weight", None)
+    layers = [
+        module
+        for module in model.modules()
+        if type(module) is onednn_linear_class() and not module.weight.is_mkldnn
+    ]
+    # The output layer (the largest) first, and no weight's file pages resident: while
+    # a layer is packed, its plain and packed weights are both in memory, and the peak
+    # is then the packed layers so far plus that layer twice, never the whole model too.
+    layers.sort(key=lambda module: module is not head)
+    for module in layers:
+        drop_file_pages(module.weight.data, mapped)
+    packed = 0
+    for module in layers:
+        source = module.weight.data
+        if module is head and module.weight is shared:
+            if not in_file_pages(source, mapped):
+                continue  # it would be a second copy of the vocabulary's weights
+            keep_in_file(model, shared, files)
+        module.weight = torch.nn.Parameter(pack_weight(source), requires_grad=False)
+        drop_file_pages(source, mapped)
+        del source
+        packed += 1
+    return packed
+
+
 @functools.cache
 def onednn_linear_class():
     """`OneDnnLinear`: an `nn.Linear` whose product runs on oneDNN when no gradient is wanted."""
@@ -96,6 +194,8 @@ def onednn_linear_class():
 
     class OneDnnLinear(torch.nn.Linear):
         def forward(self, hidden):
+            if self.weight.is_mkldnn:
+                return onednn_linear(hidden, self.weight, self.bias)
             if torch.is_grad_enabled() and (hidden.requires_grad or self.weight.requires_grad):
                 return super().forward(hidden)  # training: PyTorch's own, with autograd
             return onednn_linear(hidden, self.weight, self.bias)

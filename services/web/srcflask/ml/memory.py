@@ -33,11 +33,26 @@ def _trim():
     return getattr(_libc(), "malloc_trim", None)  # glibc only: musl has none
 
 
-def release_freed_memory() -> None:
-    """Return the allocator's free memory to the system, where the C library can."""
+def release_freed_memory(model=None) -> None:
+    """Return the allocator's free memory to the system, where the C library can; with
+    `model`, also the pages it has read since from its weights left in their files
+    (`keep_in_file`)."""
     trim = _trim()
     if trim is not None:
         trim(0)
+    for tensor, files in getattr(model, "_srcflask_in_files", ()):
+        drop_file_pages(tensor, file_mappings(files))
+
+
+def keep_in_file(model, tensor, files) -> None:
+    """Mark `tensor`, a weight of `model` read from `files` (mapped, never written), as
+    one whose pages `release_freed_memory(model)` lets go of.
+
+    A looked-up row is faulted in with its neighbours (64 kB at a time), so the
+    rows of a vocabulary's embeddings that a model reads would otherwise stay in
+    its resident memory, and reach the whole table over time.
+    """
+    model._srcflask_in_files = [*getattr(model, "_srcflask_in_files", ()), (tensor, list(files))]
 
 
 # -- loading weights in a narrower dtype than the file's ----------------------------------
@@ -80,6 +95,30 @@ def _drop_pages(address: int, length: int, mapped: list[tuple[int, int]]) -> boo
     return libc.madvise(ctypes.c_void_p(start), ctypes.c_size_t(end - start), _MADV_DONTNEED) == 0
 
 
+def in_file_pages(tensor, mapped: list[tuple[int, int]]) -> bool:
+    """Whether a CPU tensor's data lies in one of the `mapped` file ranges."""
+    if tensor.device.type != "cpu" or tensor.is_mkldnn:
+        return False
+    start, length = _extent(tensor)
+    return any(s <= start and start + length <= e for s, e in mapped)
+
+
+def drop_file_pages(tensor, mapped: list[tuple[int, int]]) -> bool:
+    """Let the kernel drop the pages of a file-backed CPU tensor no longer read; whether
+    it could (the tensor must be in `mapped`, the weights' files as `file_mappings` found
+    them). Its values stay the same: a page is read again from the file if touched."""
+    if not in_file_pages(tensor, mapped):
+        return False
+    return _drop_pages(*_extent(tensor), mapped)
+
+
+def _extent(tensor) -> tuple[int, int]:
+    size = tensor.element_size()
+    return tensor.untyped_storage().data_ptr() + tensor.storage_offset() * size, (
+        tensor.numel() * size
+    )
+
+
 def convert_parameters(model, dtype, files) -> None:
     """Turn `model`'s floating-point parameters into `dtype`, one at a time, letting go
     of the pages of `files` (the weights it was loaded from) each one was read from.
@@ -96,11 +135,6 @@ def convert_parameters(model, dtype, files) -> None:
             if not source.is_floating_point() or source.dtype == dtype:
                 continue
             parameter.data = source.to(dtype)
-            if source.device.type == "cpu":
-                address = (
-                    source.untyped_storage().data_ptr()
-                    + source.storage_offset() * source.element_size()
-                )
-                _drop_pages(address, source.numel() * source.element_size(), mapped)
+            drop_file_pages(source, mapped)
             del source
     model.config.dtype = dtype

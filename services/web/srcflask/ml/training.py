@@ -124,6 +124,11 @@ class FineTuner:
         hyper: Hyperparameters,
         workdir: Path,
     ):
+        if any(parameter.is_mkldnn for parameter in generator.model.parameters()):
+            raise ValueError(
+                "this generator's weights are packed for generating and cannot be trained: "
+                "build the one to fine-tune with TextGenerator(..., pack_weights=False)"
+            )
         self.generator = generator
         self.training = list(training)
         self.hyper = hyper

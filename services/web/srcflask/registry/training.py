@@ -277,6 +277,7 @@ def _run(run: TrainingRun, me: str | None, on_progress) -> TrainingRun:
         threads=config["GENERATION_THREADS"] or None,
         dtype="float32",
         cpu_linear=config["GENERATION_CPU_LINEAR"],
+        pack_weights=False,  # its weights are trained
     )
     metrics = dict(run.metrics or {})
     if "before" not in metrics:
