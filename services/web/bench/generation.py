@@ -182,37 +182,22 @@ def main() -> None:
     if args.max_new_tokens:
         settings = settings.replace(max_new_tokens=args.max_new_tokens)
     prompt_format = PromptFormat(fmt, system)
-    engine = TextGenerator(
-        folder,
-        label=label,
-        prompt_format=prompt_format,
-        dtype=args.dtype,
-        cpu_linear=args.cpu_linear,
-    )
+
+    def load(**changes) -> TextGenerator:
+        """The engine as configured, with `changes` (each load counts in peak memory)."""
+        options = {"dtype": args.dtype, "cpu_linear": args.cpu_linear, **changes}
+        return TextGenerator(folder, label=label, prompt_format=prompt_format, **options)
+
+    engine = load()
     batched = plain_model = engine_blas = unpacked = None
     # Loaded only when used: each counts in peak memory.
     if {"plain", "batched"} & set(plans):
-        batched = TextGenerator(
-            folder,
-            label=label,
-            prompt_format=prompt_format,
-            own_beam_search=False,
-            cpu_linear="blas",
-        )
+        batched = load(dtype="auto", own_beam_search=False, cpu_linear="blas")
         plain_model = batched.model  # transformers' own generate() on the float32 model
     if "engine-blas" in plans:
-        engine_blas = TextGenerator(
-            folder, label=label, prompt_format=prompt_format, dtype=args.dtype, cpu_linear="blas"
-        )
+        engine_blas = load(cpu_linear="blas")
     if "engine-unpacked" in plans:
-        unpacked = TextGenerator(
-            folder,
-            label=label,
-            prompt_format=prompt_format,
-            dtype=args.dtype,
-            cpu_linear=args.cpu_linear,
-            pack_weights=False,
-        )
+        unpacked = load(pack_weights=False)
     prompt_ids = engine.preprocess(texts, settings).input_ids
     loading_peak_mib = peak_resident_mib()
     generating_from = reset_peak_resident()  # the resident memory the runs start from
