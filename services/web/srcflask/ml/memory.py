@@ -40,19 +40,21 @@ def release_freed_memory(model=None) -> None:
     trim = _trim()
     if trim is not None:
         trim(0)
-    for tensor, files in getattr(model, "_srcflask_in_files", ()):
-        drop_file_pages(tensor, file_mappings(files))
+    for tensor, mapped in getattr(model, "_srcflask_in_files", ()):
+        drop_file_pages(tensor, mapped)
 
 
-def keep_in_file(model, tensor, files) -> None:
-    """Mark `tensor`, a weight of `model` read from `files` (mapped, never written), as
-    one whose pages `release_freed_memory(model)` lets go of.
+def keep_in_file(model, tensor, mapped: list[tuple[int, int]]) -> None:
+    """Mark `tensor`, a weight of `model` read from a file mapped at one of `mapped`
+    (never written), as one whose pages `release_freed_memory(model)` lets go of. The
+    mapping lasts as long as the tensor, which the mark holds: found once, not at every
+    release.
 
     A looked-up row is faulted in with its neighbours (64 kB at a time), so the
     rows of a vocabulary's embeddings that a model reads would otherwise stay in
     its resident memory, and reach the whole table over time.
     """
-    model._srcflask_in_files = [*getattr(model, "_srcflask_in_files", ()), (tensor, list(files))]
+    model._srcflask_in_files = [*getattr(model, "_srcflask_in_files", ()), (tensor, mapped)]
 
 
 # -- loading weights in a narrower dtype than the file's ----------------------------------
