@@ -2,13 +2,22 @@
 
 from __future__ import annotations
 
+import math
 import random
 
 import pytest
 import torch
 from transformers import NoRepeatNGramLogitsProcessor
 
-from srcflask.ml.decoding import NgramBans, Request, _Document, _prefill_groups, folding_agrees
+from srcflask.ml import decoding
+from srcflask.ml.decoding import (
+    NgramBans,
+    Request,
+    _Document,
+    _prefill_groups,
+    best_candidates,
+    folding_agrees,
+)
 from srcflask.ml.engine import TextGenerator
 from srcflask.ml.settings import GenerationSettings
 
@@ -46,10 +55,14 @@ def random_settings(rng: random.Random) -> GenerationSettings:
 @pytest.mark.parametrize("kind", ["gpt2", "llama", "gemma3"])
 @pytest.mark.parametrize("seed", range(6))
 @pytest.mark.parametrize("folded", [True, False], ids=["folded", "laid-out"])
-def test_the_same_tokens_as_transformers_beam_search(pairs, kind, seed, folded, monkeypatch):
+@pytest.mark.parametrize("chunk", [None, 16], ids=["whole-vocabulary", "in-chunks"])
+def test_the_same_tokens_as_transformers_beam_search(pairs, kind, seed, folded, chunk, monkeypatch):
     reference, own = pairs[kind]
     assert own.folded  # every tiny model takes folded attention; laid-out is the fallback
     monkeypatch.setattr(own, "folded", folded)
+    if chunk:  # the tiny vocabularies (400) are searched whole unless chunks are this small
+        monkeypatch.setattr(decoding, "CHUNK", chunk)
+        monkeypatch.setattr(decoding, "MIN_CHUNK", 2)
     rng = random.Random(f"{kind}-{seed}")
     settings = random_settings(rng)
     prompts = [random_prompt(rng) for _ in range(rng.randint(1, 7))]
@@ -131,6 +144,67 @@ def test_documents_join_at_a_step_boundary_and_leave_when_done(pairs, kind):
     assert all(key not in running_at.get(step + 1, []) for key, step in finished_at.items())
     assert min(finished_at.values()) < max(finished_at.values())
     assert min(asked) >= 1 and max(asked) <= 3
+
+
+def _best_by_sorting(log_probs: torch.Tensor, scores: torch.Tensor, k: int):
+    """The reference: every candidate's score, sorted (highest first, ties by index)."""
+    every = (log_probs + scores[:, :, None]).view(log_probs.shape[0], -1)
+    order = torch.sort(every, dim=1, descending=True, stable=True).indices[:, :k]
+    return every.gather(1, order), order
+
+
+@pytest.mark.parametrize("vocab", [8192, 4096 + 64, 1000, 97])
+@pytest.mark.parametrize("seed", range(8))
+def test_the_best_candidates_are_those_of_a_full_sort_ties_included(vocab, seed):
+    generator = torch.Generator().manual_seed(seed)
+    documents, beams, k = 3, 5, 10
+    # Log-probabilities on a coarse grid, so many candidates tie, at the cut too.
+    log_probs = -torch.randint(0, 6, (documents, beams, vocab), generator=generator).float()
+    log_probs[:, :, seed::7] = -math.inf  # banned tokens
+    scores = -torch.randint(0, 3, (documents, beams), generator=generator).float()
+    if seed % 2:
+        scores[:, 1:] = decoding.NEG  # the first step: only the first beam is real
+    log_probs[0, 2, 5] = scores[0, 0] - scores[0, 2] + 0.0  # a tie across beams
+
+    best, index = best_candidates(log_probs, scores, k)
+    expected_best, expected_index = _best_by_sorting(log_probs, scores, k)
+
+    assert torch.equal(best, expected_best)
+    assert torch.equal(index, expected_index)
+
+
+def test_of_candidates_tied_at_the_cut_the_lower_tokens_are_kept_whatever_their_chunk():
+    log_probs = torch.full((1, 5, 8192), -10.0)
+    log_probs[0, 0, 7 * 1024] = 0.0  # the chunk with the best candidate comes last
+    log_probs[0, 0, 7 * 1024 + 1 : 7 * 1024 + 6] = -1.0
+    log_probs[0, 0, 1024 + 10 : 1024 + 15] = -1.0  # ties for the cut, in an earlier chunk
+
+    best, index = best_candidates(log_probs, torch.zeros(1, 5), 10)
+
+    assert best[0].tolist() == [0.0] + [-1.0] * 9
+    expected = [7 * 1024] + list(range(1024 + 10, 1024 + 15)) + [7 * 1024 + i for i in (1, 2, 3, 4)]
+    assert index[0].tolist() == expected
+
+
+def test_the_best_candidates_of_real_log_probabilities_match_a_full_sort():
+    generator = torch.Generator().manual_seed(0)
+    logits = torch.randn(4 * 5, 262_144, generator=generator) * 4
+    log_probs = torch.log_softmax(logits, dim=-1).view(4, 5, -1)
+    scores = -torch.rand(4, 5, generator=generator) * 20
+
+    best, index = best_candidates(log_probs, scores, 10)
+    expected_best, expected_index = _best_by_sorting(log_probs, scores, 10)
+
+    assert torch.equal(best, expected_best)
+    assert torch.equal(index, expected_index)
+
+
+def test_log_probabilities_with_nan_still_give_candidates():
+    log_probs = torch.full((2, 5, 4096), -3.0)
+    log_probs[1, 3, 100:200] = math.nan  # a broken model's logits
+    best, index = best_candidates(log_probs, torch.zeros(2, 5), 10)
+    assert best.shape == index.shape == (2, 10)
+    assert torch.equal(best[0], torch.full((10,), -3.0))
 
 
 @pytest.mark.parametrize("size", [1, 2, 3, 4])
