@@ -29,7 +29,11 @@ test: run it by hand.
 Without --model it uses the production model of the app's registry.
 `--plans engine` alone also gives that plan's peak memory (the process's
 maximum resident set, which the model's own weights are part of), and on
-Linux the peak while loading and the peak while generating apart.
+Linux the peak while loading and the peak while generating apart. On a GPU it
+also gives the GPU memory the models hold and the peak while generating; each
+plan first runs untimed on two inputs (`--warmup`), since a GPU's first
+products pick their kernels, and plain and batched `generate()` run in
+bfloat16 there unless `--plain-dtype float32` (for a float32 comparison).
 """
 
 from __future__ import annotations
@@ -91,8 +95,8 @@ def generate_alone(model, generator, ids: list[int], settings) -> list[int]:
     )
     with torch.inference_mode():
         out = model.generate(
-            torch.tensor([ids]),
-            attention_mask=torch.ones(1, len(ids), dtype=torch.long),
+            torch.tensor([ids], device=model.device),
+            attention_mask=torch.ones(1, len(ids), dtype=torch.long, device=model.device),
             generation_config=config,
         )
     return until_stop(out[0, len(ids) :].tolist(), generator)
@@ -145,9 +149,20 @@ def main() -> None:
     parser.add_argument("--max-new-tokens", type=int, help="instead of the preset's 100")
     parser.add_argument("--dtype", default="float32", help="float32 or bfloat16 for the engine")
     parser.add_argument(
+        "--plain-dtype",
+        default="auto",
+        help="the dtype of plain and batched generate(): auto (float32 on a CPU, bfloat16 "
+        "on a GPU), float32 or bfloat16",
+    )
+    parser.add_argument(
         "--cpu-linear",
         default="onednn",
         help="the engine's float32 CPU linear kernel: onednn (the default) or blas",
+    )
+    parser.add_argument(
+        "--warmup",
+        type=int,
+        help="run each plan on this many inputs first, untimed (default: 2 on a GPU, 0 on a CPU)",
     )
     parser.add_argument("--model", type=Path, help="a model folder (default: production)")
     parser.add_argument("--prompt-format", choices=["raw", "chat", "continue"], default=None)
@@ -192,8 +207,8 @@ def main() -> None:
     batched = plain_model = engine_blas = unpacked = None
     # Loaded only when used: each counts in peak memory.
     if {"plain", "batched"} & set(plans):
-        batched = load(dtype="auto", own_beam_search=False, cpu_linear="blas")
-        plain_model = batched.model  # transformers' own generate() on the float32 model
+        batched = load(dtype=args.plain_dtype, own_beam_search=False, cpu_linear="blas")
+        plain_model = batched.model  # transformers' own generate() (float32 on a CPU)
     if "engine-blas" in plans:
         engine_blas = load(cpu_linear="blas")
     if "engine-unpacked" in plans:
@@ -201,6 +216,10 @@ def main() -> None:
     prompt_ids = engine.preprocess(texts, settings).input_ids
     loading_peak_mib = peak_resident_mib()
     generating_from = reset_peak_resident()  # the resident memory the runs start from
+    on_gpu = engine.device.startswith("cuda")
+    if on_gpu:
+        gpu_loaded_mib = torch.cuda.memory_allocated() / 2**20
+        torch.cuda.reset_peak_memory_stats()
     lengths = sorted(len(ids) for ids in prompt_ids)
 
     print(f"model {label} ({fmt} prompts), {len(texts)} {args.inputs}, preset {settings}")
@@ -214,22 +233,28 @@ def main() -> None:
         f"{args.repeats} repeats, load average {os.getloadavg()[0]:.2f}\n"
     )
 
-    def run_original():
+    def run_original(count: int):
         from transformers import AutoModelForCausalLM as Auto
 
         out = []
-        for ids in prompt_ids:
+        for ids in prompt_ids[:count]:
             model = Auto.from_pretrained(folder).eval()  # what every save used to do
             out.append(generate_alone(model, engine, ids, settings))
         return out
 
+    def plain(count: int):
+        return [generate_alone(plain_model, engine, ids, settings) for ids in prompt_ids[:count]]
+
+    def through(generator):
+        return lambda count: [r.token_ids for r in generator.generate(texts[:count], settings)]
+
     runs = {
         "original": run_original,
-        "plain": lambda: [generate_alone(plain_model, engine, ids, settings) for ids in prompt_ids],
-        "batched": lambda: [r.token_ids for r in batched.generate(texts, settings)],
-        "engine": lambda: [r.token_ids for r in engine.generate(texts, settings)],
-        "engine-blas": lambda: [r.token_ids for r in engine_blas.generate(texts, settings)],
-        "engine-unpacked": lambda: [r.token_ids for r in unpacked.generate(texts, settings)],
+        "plain": plain,
+        "batched": through(batched),
+        "engine": through(engine),
+        "engine-blas": through(engine_blas),
+        "engine-unpacked": through(unpacked),
     }
     names = {
         "original": "original (load per document, one at a time)",
@@ -241,10 +266,15 @@ def main() -> None:
     }
     seconds: dict[str, list[float]] = {name: [] for name in plans}
     outputs: dict[str, list[list[int]]] = {}
+    warmup = args.warmup if args.warmup is not None else 2 * (engine.device != "cpu")
+    if warmup:  # a GPU's first products pick their kernels: not part of any plan's time
+        for name in plans:
+            if name != "original":
+                runs[name](min(warmup, len(texts)))
     for repeat in range(args.repeats):
         for name in plans:
             started = time.perf_counter()
-            outputs[name] = [list(ids) for ids in runs[name]()]
+            outputs[name] = [list(ids) for ids in runs[name](len(texts))]
             seconds[name].append(time.perf_counter() - started)
             print(
                 f"  repeat {repeat + 1}: {names[name]:<46} {seconds[name][-1]:7.1f} s", flush=True
@@ -291,6 +321,13 @@ def main() -> None:
             f"  while loading the model(s): {loading_peak_mib:.0f} MiB; while generating: "
             f"{peak_resident_mib():.0f} MiB (from {generating_from:.0f} MiB loaded)"
         )
+    gpu_peak_mib = None
+    if on_gpu:
+        gpu_peak_mib = torch.cuda.max_memory_allocated() / 2**20
+        print(
+            f"GPU memory: {gpu_loaded_mib:.0f} MiB allocated for the model(s), "
+            f"{gpu_peak_mib:.0f} MiB at the peak of generating ({torch.cuda.get_device_name()})"
+        )
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(
@@ -311,6 +348,8 @@ def main() -> None:
                     "peak_mib": peak_mib,
                     "loading_peak_mib": loading_peak_mib,
                     "generating_peak_mib": peak_resident_mib() if generating_from else None,
+                    "device": engine.device,
+                    "gpu_peak_mib": gpu_peak_mib,
                 },
                 indent=2,
             )
