@@ -31,6 +31,7 @@ def main() -> int:
     parser.add_argument("--device", default="auto")
     parser.add_argument("--cases", type=int, default=12, help="random cases per model and dtype")
     parser.add_argument("--dtypes", default="float32,bfloat16")
+    parser.add_argument("--show", action="store_true", help="describe each output that differs")
     args = parser.parse_args()
 
     from srcflask.ml.engine import TextGenerator
@@ -69,9 +70,22 @@ def main() -> int:
                         failures += 1
                         print(f"  {kind} {dtype}: the loop raised {error!r}")
                         continue
-                    for want, have, late in zip(expected, got, joined, strict=True):
+                    for number, (want, have, late) in enumerate(
+                        zip(expected, got, joined, strict=True)
+                    ):
                         same += (want == have) + (want == late)
                         total += 2
+                        for way, tokens in (("in one batch", have), ("joining", late)):
+                            if args.show and tokens != want:
+                                # transformers pads a batch's prompts: its repetition
+                                # penalty and n-gram bans see the padding too.
+                                [alone] = reference.generate([prompts[number]], settings)
+                                print(
+                                    f"  differs {way}: prompt {number} of {len(prompts)}, "
+                                    f"{settings}; at token {first_difference(want, tokens)}; "
+                                    "the same as transformers' for the prompt alone: "
+                                    f"{alone.token_ids == tokens}"
+                                )
                 print(
                     f"{kind:<7} {dtype:<9} on {own.device}: {same} of {total} outputs identical "
                     f"to transformers' ({time.perf_counter() - started:.1f} s, folded "
@@ -79,6 +93,12 @@ def main() -> int:
                     flush=True,
                 )
     return 1 if failures else 0
+
+
+def first_difference(a, b) -> int:
+    return next(
+        (i for i, (x, y) in enumerate(zip(a, b, strict=False)) if x != y), min(len(a), len(b))
+    )
 
 
 def joining(generator, prompts, settings) -> list[tuple[int, ...]]:

@@ -7,6 +7,7 @@ import random
 
 import pytest
 import torch
+from torch.utils._python_dispatch import TorchDispatchMode
 from transformers import NoRepeatNGramLogitsProcessor
 
 from srcflask.ml import decoding
@@ -144,6 +145,48 @@ def test_documents_join_at_a_step_boundary_and_leave_when_done(pairs, kind):
     assert all(key not in running_at.get(step + 1, []) for key, step in finished_at.items())
     assert min(finished_at.values()) < max(finished_at.values())
     assert min(asked) >= 1 and max(asked) <= 3
+
+
+class _CountOperations(TorchDispatchMode):
+    """Counts the tensor operations run inside it, and the reads of a value to the host."""
+
+    def __init__(self):
+        super().__init__()
+        self.operations = self.host_reads = 0
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        self.operations += 1
+        self.host_reads += func.overloadpacket is torch.ops.aten._local_scalar_dense
+        return func(*args, **(kwargs or {}))
+
+
+def test_a_step_decides_for_every_document_at_once_with_one_read_to_the_host(pairs):
+    """On a GPU each tensor operation is a kernel launch and each read a wait for the GPU:
+    a step must not do either once per document."""
+    _, own = pairs["llama"]
+    settings = GenerationSettings(num_beams=4, max_new_tokens=12, no_repeat_ngram_size=3)
+    rng = random.Random("per-step")
+    counted: dict[int, list[tuple[int, int]]] = {}
+    step = decoding.BeamSearchLoop._step
+
+    def counting_step(self, documents, logits):
+        with _CountOperations() as count:
+            out = step(self, documents, logits)
+        counted.setdefault(len(documents), []).append((count.operations, count.host_reads))
+        return out
+
+    for documents in (2, 12):
+        prompts = [own.tokenizer(random_prompt(rng, 20))["input_ids"] for _ in range(documents)]
+        loop = loop_for(own, settings, max_rows=settings.num_beams * documents)
+        with pytest.MonkeyPatch.context() as patch:
+            patch.setattr(decoding.BeamSearchLoop, "_step", counting_step)
+            loop.run([Request(index, ids) for index, ids in enumerate(prompts)])
+
+    few, many = counted[2][1:], counted[12][1:]  # after the first step (every prompt joins)
+    assert {reads for _, reads in few + many} == {1}
+    # Six times the documents: only the per-document bookkeeping (views and the bans'
+    # lookups) grows, not the search's arithmetic.
+    assert max(ops for ops, _ in many) < 2 * min(ops for ops, _ in few)
 
 
 def _best_by_sorting(log_probs: torch.Tensor, scores: torch.Tensor, k: int):

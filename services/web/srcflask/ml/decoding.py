@@ -406,66 +406,92 @@ class BeamSearchLoop:
         parents = torch.div(position, vocab, rounding_mode="floor")
         tokens = position - parents * vocab
 
-        sources, next_tokens = [], []
+        # Every document's search state, stacked: a few operations for the whole step
+        # instead of a few dozen per document (each a kernel launch on a GPU), and one
+        # copy to the host at the end instead of a wait at each document's decisions.
+        max_new = config.max_new_tokens
+        running_tokens = torch.stack([d.running_tokens for d in documents])  # (docs, beams, new)
+        finished_scores = torch.stack([d.finished_scores for d in documents])  # (docs, beams)
+        finished_tokens = torch.stack([d.finished_tokens for d in documents])
+        finished_lengths = torch.stack([d.finished_lengths for d in documents])
+        is_finished = torch.stack([d.is_finished for d in documents])
+        at = torch.tensor([d.generated for d in documents], device=self.device)[:, None]
+        closed = torch.tensor([not d.can_improve for d in documents], device=self.device)
+        # The length penalty of a hypothesis ending now, per document.
+        penalty = [(d.generated + 1) ** config.length_penalty for d in documents]
+
+        candidates = running_tokens.gather(1, parents[:, :, None].expand(-1, -1, max_new))
+        candidates.scatter_(2, at[:, :, None].expand(-1, config.candidates, 1), tokens[:, :, None])
+        ends = torch.isin(tokens, self.eos) | (at + 1 >= max_new)  # (docs, candidates)
+
+        # The beams that go on: the best candidates that did not end.
+        going_on = top_scores + ends.to(torch.float32) * NEG
+        chosen = torch.topk(going_on, k=beams, dim=1)[1]  # (docs, beams)
+        running_tokens = candidates.gather(1, chosen[:, :, None].expand(-1, -1, max_new))
+        running_scores = going_on.gather(1, chosen)
+        chosen_parents = parents.gather(1, chosen)
+        chosen_tokens = tokens.gather(1, chosen)
+
+        # The finished hypotheses: the best of the kept ones and the candidates that just
+        # ended among the top `beams` (as transformers does, in its order). A document
+        # whose hypotheses are all in (with early stopping) or that cannot improve takes
+        # none; the same additions, in the same order, as transformers makes.
         candidate_rank = torch.arange(config.candidates, device=self.device)
+        just_ended = ends & (candidate_rank < beams)
+        ended_scores = _divide(top_scores, penalty)
+        if config.early_stopping is True:
+            full = is_finished.all(dim=1, keepdim=True)
+            ended_scores = ended_scores + full.to(torch.float32) * NEG
+        ended_scores = ended_scores + closed[:, None].to(torch.float32) * NEG
+        ended_scores = ended_scores + (~just_ended).to(torch.float32) * NEG
+        merged_scores = torch.cat([finished_scores, ended_scores], dim=1)
+        merged_tokens = torch.cat([finished_tokens, candidates], dim=1)
+        merged_lengths = torch.cat([finished_lengths, (at + 1).expand_as(ended_scores)], dim=1)
+        merged_finished = torch.cat([is_finished, just_ended], dim=1)
+        best = torch.topk(merged_scores, k=beams, dim=1)[1]
+        finished_scores = merged_scores.gather(1, best)
+        finished_tokens = merged_tokens.gather(1, best[:, :, None].expand(-1, -1, max_new))
+        finished_lengths = merged_lengths.gather(1, best)
+        is_finished = merged_finished.gather(1, best)
+
+        # Can a running beam still beat the worst finished one? (transformers' heuristic)
+        best_possible = _divide(running_scores[:, :1], penalty)
+        worst = torch.where(is_finished, finished_scores.min(dim=1, keepdim=True).values, NEG)
+        decided = [
+            (best_possible > worst).any(dim=1),  # can still improve
+            is_finished.all(dim=1) & (config.early_stopping is True),  # all hypotheses in
+            ends.all(dim=1),  # every candidate ended
+        ]
+        # One copy to the host: the bans' tokens and the loop's decisions.
+        host = torch.cat(
+            [chosen_parents, chosen_tokens, torch.stack(decided, dim=1).to(chosen_parents.dtype)],
+            dim=1,
+        ).tolist()
         for index, document in enumerate(documents):
-            parent, token, score = parents[index], tokens[index], top_scores[index]
-            generated = document.generated
-            candidates = document.running_tokens[parent].clone()  # (candidates, max_new)
-            candidates[:, generated] = token
-            ends = torch.isin(token, self.eos) | (generated + 1 >= config.max_new_tokens)
-
-            # The beams that go on: the best candidates that did not end.
-            going_on = score + ends.to(torch.float32) * NEG
-            chosen = torch.topk(going_on, k=beams)[1]
-            document.running_tokens = candidates[chosen]
-            document.running_scores = going_on[chosen]
-            chosen_parents = parent[chosen]
-
-            # The finished hypotheses: the best of the kept ones and the candidates that
-            # just ended among the top `beams` (as transformers does, in its order).
-            just_ended = ends & (candidate_rank < beams)
-            ended_scores = score / ((generated + 1) ** config.length_penalty)
-            full = bool(document.is_finished.all()) and config.early_stopping is True
-            ended_scores = ended_scores + float(full) * NEG
-            ended_scores = ended_scores + float(not document.can_improve) * NEG
-            ended_scores = ended_scores + (~just_ended).to(torch.float32) * NEG
-            merged_scores = torch.cat([document.finished_scores, ended_scores])
-            merged_tokens = torch.cat([document.finished_tokens, candidates])
-            merged_lengths = torch.cat(
-                [
-                    document.finished_lengths,
-                    torch.full_like(ended_scores, generated + 1, dtype=torch.long),
-                ]
-            )
-            merged_finished = torch.cat([document.is_finished, just_ended])
-            best = torch.topk(merged_scores, k=beams)[1]
-            document.finished_scores = merged_scores[best]
-            document.finished_tokens = merged_tokens[best]
-            document.finished_lengths = merged_lengths[best]
-            document.is_finished = merged_finished[best]
-
+            picked_parents = host[index][:beams]
+            picked_tokens = host[index][beams : 2 * beams]
+            improves, all_finished, all_ended = (bool(v) for v in host[index][2 * beams :])
+            document.running_tokens = running_tokens[index]
+            document.running_scores = running_scores[index]
+            document.finished_scores = finished_scores[index]
+            document.finished_tokens = finished_tokens[index]
+            document.finished_lengths = finished_lengths[index]
+            document.is_finished = is_finished[index]
             if document.ngrams:
                 document.ngrams = [
-                    document.ngrams[int(p)].then(int(t))
-                    for p, t in zip(chosen_parents, token[chosen], strict=True)
+                    document.ngrams[p].then(t)
+                    for p, t in zip(picked_parents, picked_tokens, strict=True)
                 ]
             if document.seen:
                 document.seen = [
-                    torch.cat([document.seen[int(p)], t.view(1)])
-                    for p, t in zip(chosen_parents, token[chosen], strict=True)
+                    torch.cat([document.seen[p], chosen_tokens[index, beam].view(1)])
+                    for beam, p in enumerate(picked_parents)
                 ]
-            document.generated = generated = generated + 1
-
-            # Can a running beam still beat the worst finished one? (transformers' heuristic)
-            best_possible = document.running_scores[0] / (generated**config.length_penalty)
-            worst = torch.where(document.is_finished, document.finished_scores.min(), NEG)
-            document.can_improve = document.can_improve and bool((best_possible > worst).any())
-            all_finished = bool(document.is_finished.all()) and config.early_stopping is True
-            document.done = (not document.can_improve) or all_finished or bool(ends.all())
-            sources.append(chosen_parents + index * beams)
-            next_tokens.append(token[chosen])
-        return torch.cat(sources), torch.cat(next_tokens)
+            document.generated += 1
+            document.can_improve = document.can_improve and improves
+            document.done = (not document.can_improve) or all_finished or all_ended
+        rows = torch.arange(count, device=self.device)[:, None] * beams
+        return (chosen_parents + rows).view(-1), chosen_tokens.reshape(-1)
 
     def _process(self, documents: list[_Document], log_probs: torch.Tensor) -> None:
         """The logits processors of the preset, on log-probabilities, in place."""
@@ -499,6 +525,16 @@ class BeamSearchLoop:
             score=float(document.finished_scores[0]),
             steps=document.generated,
         )
+
+
+def _divide(values: torch.Tensor, divisors: list[float]) -> torch.Tensor:
+    """Each row of `values` divided by its divisor, rounded as `values / divisor` would
+    round with a Python number: transformers divides by one, and on a GPU PyTorch
+    multiplies by the number's reciprocal instead (on a CPU it divides)."""
+    divisor = torch.tensor(divisors, dtype=torch.float32, device=values.device)[:, None]
+    if values.device.type == "cuda":
+        return values * (1.0 / divisor)
+    return values / divisor
 
 
 # The vocabulary is searched in chunks of this many tokens (or the largest power of two
