@@ -20,6 +20,7 @@ from srcflask.ml.decoding import (
     folding_agrees,
 )
 from srcflask.ml.engine import TextGenerator
+from srcflask.ml.prompt_cache import FoldedPromptCache
 from srcflask.ml.settings import GenerationSettings
 
 from .tinymodels import SENTENCES
@@ -147,6 +148,10 @@ def test_documents_join_at_a_step_boundary_and_leave_when_done(pairs, kind):
     assert min(asked) >= 1 and max(asked) <= 3
 
 
+# Operations that hand a value to Python: on a GPU, each waits for the work before it.
+_READS = (torch.ops.aten._local_scalar_dense, torch.ops.aten.equal, torch.ops.aten.is_nonzero)
+
+
 class _CountOperations(TorchDispatchMode):
     """Counts the tensor operations run inside it, and the reads of a value to the host."""
 
@@ -156,37 +161,51 @@ class _CountOperations(TorchDispatchMode):
 
     def __torch_dispatch__(self, func, types, args=(), kwargs=None):
         self.operations += 1
-        self.host_reads += func.overloadpacket is torch.ops.aten._local_scalar_dense
+        self.host_reads += func.overloadpacket in _READS
         return func(*args, **(kwargs or {}))
 
 
-def test_a_step_decides_for_every_document_at_once_with_one_read_to_the_host(pairs):
+def test_a_step_decides_and_reorders_every_document_at_once_with_one_read_to_the_host(pairs):
     """On a GPU each tensor operation is a kernel launch and each read a wait for the GPU:
-    a step must not do either once per document."""
+    neither the search's step nor the reorder of the folded cache may do either once
+    per document."""
     _, own = pairs["llama"]
+    assert own.folded
     settings = GenerationSettings(num_beams=4, max_new_tokens=12, no_repeat_ngram_size=3)
     rng = random.Random("per-step")
-    counted: dict[int, list[tuple[int, int]]] = {}
-    step = decoding.BeamSearchLoop._step
+    counted: dict[tuple[str, int], list[tuple[int, int]]] = {}
 
-    def counting_step(self, documents, logits):
-        with _CountOperations() as count:
-            out = step(self, documents, logits)
-        counted.setdefault(len(documents), []).append((count.operations, count.host_reads))
-        return out
+    def counting(name, function, documents_of):
+        def counted_call(self, *args):
+            with _CountOperations() as count:
+                out = function(self, *args)
+            key = (name, documents_of(self, *args))
+            counted.setdefault(key, []).append((count.operations, count.host_reads))
+            return out
 
+        return counted_call
+
+    step = counting("step", decoding.BeamSearchLoop._step, lambda _, docs, __: len(docs))
+    reorder = counting(
+        "reorder", FoldedPromptCache.reorder_cache, lambda cache, _: len(cache.rows.lengths)
+    )
     for documents in (2, 12):
         prompts = [own.tokenizer(random_prompt(rng, 20))["input_ids"] for _ in range(documents)]
         loop = loop_for(own, settings, max_rows=settings.num_beams * documents)
         with pytest.MonkeyPatch.context() as patch:
-            patch.setattr(decoding.BeamSearchLoop, "_step", counting_step)
+            patch.setattr(decoding.BeamSearchLoop, "_step", step)
+            patch.setattr(FoldedPromptCache, "reorder_cache", reorder)
             loop.run([Request(index, ids) for index, ids in enumerate(prompts)])
 
-    few, many = counted[2][1:], counted[12][1:]  # after the first step (every prompt joins)
+    # After the first step (every prompt joins, no beam has a token to move yet).
+    few, many = counted["step", 2][1:], counted["step", 12][1:]
     assert {reads for _, reads in few + many} == {1}
     # Six times the documents: only the per-document bookkeeping (views and the bans'
     # lookups) grows, not the search's arithmetic.
     assert max(ops for ops, _ in many) < 2 * min(ops for ops, _ in few)
+    few, many = counted["reorder", 2][1:], counted["reorder", 12][1:]
+    assert {reads for _, reads in few + many} == {0}
+    assert {ops for ops, _ in few + many} == {few[0][0]}  # the same few, whatever the count
 
 
 def _best_by_sorting(log_probs: torch.Tensor, scores: torch.Tensor, k: int):

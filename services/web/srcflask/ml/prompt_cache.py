@@ -293,18 +293,12 @@ class _FoldedLayer(_PromptLayer):
             grown.append(new)
         self.keys, self.values = grown
 
-    def reorder(self, parents: list[torch.Tensor | None], generated: list[int]) -> None:
-        """Each document's beams now continue these of its beams (None: unchanged)."""
-        beams, dim = self.rows.beams, self.keys.shape[3]
-        for row, (local, tokens) in enumerate(zip(parents, generated, strict=True)):
-            if local is None or tokens == 0:
-                continue
-            end = self.width + tokens * beams
-            for buffer in (self.keys, self.values):
-                own = buffer[row, :, self.width : end].view(-1, tokens, beams, dim)
-                buffer[row, :, self.width : end] = own.index_select(2, local).view(
-                    -1, tokens * beams, dim
-                )
+    def reorder(self, moves: _BeamMoves) -> None:
+        """Each document's beams now continue the beams `moves` names."""
+        source, target = moves.rows(self.keys.shape, self.width)
+        for buffer in (self.keys, self.values):
+            rows = buffer.view(-1, buffer.shape[3])  # a row: one position of one key head
+            rows.index_copy_(0, target, rows.index_select(0, source))
 
     def update(self, key_states: torch.Tensor, value_states: torch.Tensor, *args, **kwargs):
         """Store each row's new token in its beam's column; the whole buffer is the history."""
@@ -320,6 +314,40 @@ class _FoldedLayer(_PromptLayer):
     def get_mask_sizes(self, query_length: int) -> tuple[int, int]:
         # transformers builds a mask from this; `folded_attention` uses `mask()` instead.
         return self.rows.history + query_length, 0
+
+
+class _BeamMoves:
+    """Where each generated key/value row of a reorder comes from, for every document.
+
+    A folded buffer (documents, kv_heads, columns, dim) is, viewed as rows of `dim`,
+    one row per position and key head. Beam `b`'s token `t` of a document sits at
+    column `width + t * beams + b`; after the reorder it holds what its parent's
+    did. Columns past a document's own tokens are unwritten and move harmlessly.
+    """
+
+    def __init__(self, sources: torch.Tensor, beams: int, tokens: int):
+        device = sources.device
+        parents = sources.view(-1, beams) - torch.arange(
+            0, sources.numel(), beams, device=device
+        ).view(-1, 1)  # (documents, beams): each new beam's parent among its document's
+        steps = torch.arange(tokens, device=device)[None, :, None] * beams
+        self.source = (steps + parents[:, None, :]).flatten(1)  # (documents, tokens x beams)
+        self.target = torch.arange(tokens * beams, device=device)
+        self._rows: dict[tuple, tuple[torch.Tensor, torch.Tensor]] = {}
+
+    def rows(self, shape: torch.Size, width: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """The source and target rows in a buffer of `shape` whose prompt region is `width`."""
+        key = (*shape[:3], width)
+        if key not in self._rows:
+            documents, heads, columns = shape[:3]
+            device = self.source.device
+            starts = torch.arange(documents * heads, device=device).view(documents, heads, 1)
+            starts = starts * columns + width
+            self._rows[key] = (
+                (starts + self.source[:, None, :]).flatten(),
+                (starts + self.target).flatten(),
+            )
+        return self._rows[key]
 
 
 class _FoldedRows(_Rows):
@@ -424,11 +452,18 @@ class FoldedPromptCache(Cache):
         rows.changed()
 
     def reorder_cache(self, sources: torch.Tensor) -> None:
-        """Row `r` now continues row `sources[r]`; beams never move between documents."""
-        parents = _local_parents(sources, self.rows.beams)
-        generated = self.rows.generated
+        """Row `r` now continues row `sources[r]`; beams never move between documents.
+
+        Every document's beams move at once, two row copies per buffer and layer,
+        without looking at which moved: a look would wait for the device, and a copy
+        per document is a launch per document on a GPU.
+        """
+        tokens = max(self.rows.generated, default=0)
+        if not tokens:
+            return
+        moves = _BeamMoves(sources, self.rows.beams, tokens)
         for layer in self.layers:
-            layer.reorder(parents, generated)
+            layer.reorder(moves)
 
     def stepped(self) -> None:
         self.rows.lengths = [length + 1 for length in self.rows.lengths]
