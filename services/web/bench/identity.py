@@ -35,10 +35,9 @@ def main() -> int:
     args = parser.parse_args()
 
     from srcflask.ml.engine import TextGenerator
-    from srcflask.ml.settings import GenerationSettings
-    from tests.tinymodels import SENTENCES, build_model
+    from tests.test_decoding import random_prompt, random_settings
+    from tests.tinymodels import build_model
 
-    words = " ".join(SENTENCES).split()
     failures = 0
     with tempfile.TemporaryDirectory() as root:
         for kind in KINDS:
@@ -51,17 +50,8 @@ def main() -> int:
                 same = total = 0
                 started = time.perf_counter()
                 for _ in range(args.cases):
-                    settings = GenerationSettings(
-                        num_beams=rng.choice([2, 3, 4, 5]),
-                        max_new_tokens=rng.randint(1, 40),
-                        no_repeat_ngram_size=rng.choice([0, 1, 2, 3, 4]),
-                        early_stopping=rng.choice([True, False]),
-                        repetition_penalty=rng.choice([1.0, 1.0, 1.3]),
-                    )
-                    prompts = [
-                        " ".join(rng.choice(words) for _ in range(rng.randint(1, 60)))
-                        for _ in range(rng.randint(1, 7))
-                    ]
+                    settings = random_settings(rng)  # the test suite's random cases
+                    prompts = [random_prompt(rng) for _ in range(rng.randint(1, 7))]
                     expected = [r.token_ids for r in reference.generate(prompts, settings)]
                     try:
                         got = [r.token_ids for r in own.generate(prompts, settings)]
