@@ -148,8 +148,15 @@ def test_documents_join_at_a_step_boundary_and_leave_when_done(pairs, kind):
     assert min(asked) >= 1 and max(asked) <= 3
 
 
-# Operations that hand a value to Python: on a GPU, each waits for the work before it.
-_READS = (torch.ops.aten._local_scalar_dense, torch.ops.aten.equal, torch.ops.aten.is_nonzero)
+# Operations that wait for the device's work before them: values handed to Python, and
+# `nonzero`, whose size depends on the data. (`.tolist()` reads a CPU tensor without
+# an operation: the step's one copy of its outcome to the host is not counted.)
+_READS = (
+    torch.ops.aten._local_scalar_dense,
+    torch.ops.aten.equal,
+    torch.ops.aten.is_nonzero,
+    torch.ops.aten.nonzero,
+)
 
 
 class _CountOperations(TorchDispatchMode):
@@ -165,7 +172,7 @@ class _CountOperations(TorchDispatchMode):
         return func(*args, **(kwargs or {}))
 
 
-def test_a_step_decides_and_reorders_every_document_at_once_with_one_read_to_the_host(pairs):
+def test_a_step_decides_and_reorders_every_document_at_once_with_a_fixed_few_reads(pairs):
     """On a GPU each tensor operation is a kernel launch and each read a wait for the GPU:
     neither the search's step nor the reorder of the folded cache may do either once
     per document."""
@@ -199,7 +206,9 @@ def test_a_step_decides_and_reorders_every_document_at_once_with_one_read_to_the
 
     # After the first step (every prompt joins, no beam has a token to move yet).
     few, many = counted["step", 2][1:], counted["step", 12][1:]
-    assert {reads for _, reads in few + many} == {1}
+    # The NaN check and the tie-ordered top-k's `nonzero`, besides the uncounted copy of
+    # the outcome: the same few whatever the number of documents.
+    assert {reads for _, reads in few + many} == {2}
     # Six times the documents: only the per-document bookkeeping (views and the bans'
     # lookups) grows, not the search's arithmetic.
     assert max(ops for ops, _ in many) < 2 * min(ops for ops, _ in few)
