@@ -352,23 +352,32 @@ def test_a_prompt_is_cached_once_however_many_beams_continue_it(pairs, folded):
         else:
             assert [keys.shape[:3] for keys, _ in layer.prompts] == [(1, 1, n) for n in shown]
 
-    def beam_tokens(layer):  # document 0's generated keys: (beams, heads, tokens, dim)
-        if not folded:
+    def written(layer):  # document 0's generated keys, by the beam that wrote them
+        if not folded:  # (beams, heads, tokens, dim)
             return layer.generated[0][0].clone()
         own_columns = layer.keys[0, :, layer.width : layer.width + beams]  # token 0 of each beam
         return own_columns.transpose(0, 1)[:, :, None].clone()
+
+    def beam_tokens(layer):  # document 0's generated keys each beam has (or, folded, sees)
+        if not folded:
+            return written(layer)
+        # Token 0's columns, one per beam that wrote it: each beam sees one of them.
+        seen = layer.mask(groups=1)[0, 0, :, layer.width : layer.width + beams]  # (beams, beams)
+        assert seen.sum(dim=1).tolist() == [1] * beams
+        return written(layer)[seen.int().argmax(dim=1)]
 
     def prompt_part(layer):
         return (layer.keys if folded else layer.prompts[0][0])[
             ..., : layer.width if folded else None, :
         ].clone()
 
-    # One decoding step: each beam stores its own token; a reorder moves only those.
+    # One decoding step: each beam stores its own token; after a reorder each beam has (or,
+    # folded, sees: nothing is copied) its parent's token and the same prompt.
     step_logits = loop._forward(
         torch.arange(2 * beams).view(-1, 1), cache, **cache.forward_inputs("cpu")
     )
     cache.stepped()
-    before = [(beam_tokens(layer), prompt_part(layer)) for layer in cache.layers]
+    before = [(written(layer), prompt_part(layer)) for layer in cache.layers]
     cache.reorder_cache(torch.tensor([0, 0, 1, 2, 3, 5, 6, 7, 8, 9]))
     assert step_logits.shape[0] == 2 * beams
     assert cache.rows.lengths == [n + 1 for n in lengths]
@@ -378,6 +387,8 @@ def test_a_prompt_is_cached_once_however_many_beams_continue_it(pairs, folded):
         assert torch.equal(beam_tokens(layer), old[[0, 0, 1, 2, 3]])
         assert not torch.equal(old[0], old[1])
         assert torch.equal(prompt_part(layer), prompt)
+        if folded:  # the keys stayed where they were written
+            assert torch.equal(written(layer), old)
 
 
 def test_a_model_that_disagrees_with_folded_attention_is_decoded_unfolded(

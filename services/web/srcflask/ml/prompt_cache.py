@@ -11,7 +11,7 @@ Two ways to attend over it:
 - `FoldedPromptCache` (used when the model agrees with it, checked at load):
   one buffer per layer with a row per document, and `folded_attention` runs
   a document's beams as one query block over that row. Nothing is copied per
-  beam.
+  beam, and a reorder copies nothing: each beam's mask follows its ancestry.
 - `SharedPromptCache` (the fallback): the model sees an ordinary cache. At
   each layer, `update` lays every row's history out right-aligned (left
   padding, masked) and returns it with the new token, so the attention is the
@@ -226,6 +226,11 @@ def _local_parents(sources: torch.Tensor, beams: int) -> list[torch.Tensor | Non
 # document's beams into the query axis, so all of them attend over that one row; a mask
 # shows each beam the prompt and only its own tokens. The scores are the same set as a
 # repeated cache's, the softmax runs over the same keys: only the order of a sum differs.
+#
+# A token's keys and values stay where they were written: column `t * beams + b` holds
+# token `t` of the beam that was beam `b` at step `t`. When the beams reorder, nothing
+# is copied; each beam's ancestry (for every step, which beam's column holds its token)
+# is taken from its parent's, and the mask shows each beam the columns of its ancestry.
 
 FOLDED = "srcflask_folded"
 FOLDED_KWARG = "srcflask_folded_cache"
@@ -293,13 +298,6 @@ class _FoldedLayer(_PromptLayer):
             grown.append(new)
         self.keys, self.values = grown
 
-    def reorder(self, moves: _BeamMoves) -> None:
-        """Each document's beams now continue the beams `moves` names."""
-        source, target = moves.rows(self.keys.shape, self.width)
-        for buffer in (self.keys, self.values):
-            rows = buffer.view(-1, buffer.shape[3])  # a row: one position of one key head
-            rows.index_copy_(0, target, rows.index_select(0, source))
-
     def update(self, key_states: torch.Tensor, value_states: torch.Tensor, *args, **kwargs):
         """Store each row's new token in its beam's column; the whole buffer is the history."""
         documents, columns = self.rows.write_index(self.width)
@@ -316,40 +314,6 @@ class _FoldedLayer(_PromptLayer):
         return self.rows.history + query_length, 0
 
 
-class _BeamMoves:
-    """Where each generated key/value row of a reorder comes from, for every document.
-
-    A folded buffer (documents, kv_heads, columns, dim) is, viewed as rows of `dim`,
-    one row per position and key head. Beam `b`'s token `t` of a document sits at
-    column `width + t * beams + b`; after the reorder it holds what its parent's
-    did. Columns past a document's own tokens are unwritten and move harmlessly.
-    """
-
-    def __init__(self, sources: torch.Tensor, beams: int, tokens: int):
-        device = sources.device
-        parents = sources.view(-1, beams) - torch.arange(
-            0, sources.numel(), beams, device=device
-        ).view(-1, 1)  # (documents, beams): each new beam's parent among its document's
-        steps = torch.arange(tokens, device=device)[None, :, None] * beams
-        self.source = (steps + parents[:, None, :]).flatten(1)  # (documents, tokens x beams)
-        self.target = torch.arange(tokens * beams, device=device)
-        self._rows: dict[tuple, tuple[torch.Tensor, torch.Tensor]] = {}
-
-    def rows(self, shape: torch.Size, width: int) -> tuple[torch.Tensor, torch.Tensor]:
-        """The source and target rows in a buffer of `shape` whose prompt region is `width`."""
-        key = (*shape[:3], width)
-        if key not in self._rows:
-            documents, heads, columns = shape[:3]
-            device = self.source.device
-            starts = torch.arange(documents * heads, device=device).view(documents, heads, 1)
-            starts = starts * columns + width
-            self._rows[key] = (
-                (starts + self.source[:, None, :]).flatten(),
-                (starts + self.target).flatten(),
-            )
-        return self._rows[key]
-
-
 class _FoldedRows(_Rows):
     """`_Rows`, plus what the folded layers share within one step."""
 
@@ -359,6 +323,9 @@ class _FoldedRows(_Rows):
         self.capacity = min(GROWTH, limit)  # tokens per beam the buffers have room for
         self.device = device
         self.prompt_lengths: list[int] = []
+        # (documents, beams, limit): for each beam and each of its tokens, the beam whose
+        # column holds that token (see the note above `FOLDED`).
+        self.ancestry = torch.zeros((0, beams, limit), dtype=torch.long, device=device)
         self._step: dict = {}  # index tensors and masks of the current step, by shape
 
     @property
@@ -368,6 +335,33 @@ class _FoldedRows(_Rows):
 
     def changed(self) -> None:
         self._step = {}
+
+    def joined(self, count: int) -> None:
+        """`count` documents joined, with no tokens yet."""
+        new = self.ancestry.new_zeros((count, *self.ancestry.shape[1:]))
+        self.ancestry = torch.cat([self.ancestry, new])
+
+    def kept(self, documents: list[int]) -> None:
+        """Only `documents` (indices in the current order) go on, in that order."""
+        self.ancestry = self.ancestry[torch.tensor(documents, device=self.ancestry.device)]
+
+    def reorder(self, sources: torch.Tensor) -> None:
+        """Row `r` now continues row `sources[r]` (a beam of the same document).
+
+        A new beam's ancestry is its parent's, and the token the parent just stored
+        (at step `generated - 1`) lies in the parent's own column. For every
+        document at once, with no copy of keys or values and no wait for the device.
+        """
+        beams, limit = self.beams, self.ancestry.shape[2]
+        device = self.ancestry.device
+        parents = sources.view(-1, beams) - torch.arange(
+            0, sources.numel(), beams, device=device
+        ).view(-1, 1)  # (documents, beams): each new beam's parent among its document's
+        ancestry = self.ancestry.gather(1, parents[:, :, None].expand(-1, -1, limit))
+        # A document that stored no token yet writes its step 0, rewritten at its next step.
+        written = (torch.tensor(self.generated, device=device) - 1).clamp(min=0)
+        ancestry.scatter_(2, written[:, None, None].expand(-1, beams, 1), parents[:, :, None])
+        self.ancestry = ancestry
 
     def room_for(self, tokens: int) -> int:
         """The capacity that holds `tokens` per beam: whole steps of GROWTH, at most `limit`."""
@@ -396,17 +390,23 @@ class _FoldedRows(_Rows):
         step = torch.tensor(self.generated, device=device)[:, None]
         prompt = torch.arange(width, device=device)[None, :]
         shows_prompt = prompt >= width - torch.tensor(stored, device=device)[:, None]
-        own = torch.arange(self.capacity * beams, device=device)
-        token, beam = own // beams, own % beams
-        shows_own = token[None, :] <= step
+        token = torch.arange(self.capacity, device=device)[None, :]
+        shows_own = token <= step  # (documents, tokens)
         if window is not None:  # a key is seen while the query is less than `window` after it
             shows_prompt &= prompt > step + width - window
-            shows_own &= step - token[None, :] < window
-        mine = beam[None, :] == torch.arange(beams, device=device)[:, None]  # (beams, columns)
+            shows_own &= step - token < window
+        # The column holding each beam's token t: its ancestry's before this step, its own now.
+        beam = torch.arange(beams, device=device)
+        holder = torch.where(
+            token[:, None, :] == step[:, :, None],
+            beam[None, :, None],
+            self.ancestry[:, :, : self.capacity],
+        )  # (documents, beams, tokens)
+        own = (holder[:, :, :, None] == beam) & shows_own[:, None, :, None]
         mask = torch.cat(
             [
                 shows_prompt[:, None, :].expand(-1, beams, -1),
-                shows_own[:, None, :] & mine[None, :, :],
+                own.flatten(2),  # columns: token-major, then the beam that holds it
             ],
             dim=2,
         )  # (documents, beams, columns)
@@ -438,6 +438,7 @@ class FoldedPromptCache(Cache):
             layer.add(list(_prompt_rows(source, lengths)))  # copied into the layer's buffer
         self.rows.lengths.extend(lengths)
         self.rows.prompt_lengths.extend(lengths)
+        self.rows.joined(len(lengths))
         self.rows.changed()
 
     def select(self, documents: list[int]) -> None:
@@ -447,6 +448,7 @@ class FoldedPromptCache(Cache):
         # Room for what the documents left hold (never more than there was); a step that
         # needs more grows it.
         rows.capacity = rows.room_for(max(rows.generated, default=0))
+        rows.kept(documents)
         for layer in self.layers:
             layer.select(documents)
         rows.changed()
@@ -454,16 +456,11 @@ class FoldedPromptCache(Cache):
     def reorder_cache(self, sources: torch.Tensor) -> None:
         """Row `r` now continues row `sources[r]`; beams never move between documents.
 
-        Every document's beams move at once, two row copies per buffer and layer,
-        without looking at which moved: a look would wait for the device, and a copy
-        per document is a launch per document on a GPU.
+        No key or value moves: each beam takes its parent's ancestry, which the
+        mask follows (see the note above `FOLDED`).
         """
-        tokens = max(self.rows.generated, default=0)
-        if not tokens:
-            return
-        moves = _BeamMoves(sources, self.rows.beams, tokens)
-        for layer in self.layers:
-            layer.reorder(moves)
+        self.rows.reorder(sources)
+        self.rows.changed()
 
     def stepped(self) -> None:
         self.rows.lengths = [length + 1 for length in self.rows.lengths]
