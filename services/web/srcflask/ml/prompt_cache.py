@@ -203,13 +203,17 @@ class SharedPromptCache(Cache):
         return len(self.rows.lengths)
 
 
+def _parents(sources: torch.Tensor, beams: int) -> torch.Tensor:
+    """(documents, beams): the beam of its own document each new beam continues, from
+    `sources`, the cache row each new row continues."""
+    first_rows = torch.arange(0, sources.numel(), beams, device=sources.device)
+    return sources.view(-1, beams) - first_rows.view(-1, 1)
+
+
 def _local_parents(sources: torch.Tensor, beams: int) -> list[torch.Tensor | None]:
     """Per document, the beam each of its new beams continues (None where none moved)."""
-    local = sources.view(-1, beams) - torch.arange(
-        0, sources.numel(), beams, device=sources.device
-    ).view(-1, 1)
     identity = torch.arange(beams, device=sources.device)
-    return [None if torch.equal(row, identity) else row for row in local]
+    return [None if torch.equal(row, identity) else row for row in _parents(sources, beams)]
 
 
 # -- folded beams: one attention call per document, over its prompt kept once -----------
@@ -343,7 +347,7 @@ class _FoldedRows(_Rows):
 
     def kept(self, documents: list[int]) -> None:
         """Only `documents` (indices in the current order) go on, in that order."""
-        self.ancestry = self.ancestry[torch.tensor(documents, device=self.ancestry.device)]
+        self.ancestry = self.ancestry[torch.tensor(documents, device=self.device)]
 
     def reorder(self, sources: torch.Tensor) -> None:
         """Row `r` now continues row `sources[r]` (a beam of the same document).
@@ -353,13 +357,10 @@ class _FoldedRows(_Rows):
         document at once, with no copy of keys or values and no wait for the device.
         """
         beams, limit = self.beams, self.ancestry.shape[2]
-        device = self.ancestry.device
-        parents = sources.view(-1, beams) - torch.arange(
-            0, sources.numel(), beams, device=device
-        ).view(-1, 1)  # (documents, beams): each new beam's parent among its document's
+        parents = _parents(sources, beams)
         ancestry = self.ancestry.gather(1, parents[:, :, None].expand(-1, -1, limit))
         # A document that stored no token yet writes its step 0, rewritten at its next step.
-        written = (torch.tensor(self.generated, device=device) - 1).clamp(min=0)
+        written = (torch.tensor(self.generated, device=self.device) - 1).clamp(min=0)
         ancestry.scatter_(2, written[:, None, None].expand(-1, beams, 1), parents[:, :, None])
         self.ancestry = ancestry
 
