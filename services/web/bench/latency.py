@@ -19,11 +19,17 @@ tokens), so a save is compared with itself alone. The first `--documents`
 documents are used throughout (the first 10: 88 to 907 tokens, mean 461, as
 all 30's 458). Runs measure their own capacity, which moves with a shared
 machine's speed; `--rate` sends the same traffic in runs to be compared.
-Not a test: run it by hand.
+`--engine` sends the same traffic (the same seed and rate give the same saves
+at the same moments) straight into the engine in this process, with no web
+app, database or polling: the difference between the two runs is what the
+app adds to the wait, and the rest is the engine's own. Not a test: run it by
+hand.
 
     cd services/web
     SRCFLASK_INSTANCE_PATH=/tmp/benchinst ../../.venv/bin/python bench/latency.py \
         --minutes 5 --load 0.7
+    SRCFLASK_INSTANCE_PATH=/tmp/benchinst ../../.venv/bin/python bench/latency.py \
+        --minutes 5 --rate 17.3 --engine
 
 Traffic goes only to 127.0.0.1, with a bounded number of requests.
 """
@@ -43,6 +49,7 @@ import tempfile
 import threading
 import time
 import urllib.request
+from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
@@ -125,6 +132,166 @@ def seconds_between(start: str, end: str) -> float:
     return (datetime.fromisoformat(end) - datetime.fromisoformat(start)).total_seconds()
 
 
+@dataclass(frozen=True)
+class Save:
+    at: float  # seconds after the run's start
+    document: int  # index into the documents
+
+
+def poisson_saves(rate: float, minutes: float, seed: int, documents: int) -> list[Save]:
+    """Saves at Poisson arrivals, `rate` a second for `minutes`, each of a document drawn
+    at random from the first `documents`; at most 1000. The same arguments, the same saves."""
+    rng = random.Random(seed)
+    saves: list[Save] = []
+    at = rng.expovariate(rate)
+    while at < minutes * 60 and len(saves) < 1000:
+        saves.append(Save(at, rng.randrange(documents)))
+        at += rng.expovariate(rate)
+    return saves
+
+
+class App:
+    """srcflask on a loopback port, in a fresh instance; sponsors save through its API.
+
+    `run(saves)` makes each save at its moment (a thread each) and returns each one's
+    wait as the server recorded it (None if no machine text came), and the run's length.
+    """
+
+    def __init__(self, source: Path, documents, poll: float):
+        self.documents, self.poll = documents, poll
+        self.workdir = Path(tempfile.mkdtemp(prefix="srcflask-latency-"))
+        # The source's database (its model registry) and secret key, its model store as it is.
+        shutil.copy(source / "srcflask.sqlite3", self.workdir / "srcflask.sqlite3")
+        if (source / "secret_key").exists():
+            shutil.copy(source / "secret_key", self.workdir / "secret_key")
+        self.tokens = prepare_instance(source, self.workdir, SPONSORS)
+        port = free_port()
+        self.base = f"http://127.0.0.1:{port}"
+        env = {
+            **os.environ,
+            "SRCFLASK_INSTANCE_PATH": str(self.workdir),
+            "MODEL_STORE": str(source / "models"),
+            "JOBS_MODE": "local",
+            "LOG_LEVEL": "WARNING",
+            "RATELIMIT_ENABLED": "false",
+        }
+        self.server = subprocess.Popen(
+            [sys.executable, "-m", "flask", "--app", "srcflask", "run", "--port", str(port)],
+            cwd=WEB,
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.STDOUT,
+        )
+        for _ in range(120):
+            try:
+                urllib.request.urlopen(self.base + "/healthz", timeout=2)
+                break
+            except OSError:
+                time.sleep(0.5)
+
+    def close(self) -> None:
+        self.server.terminate()
+        try:
+            self.server.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            self.server.kill()
+        shutil.rmtree(self.workdir, ignore_errors=True)
+
+    def run(self, saves: list[Save]) -> tuple[list[float | None], float]:
+        waits: list[float | None] = [None] * len(saves)
+        started = time.monotonic()
+
+        def one(number: int, save: Save) -> None:
+            token = self.tokens[number % SPONSORS]
+            document = self.documents[save.document]
+            body = {"title": document.title, "body": document.body}
+            document_id = request(self.base, token, "POST", "/api/v1/documents", body)["id"]
+            text = wait_until_done(
+                self.base, token, document_id, time.monotonic() + 1800, self.poll
+            )
+            if text and text["status"] == "done":
+                waits[number] = seconds_between(text["queued_at"], text["finished_at"])
+
+        threads = []
+        for number, save in enumerate(saves):
+            time.sleep(max(0.0, started + save.at - time.monotonic()))
+            thread = threading.Thread(target=one, args=(number, save))
+            thread.start()
+            threads.append(thread)
+        for thread in threads:
+            thread.join(timeout=1800)
+        return waits, time.monotonic() - started
+
+
+class Engine:
+    """The production model's engine in this process, as the app configures it (its
+    settings, GENERATION_BATCH_SIZE documents at once, GENERATION_MAX_ROWS): no web
+    app, database or polling. A save joins the running batch at the first step
+    boundary after its moment, or waits in line for a place."""
+
+    def __init__(self, source: Path, documents):
+        os.environ["SRCFLASK_INSTANCE_PATH"] = str(source)
+        os.environ["JOBS_MODE"] = "manual"
+        from srcflask import create_app
+        from srcflask.ml.engine import document_prompt
+        from srcflask.registry import service as registry
+
+        app = create_app()
+        with app.app_context():
+            version = registry.production_version()
+            if version is None:
+                raise SystemExit(
+                    f"no production model in {source}: "
+                    "run `flask --app srcflask models pull-default`"
+                )
+            self.generator = registry.generator_for(version)
+            self.settings = registry.settings_for(version)
+            self.places = app.config["GENERATION_BATCH_SIZE"]
+        self.prompts = [document_prompt(d.title, d.body) for d in documents]
+
+    def close(self) -> None:
+        pass
+
+    def run(self, saves: list[Save]) -> tuple[list[float | None], float]:
+        started = time.monotonic()
+        due = 0  # the next save not yet made
+        line: list[int] = []  # saves made, waiting for a place
+        running: set[int] = set()
+        finished: dict[int, float] = {}
+
+        def arrived() -> None:
+            nonlocal due
+            now = time.monotonic() - started
+            while due < len(saves) and saves[due].at <= now:
+                line.append(due)
+                due += 1
+
+        def more(count: int) -> list[tuple[int, str]]:
+            arrived()
+            taken = line[: max(0, min(count, self.places - len(running)))]
+            del line[: len(taken)]
+            running.update(taken)
+            return [(number, self.prompts[saves[number].document]) for number in taken]
+
+        def on_result(number: int, result) -> None:
+            finished[number] = time.monotonic() - started
+            running.discard(number)
+
+        while due < len(saves) or line:
+            arrived()
+            if not line:
+                time.sleep(max(0.0, started + saves[due].at - time.monotonic()))
+                continue
+            self.generator.generate_continuously(
+                more(self.places), self.settings, more=more, on_result=on_result
+            )
+        waits = [
+            finished[number] - save.at if number in finished else None
+            for number, save in enumerate(saves)
+        ]
+        return waits, time.monotonic() - started
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--minutes", type=float, default=5.0)
@@ -145,6 +312,11 @@ def main() -> None:
         default=POLL_SECONDS,
         help="seconds between a waiting sponsor's requests for its machine text",
     )
+    parser.add_argument(
+        "--engine",
+        action="store_true",
+        help="send the saves straight into the engine in this process, without the app",
+    )
     parser.add_argument("--json", type=Path)
     args = parser.parse_args()
     if args.rate is not None and args.rate <= 0:
@@ -154,103 +326,43 @@ def main() -> None:
     from srcflask.ml.quality import load_documents
 
     documents = load_documents(HERE / "documents.jsonl")[: args.documents]
-    workdir = Path(tempfile.mkdtemp(prefix="srcflask-latency-"))
-    # The source's database (its model registry) and secret key, its model store as it is.
-    shutil.copy(source / "srcflask.sqlite3", workdir / "srcflask.sqlite3")
-    if (source / "secret_key").exists():
-        shutil.copy(source / "secret_key", workdir / "secret_key")
-    tokens = prepare_instance(source, workdir, SPONSORS)
-    port = free_port()
-    base = f"http://127.0.0.1:{port}"
-    env = {
-        **os.environ,
-        "SRCFLASK_INSTANCE_PATH": str(workdir),
-        "MODEL_STORE": str(source / "models"),
-        "JOBS_MODE": "local",
-        "LOG_LEVEL": "WARNING",
-        "RATELIMIT_ENABLED": "false",
-    }
-    server = subprocess.Popen(
-        [sys.executable, "-m", "flask", "--app", "srcflask", "run", "--port", str(port)],
-        cwd=WEB,
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.STDOUT,
-    )
+    target = Engine(source, documents) if args.engine else App(source, documents, args.poll)
     try:
-        for _ in range(120):
-            try:
-                urllib.request.urlopen(base + "/healthz", timeout=2)
-                break
-            except OSError:
-                time.sleep(0.5)
-        rng = random.Random(args.seed)
-
-        def save(token: str, document) -> int:
-            body = {"title": document.title, "body": document.body}
-            created = request(base, token, "POST", "/api/v1/documents", body)
-            return created["id"]
-
         # 1. Each document's solo time: saved alone on an idle app (the model warm).
-        warm_up = save(tokens[0], documents[-1])
-        wait_until_done(base, tokens[0], warm_up, time.monotonic() + 600, args.poll)
+        target.run([Save(0.0, len(documents) - 1)])
         solo = []
-        for document in documents:
-            document_id = save(tokens[0], document)
-            text = wait_until_done(base, tokens[0], document_id, time.monotonic() + 600, args.poll)
-            solo.append(seconds_between(text["queued_at"], text["finished_at"]))
+        for index in range(len(documents)):
+            [wait], _ = target.run([Save(0.0, index)])
+            if wait is None:
+                raise SystemExit(f"document {index} got no machine text when saved alone")
+            solo.append(wait)
         solo_median = statistics.median(solo)
         print(f"solo: {', '.join(f'{s:.1f}' for s in solo)} s; median {solo_median:.1f} s")
 
         # 2. Capacity: a full queue of documents, saved at once by every sponsor.
-        burst = [documents[i % len(documents)] for i in range(12)]
-        started = time.monotonic()
-        ids = [(tokens[i % SPONSORS], save(tokens[i % SPONSORS], d)) for i, d in enumerate(burst)]
-        for token, document_id in ids:
-            wait_until_done(base, token, document_id, time.monotonic() + 1800, args.poll)
-        capacity = len(burst) / (time.monotonic() - started)
+        burst = [Save(0.0, i % len(documents)) for i in range(12)]
+        _, seconds = target.run(burst)
+        capacity = len(burst) / seconds
         print(f"capacity: {capacity * 60:.1f} documents/min with a full queue")
 
         # 3. Poisson arrivals at `load` x capacity (or `--rate`), for `minutes`.
         rate = args.rate / 60 if args.rate else args.load * capacity
-        end = time.monotonic() + args.minutes * 60
-        waits: list[float] = []
-        ratios: list[float] = []  # each save's wait over its document's solo time
-        threads = []
-        lock = threading.Lock()
-
-        def one(token: str, index: int) -> None:
-            document_id = save(token, documents[index])
-            text = wait_until_done(base, token, document_id, time.monotonic() + 1800, args.poll)
-            if text and text["status"] == "done":
-                wait = seconds_between(text["queued_at"], text["finished_at"])
-                with lock:
-                    waits.append(wait)
-                    ratios.append(wait / solo[index])
-
-        sent = 0
-        next_at = time.monotonic() + rng.expovariate(rate)
-        while next_at < end and sent < 1000:
-            time.sleep(max(0.0, next_at - time.monotonic()))
-            index = rng.randrange(len(documents))
-            thread = threading.Thread(target=one, args=(tokens[sent % SPONSORS], index))
-            thread.start()
-            threads.append(thread)
-            sent += 1
-            next_at += rng.expovariate(rate)
-        for thread in threads:
-            thread.join(timeout=1800)
-        if not waits:
+        saves = poisson_saves(rate, args.minutes, args.seed, len(documents))
+        answered, _ = target.run(saves)
+        pairs = zip(answered, saves, strict=True)
+        done = [(wait, save) for wait, save in pairs if wait is not None]
+        if not done:
             raise SystemExit(
-                f"{sent} saves sent, no machine text written: run longer or at a higher rate"
+                f"{len(saves)} saves sent, no machine text written: run longer or at a higher rate"
             )
-        waits.sort()
-        ratios.sort()
+        waits = sorted(wait for wait, _ in done)
+        ratios = sorted(wait / solo[save.document] for wait, save in done)
         median = statistics.median(waits)
         p95 = percentile(waits, 0.95)
         print(
-            f"{sent} saves at {rate * 60:.1f}/min ({rate / capacity:.0%} of capacity) for "
-            f"{args.minutes:g} min; {len(waits)} machine texts written"
+            f"{len(saves)} saves at {rate * 60:.1f}/min ({rate / capacity:.0%} of capacity) for "
+            f"{args.minutes:g} min{' into the engine alone' if args.engine else ''}; "
+            f"{len(waits)} machine texts written"
         )
         print(
             f"save -> machine text: median {median:.1f} s ({median / solo_median:.2f}x solo), "
@@ -264,6 +376,7 @@ def main() -> None:
             args.json.write_text(
                 json.dumps(
                     {
+                        "target": "engine" if args.engine else "app",
                         "solo": solo,
                         "capacity_per_min": capacity * 60,
                         "rate_per_min": rate * 60,
@@ -276,12 +389,7 @@ def main() -> None:
                 )
             )
     finally:
-        server.terminate()
-        try:
-            server.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            server.kill()
-        shutil.rmtree(workdir, ignore_errors=True)
+        target.close()
 
 
 if __name__ == "__main__":
