@@ -16,8 +16,9 @@ with 12 documents saved at once, then sends Poisson saves at `--load` of that
 capacity, for `--hours` of simulated time (so its medians are steady), and
 reports the median and 95th percentile wait over the median solo time. With
 `--what-if` it does so for the costs as given, with a step that does not grow
-with the documents in it, with joining that costs nothing, and with both: what
-each part of the engine's cost does to the wait.
+with the documents in it, with joining that costs nothing, with both, and with
+prompts read 128 tokens a step beside the running documents (one pass over
+the weights for both): what each part of the engine's cost does to the wait.
 
 The defaults are the default model on an AMD EPYC Zen 5 with 2 cores (README,
 "On an AMD EPYC (Zen 5), 2 cores"), and the first 10 documents of
@@ -48,6 +49,10 @@ class Costs:
     per_document: float  # seconds each document adds to a step
     per_prompt_token: float  # seconds a joining document costs a token of its prompt
     places: int  # documents decoding at once, at most
+    # Prompt tokens read a step beside the running documents, in the same pass over the
+    # weights (the step's fixed cost paid once for both); 0: each joining prompt whole,
+    # between two steps, as the engine does.
+    chunk: int = 0
 
 
 def waits(costs: Costs, saves: list[tuple[float, int]]) -> list[float]:
@@ -55,22 +60,36 @@ def waits(costs: Costs, saves: list[tuple[float, int]]) -> list[float]:
     now, due = 0.0, 0
     line: list[int] = []  # saves made, waiting for a place
     running: list[list[int]] = []  # [save, steps left]
+    reading: list[list[int]] = []  # [save, prompt tokens left], with `chunk`
     finished: dict[int, float] = {}
-    while due < len(saves) or line or running:
+    while due < len(saves) or line or running or reading:
         while due < len(saves) and saves[due][0] <= now:
             line.append(due)
             due += 1
-        if not running and not line:
+        if not running and not line and not reading:
             now = saves[due][0]  # idle until the next save
             continue
         if running:
             now += costs.step + costs.per_document * len(running)
             for document in running:
                 document[1] -= 1
-        joining, line = line[: costs.places - len(running)], line[costs.places - len(running) :]
-        if joining:  # read at the step boundary; the running documents wait for it
+        places = costs.places - len(running) - len(reading)
+        joining, line = line[:places], line[places:]
+        if joining and not costs.chunk:  # read between two steps: the running ones wait
             now += costs.per_prompt_token * sum(DOCUMENTS[saves[s][1]][0] for s in joining)
             running += [[s, DOCUMENTS[saves[s][1]][1] - 1] for s in joining]
+        elif costs.chunk:
+            reading += [[s, DOCUMENTS[saves[s][1]][0]] for s in joining]
+            budget = costs.chunk
+            for prompt in reading:
+                taken = min(budget, prompt[1])
+                prompt[1] -= taken
+                budget -= taken
+            if reading and running:
+                now -= costs.step  # the step's pass was the prompts' pass
+            now += costs.per_prompt_token * (costs.chunk - budget)
+            running += [[s, DOCUMENTS[saves[s][1]][1] - 1] for s, left in reading if not left]
+            reading = [prompt for prompt in reading if prompt[1]]
         for save, left in running:
             if left <= 0:
                 finished[save] = now
@@ -136,6 +155,7 @@ def main() -> None:
         cases["steps flat (no cost per document)"] = replace(costs, per_document=0.0)
         cases["joining free (no prompt cost)"] = replace(costs, per_prompt_token=0.0)
         cases["both"] = replace(costs, per_document=0.0, per_prompt_token=0.0)
+        cases["prompts read 128 tokens a step"] = replace(costs, chunk=128)
     print(
         f"{args.load:.0%} of capacity, {args.places} places, {args.hours:g} h of Poisson saves "
         f"over the first {len(DOCUMENTS)} documents\n"
