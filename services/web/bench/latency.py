@@ -109,6 +109,7 @@ def request(base: str, token: str, method: str, path: str, body: dict | None = N
         return json.loads(response.read() or b"{}")
 
 
+BURST = 12  # documents saved at once to measure capacity
 POLL_SECONDS = 0.5  # how often a waiting sponsor asks for its machine text (--poll)
 
 
@@ -138,13 +139,15 @@ class Save:
     document: int  # index into the documents
 
 
-def poisson_saves(rate: float, minutes: float, seed: int, documents: int) -> list[Save]:
+def poisson_saves(
+    rate: float, minutes: float, seed: int, documents: int, most: int = 1000
+) -> list[Save]:
     """Saves at Poisson arrivals, `rate` a second for `minutes`, each of a document drawn
-    at random from the first `documents`; at most 1000. The same arguments, the same saves."""
+    at random from the first `documents`; at most `most`. The same arguments, the same saves."""
     rng = random.Random(seed)
     saves: list[Save] = []
     at = rng.expovariate(rate)
-    while at < minutes * 60 and len(saves) < 1000:
+    while at < minutes * 60 and len(saves) < most:
         saves.append(Save(at, rng.randrange(documents)))
         at += rng.expovariate(rate)
     return saves
@@ -340,7 +343,7 @@ def main() -> None:
         print(f"solo: {', '.join(f'{s:.1f}' for s in solo)} s; median {solo_median:.1f} s")
 
         # 2. Capacity: a full queue of documents, saved at once by every sponsor.
-        burst = [Save(0.0, i % len(documents)) for i in range(12)]
+        burst = [Save(0.0, i % len(documents)) for i in range(BURST)]
         _, seconds = target.run(burst)
         capacity = len(burst) / seconds
         print(f"capacity: {capacity * 60:.1f} documents/min with a full queue")

@@ -32,15 +32,15 @@ way to ask what a faster engine would buy before building it.
 from __future__ import annotations
 
 import argparse
-import random
 import statistics
 from dataclasses import dataclass, replace
+
+from latency import BURST, Save, percentile, poisson_saves  # the bench it models
 
 # The first 10 documents of bench/documents.jsonl with gemma-3-270m:1 and the original
 # preset: prompt tokens, and steps (new tokens) until the search ends.
 DOCUMENTS = ((396, 100), (281, 69), (352, 38), (453, 100), (555, 100),
              (927, 100), (639, 100), (101, 100), (838, 100), (212, 100))  # fmt: skip
-BURST = 12  # documents saved at once to measure capacity, as bench/latency.py does
 
 
 @dataclass(frozen=True)
@@ -55,19 +55,19 @@ class Costs:
     chunk: int = 0
 
 
-def waits(costs: Costs, saves: list[tuple[float, int]]) -> list[float]:
-    """Each save's wait from its moment to its last step; `saves`: (moment, document), in order."""
+def waits(costs: Costs, saves: list[Save]) -> list[float]:
+    """Each save's wait from its moment to its last step; `saves` in order of their moments."""
     now, due = 0.0, 0
     line: list[int] = []  # saves made, waiting for a place
     running: list[list[int]] = []  # [save, steps left]
     reading: list[list[int]] = []  # [save, prompt tokens left], with `chunk`
     finished: dict[int, float] = {}
     while due < len(saves) or line or running or reading:
-        while due < len(saves) and saves[due][0] <= now:
+        while due < len(saves) and saves[due].at <= now:
             line.append(due)
             due += 1
         if not running and not line and not reading:
-            now = saves[due][0]  # idle until the next save
+            now = saves[due].at  # idle until the next save
             continue
         if running:
             now += costs.step + costs.per_document * len(running)
@@ -76,10 +76,10 @@ def waits(costs: Costs, saves: list[tuple[float, int]]) -> list[float]:
         places = costs.places - len(running) - len(reading)
         joining, line = line[:places], line[places:]
         if joining and not costs.chunk:  # read between two steps: the running ones wait
-            now += costs.per_prompt_token * sum(DOCUMENTS[saves[s][1]][0] for s in joining)
-            running += [[s, DOCUMENTS[saves[s][1]][1] - 1] for s in joining]
+            now += costs.per_prompt_token * sum(DOCUMENTS[saves[s].document][0] for s in joining)
+            running += [[s, DOCUMENTS[saves[s].document][1] - 1] for s in joining]
         elif costs.chunk:
-            reading += [[s, DOCUMENTS[saves[s][1]][0]] for s in joining]
+            reading += [[s, DOCUMENTS[saves[s].document][0]] for s in joining]
             budget = costs.chunk
             for prompt in reading:
                 taken = min(budget, prompt[1])
@@ -88,32 +88,23 @@ def waits(costs: Costs, saves: list[tuple[float, int]]) -> list[float]:
             if reading and running:
                 now -= costs.step  # the step's pass was the prompts' pass
             now += costs.per_prompt_token * (costs.chunk - budget)
-            running += [[s, DOCUMENTS[saves[s][1]][1] - 1] for s, left in reading if not left]
+            running += [[s, DOCUMENTS[saves[s].document][1] - 1] for s, left in reading if not left]
             reading = [prompt for prompt in reading if prompt[1]]
         for save, left in running:
             if left <= 0:
                 finished[save] = now
         running = [document for document in running if document[1] > 0]
-    return [finished[number] - at for number, (at, _) in enumerate(saves)]
-
-
-def percentile(values: list[float], share: float) -> float:
-    """The value at `share` of the sorted `values` (nearest rank), as bench/latency.py."""
-    return values[min(len(values) - 1, round(share * (len(values) - 1)))]
+    return [finished[number] - save.at for number, save in enumerate(saves)]
 
 
 def under_load(costs: Costs, load: float, hours: float, seed: int) -> dict[str, float]:
-    solo = [waits(costs, [(0.0, document)])[0] for document in range(len(DOCUMENTS))]
-    burst = [(0.0, number % len(DOCUMENTS)) for number in range(BURST)]
+    solo = [waits(costs, [Save(0.0, document)])[0] for document in range(len(DOCUMENTS))]
+    burst = [Save(0.0, number % len(DOCUMENTS)) for number in range(BURST)]
     capacity = BURST / max(waits(costs, burst))  # all saved at 0: the last one's wait
     rate = load * capacity
-    rng = random.Random(seed)
-    saves, at = [], rng.expovariate(rate)
-    while at < hours * 3600:
-        saves.append((at, rng.randrange(len(DOCUMENTS))))
-        at += rng.expovariate(rate)
+    saves = poisson_saves(rate, hours * 60, seed, len(DOCUMENTS), most=10**7)
     got = waits(costs, saves)
-    ratios = sorted(wait / solo[document] for wait, (_, document) in zip(got, saves, strict=True))
+    ratios = sorted(wait / solo[save.document] for wait, save in zip(got, saves, strict=True))
     solo_median = statistics.median(solo)
     got.sort()
     return {
