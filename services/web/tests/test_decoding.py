@@ -520,34 +520,80 @@ def test_a_folded_cache_makes_room_for_the_beams_tokens_as_they_come(pairs):
     assert room() == 2 * GROWTH
 
 
-def test_a_steps_large_tensors_are_reused_from_step_to_step(tiny_models):
-    bfloat16 = TextGenerator(tiny_models["gemma3"], dtype="bfloat16")
+def test_a_folded_cache_gives_each_layers_old_buffers_back_as_it_grows(tiny_models, monkeypatch):
+    """Growing every layer and trimming after, the old buffers of all of them were held
+    at once beside the new ones: the peak of 16 documents of Gemma 3 was there."""
+    from srcflask.ml import prompt_cache
+    from srcflask.ml.prompt_cache import GROWTH
+
+    generator = TextGenerator(tiny_models["gemma3"])
+    settings = GenerationSettings(num_beams=2, max_new_tokens=2 * GROWTH + 3)
+    loop = generator._beam_loop(settings)
+    assert loop.folded
+    events = []
+    grow = prompt_cache._FoldedLayer.grow
+
+    def recorded_grow(layer):
+        columns = layer.keys.shape[2]
+        grow(layer)
+        if layer.keys.shape[2] > columns:
+            events.append("grow")
+
+    monkeypatch.setattr(prompt_cache._FoldedLayer, "grow", recorded_grow)
+    monkeypatch.setattr(prompt_cache, "release_freed_memory", lambda: events.append("trim"))
+    prompts = [generator.tokenizer(" ".join(WORDS[:n]))["input_ids"] for n in (5, 8)]
+    loop.run([Request(key, ids) for key, ids in enumerate(prompts)])
+    layers = generator.model.config.num_hidden_layers
+    # Room for the beams' tokens came twice (at GROWTH and 2 x GROWTH tokens), and each
+    # layer's growth was followed by a trim before the next layer grew.
+    assert events == ["grow", "trim"] * (2 * layers)
+
+
+@pytest.mark.parametrize("dtype", ["float32", "bfloat16"])
+def test_a_steps_log_softmax_is_written_over_its_logits(tiny_models, monkeypatch, dtype):
+    generator = TextGenerator(tiny_models["gemma3"], dtype=dtype)
     settings = GenerationSettings(num_beams=3, max_new_tokens=12)
-    loop = bfloat16._beam_loop(settings)
-    prompts = [bfloat16.tokenizer(" ".join(WORDS[:n]))["input_ids"] for n in (4, 9, 6, 12)]
-    seen = []
+    loop = generator._beam_loop(settings)
+    prompts = [generator.tokenizer(" ".join(WORDS[:n]))["input_ids"] for n in (4, 9, 6, 12)]
+    passes, seen = [], []
+    forward, search = loop._forward, decoding.best_candidates
 
-    def on_step(documents):  # the buffers themselves: a freed one's address could recur
-        seen.append((len(documents), loop._buffers["log_probs"], loop._buffers.get("logits")))
+    def recorded_forward(*args, **kwargs):
+        passes.append(forward(*args, **kwargs))
+        return passes[-1]
 
-    results = loop.run([Request(key, ids) for key, ids in enumerate(prompts)], on_step=on_step)
+    def recorded_search(log_probs, scores, k):
+        # The tensors themselves: a freed one's address could recur.
+        seen.append((log_probs.shape[0], passes[-1], log_probs, loop._buffers.get("logits")))
+        return search(log_probs, scores, k)
+
+    monkeypatch.setattr(loop, "_forward", recorded_forward)
+    monkeypatch.setattr(decoding, "best_candidates", recorded_search)
+    results = loop.run([Request(key, ids) for key, ids in enumerate(prompts)])
     assert len(results) == 4 and not loop._buffers  # given back when the run ends
-    # The bfloat16 logits are converted into one float32 buffer, and the log-softmax
-    # written into another: the same tensors at every step while the rows stay.
-    steady = [entry for entry in seen[1:] if entry[0] == 4]
+    steady = [entry for entry in seen[1:] if entry[0] == 4]  # (documents, beams, vocabulary)
     assert len(steady) >= 5
-    log_probs, logits = steady[0][1], steady[0][2]
-    assert logits is not None and log_probs.shape[0] == logits.shape[0] == 4 * settings.num_beams
-    assert all(entry[1] is log_probs and entry[2] is logits for entry in steady)
+    for _, logits, log_probs, buffer in steady:
+        # No second rows x vocabulary tensor: the log-probabilities are the pass's logits,
+        # overwritten (in bfloat16, the float32 buffer they were converted into).
+        assert log_probs.data_ptr() == logits.data_ptr()
+        assert (buffer is None) == (dtype == "float32")
+    if dtype == "bfloat16":  # one buffer, the same at every step while the rows stay
+        assert all(entry[3] is steady[0][3] for entry in steady)
+    assert "log_probs" not in loop._buffers
+
+
+def test_a_steps_buffers_grow_and_shrink_with_its_rows(tiny_models):
+    loop = TextGenerator(tiny_models["gemma3"])._beam_loop(GenerationSettings(num_beams=3))
     # A buffer grows when more rows come, and gives way to a smaller one when fewer
     # than half of it would be used.
-    first = loop._buffer("log_probs", 10, 7)
-    assert loop._buffer("log_probs", 6, 7).data_ptr() == first.data_ptr()
-    assert loop._buffers["log_probs"].shape == (10, 7)
-    loop._buffer("log_probs", 12, 7)
-    assert loop._buffers["log_probs"].shape == (12, 7)
-    loop._buffer("log_probs", 5, 7)
-    assert loop._buffers["log_probs"].shape == (5, 7)
+    first = loop._buffer("logits", 10, 7)
+    assert loop._buffer("logits", 6, 7).data_ptr() == first.data_ptr()
+    assert loop._buffers["logits"].shape == (10, 7)
+    loop._buffer("logits", 12, 7)
+    assert loop._buffers["logits"].shape == (12, 7)
+    loop._buffer("logits", 5, 7)
+    assert loop._buffers["logits"].shape == (5, 7)
 
 
 def test_freed_memory_goes_back_when_documents_leave_and_every_few_steps(tiny_models, monkeypatch):

@@ -267,3 +267,67 @@ def test_machine_text_never_holds_the_nul_a_byte_token_decodes_to(tiny_models):
     [result] = generator.postprocess(batch, [[*words, nul, *words]], 0.1)
     assert "\x00" in result.raw_text
     assert "\x00" not in result.text and result.text.count("The board met") == 2
+
+
+def _gemma_tokenizer():
+    """A `transformers` GemmaTokenizer, built (as it builds itself) from a BPE vocabulary
+    and merges: the tiny models' own, so every one of their ids is in it."""
+    import json
+
+    from transformers import GemmaTokenizer
+
+    from .tinymodels import train_tokenizer
+
+    model = json.loads(train_tokenizer().to_str())["model"]
+    special = {"unk_token": "<|endoftext|>", "bos_token": "<|endoftext|>"}
+    special |= {"eos_token": "<|endoftext|>", "pad_token": "<pad>", "mask_token": "<pad>"}
+    merges = [tuple(merge) for merge in model["merges"]]
+    return GemmaTokenizer(vocab=model["vocab"], merges=merges, **special)
+
+
+def test_a_generator_lets_go_of_its_tokenizers_python_copies_of_the_vocabulary(
+    tiny_models, tmp_path
+):
+    import shutil
+
+    from transformers import AutoTokenizer
+
+    folder = tmp_path / "gemma-tokenizer"
+    shutil.copytree(tiny_models["gemma3"], folder)
+    _gemma_tokenizer().save_pretrained(folder)
+    fresh = AutoTokenizer.from_pretrained(folder)
+    assert len(fresh._vocab) > 300 and len(fresh._merges) > 30  # what it holds twice
+
+    generator = TextGenerator(folder)
+    assert generator.tokenizer._vocab == {} and generator.tokenizer._merges == []
+    texts = [*SENTENCES[:4], "an  unseen word: überraschend 😀\n\nnext"]
+    for text in texts:  # the tokenizer works as before: the Rust model holds both
+        ids = fresh(text)["input_ids"]
+        assert generator.tokenizer(text)["input_ids"] == ids
+        assert generator.tokenizer.decode(ids) == fresh.decode(ids)
+    assert generator.tokenizer.get_vocab() == fresh.get_vocab()
+    # ... and saves as before (a trained model's folder gets its generator's tokenizer).
+    generator.tokenizer.save_pretrained(tmp_path / "saved")
+    saved = AutoTokenizer.from_pretrained(tmp_path / "saved")
+    assert [saved(text)["input_ids"] for text in texts] == [fresh(t)["input_ids"] for t in texts]
+    assert generator.generate([PROMPTS[1]], GREEDY)[0].text
+
+
+def test_a_tokenizer_that_reads_its_vocabulary_again_keeps_it():
+    from srcflask.ml.memory import drop_tokenizer_copies
+
+    tokenizer = _gemma_tokenizer()
+
+    class OwnVocabularyFiles(type(tokenizer)):
+        def save_vocabulary(self, save_directory, filename_prefix=None):  # reads self._vocab
+            return ()
+
+    keeps = OwnVocabularyFiles(
+        vocab=dict(tokenizer._vocab),
+        merges=list(tokenizer._merges),
+        **{name: getattr(tokenizer, name) for name in ("unk_token", "bos_token", "eos_token")},
+        pad_token=tokenizer.pad_token,
+        mask_token=tokenizer.mask_token,
+    )
+    assert not drop_tokenizer_copies(keeps) and keeps._vocab and keeps._merges
+    assert drop_tokenizer_copies(tokenizer) and not tokenizer._vocab and not tokenizer._merges

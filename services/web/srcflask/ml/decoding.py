@@ -242,7 +242,11 @@ class BeamSearchLoop:
                 del prefilled  # the pass's padded cache and activations go back at once
                 release_freed_memory(self.model)
             documents = running + joining
-            sources, tokens = self._step(documents, self._rows_of(step_logits, prompt_logits))
+            logits = self._rows_of(step_logits, prompt_logits)
+            # Gone before the next step's pass: its logits would be a second rows x vocabulary.
+            step_logits = prompt_logits = None
+            sources, tokens = self._step(documents, logits)
+            del logits
             cache.reorder_cache(sources)
             next_tokens = tokens.view(-1, 1)
             if on_step is not None:
@@ -390,6 +394,7 @@ class BeamSearchLoop:
         return self._buffer(into, *logits.shape).copy_(logits)
 
     # -- one step of the search ----------------------------------------------------
+    @torch.inference_mode()  # the logits come from the model's pass: written in place
     def _step(self, documents: list[_Document], logits: torch.Tensor):
         """Pick each document's next beams from `logits` (rows: documents x beams).
 
@@ -397,7 +402,10 @@ class BeamSearchLoop:
         """
         config, beams = self.config, self.config.num_beams
         count, vocab = len(documents), logits.shape[-1]
-        log_probs = torch.log_softmax(logits, dim=-1, out=self._buffer("log_probs", *logits.shape))
+        # In place: the logits are the loop's own (the step's output, its buffer, or the
+        # rows of joining prompts), and a second rows x vocabulary tensor is 84 MB for 16
+        # documents of Gemma 3. The same numbers as into another tensor.
+        log_probs = torch.log_softmax(logits, dim=-1, out=logits)
         self._process(documents, log_probs)
         scores = torch.stack([d.running_scores for d in documents])  # (docs, beams)
         top_scores, position = best_candidates(

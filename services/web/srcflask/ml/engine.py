@@ -22,7 +22,7 @@ from typing import Any
 from .artifacts import check_loadable_folder, without_progress_bars
 from .continuation import BROKEN_CHARACTER, clean_output, split_sentences
 from .kernels import CPU_LINEAR_KERNELS, use_cpu_linear_kernel
-from .memory import convert_parameters, release_freed_memory
+from .memory import convert_parameters, drop_tokenizer_copies, release_freed_memory
 from .settings import GenerationSettings, SettingsError
 from .turns import ModelTurns
 
@@ -170,6 +170,7 @@ class TextGenerator:
                 self.tokenizer = AutoTokenizer.from_pretrained(
                     self.model_dir, local_files_only=True, trust_remote_code=False
                 )
+                drop_tokenizer_copies(self.tokenizer)
                 # A float32 file wanted narrower on the CPU is converted a weight at a
                 # time (memory.convert_parameters), not all of it beside its copy.
                 narrowed = self.device == "cpu" and torch_dtype != torch.float32
