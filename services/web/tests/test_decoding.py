@@ -331,6 +331,8 @@ def test_long_documents_run_fewer_at_once_than_short_ones(pairs):
 
 @pytest.mark.parametrize("folded", [True, False])
 def test_a_prompt_is_cached_once_however_many_beams_continue_it(pairs, folded):
+    from srcflask.ml.prompt_cache import GROWTH
+
     _, own = pairs["gemma3"]  # sliding layers keep only their window of the prompt
     beams, window, new = 5, own.model.config.sliding_window, 8
     prompts = [own.tokenizer(" ".join(WORDS[:n]))["input_ids"] for n in (3, 30)]
@@ -346,23 +348,28 @@ def test_a_prompt_is_cached_once_however_many_beams_continue_it(pairs, folded):
 
     for layer in cache.layers:
         shown = [min(n, window - 1) if layer.is_sliding else n for n in lengths]
-        if folded:  # one row per document: its prompt, then a column per beam and token
+        if folded:  # one row per document: its prompt, then its beams' slots
             assert layer.stored == shown
-            assert layer.keys.shape[:3] == (2, 1, max(shown) + new * beams)
+            assert layer.keys.shape[:3] == (2, 1, max(shown) + min(GROWTH, new * beams))
         else:
             assert [keys.shape[:3] for keys, _ in layer.prompts] == [(1, 1, n) for n in shown]
 
     def written(layer):  # document 0's generated keys, by the beam that wrote them
         if not folded:  # (beams, heads, tokens, dim)
             return layer.generated[0][0].clone()
-        own_columns = layer.keys[0, :, layer.width : layer.width + beams]  # token 0 of each beam
+        own_columns = layer.keys[0, :, layer.width : layer.width + beams]  # slots 0 to beams - 1
         return own_columns.transpose(0, 1)[:, :, None].clone()
 
     def beam_tokens(layer):  # document 0's generated keys each beam has (or, folded, sees)
         if not folded:
             return written(layer)
-        # Token 0's columns, one per beam that wrote it: each beam sees one of them.
-        seen = layer.mask(groups=1)[0, 0, :, layer.width : layer.width + beams]  # (beams, beams)
+        # Token 0's columns, one per beam that wrote it: each beam sees one of them (in the
+        # mask of the next step, besides the slot its next token goes to).
+        cache.forward_inputs("cpu")
+        seen = layer.mask(groups=1)[0, 0, :, layer.width : layer.width + beams].clone()
+        for beam, slot in enumerate(cache.rows.writing[0].tolist()):
+            if slot < beams:  # a slot no beam holds any more (beam 4 died)
+                seen[beam, slot] = False
         assert seen.sum(dim=1).tolist() == [1] * beams
         return written(layer)[seen.int().argmax(dim=1)]
 
@@ -406,7 +413,7 @@ def test_a_model_that_disagrees_with_folded_attention_is_decoded_unfolded(
             len(stored),
             1,
             self.beams * groups,
-            width + self.capacity * self.beams,
+            width + self.slots,
             dtype=torch.bool,
         )
 
@@ -470,54 +477,82 @@ def test_a_float32_model_loaded_as_bfloat16_is_converted_a_weight_at_a_time(
     assert loaded.folded
 
 
-def test_a_folded_cache_makes_room_for_the_beams_tokens_as_they_come(pairs):
+@pytest.mark.parametrize("reorder", ["none", "all_from_first", "random"])
+def test_a_folded_cache_writes_into_slots_no_beam_holds_and_grows_as_needed(pairs, reorder):
+    """Each step's tokens go into slots that no beam of the document holds any more; the
+    beam region grows (GROWTH slots at a time) only when too few are free. Whatever the
+    reorders, every step's logits are those of the cache that copies each beam's history."""
     from srcflask.ml.prompt_cache import GROWTH
 
     _, own = pairs["llama"]
-    beams, new = 2, GROWTH * 2 + 4
-    loop = loop_for(own, GenerationSettings(num_beams=beams, max_new_tokens=new), max_rows=6)
+    beams, new = 3, GROWTH + 12
+    loop = loop_for(own, GenerationSettings(num_beams=beams, max_new_tokens=new), max_rows=9)
     assert loop.folded
+    prompts = [own.tokenizer(" ".join(WORDS[:n]))["input_ids"] for n in (5, 9, 7)]
 
     def prefilled(prompts):
         documents = [loop._start(Request(key, ids)) for key, ids in enumerate(prompts)]
         _, cache = loop._prefill(documents)
         return cache, [document.prompt_length for document in documents]
 
-    def step(cache, rows, first=7):
-        tokens = torch.arange(first, first + rows).view(-1, 1)
-        logits = loop._forward(tokens, cache, **cache.forward_inputs("cpu"))
+    def cache_of(prompts, folded):
+        loop.folded = folded
+        cache = loop._new_cache(prefilled(prompts)[0])
+        loop.folded = True
+        cache.add(*prefilled(prompts))
+        return cache
+
+    def step(cache, tokens):
+        logits = loop._forward(tokens.view(-1, 1), cache, **cache.forward_inputs("cpu"))
         cache.stepped()
         return logits
 
-    prompts = [own.tokenizer(" ".join(WORDS[:n]))["input_ids"] for n in (5, 9, 7)]
-    cache = loop._new_cache(prefilled(prompts[:2])[0])
-    cache.add(*prefilled(prompts[:2]))
-    layer = cache.layers[0]
+    folded, copied = cache_of(prompts[:2], True), cache_of(prompts[:2], False)
+    layer = folded.layers[0]
+    assert folded.rows.slots == GROWTH and layer.keys.shape[2] == layer.width + GROWTH
+    generator = torch.Generator().manual_seed(3)
+    rows = 2 * beams
+    for stored in range(new - 1):
+        tokens = torch.randint(5, 300, (rows,), generator=generator)
+        assert torch.allclose(step(folded, tokens), step(copied, tokens), atol=1e-5)
+        # This step's tokens needed `beams` free slots beside those held: every beam's
+        # own tokens, only the first beam's (all others died), or in between.
+        held = {"none": beams * stored, "all_from_first": stored}.get(reorder)
+        if held is not None:
+            needed = -(-(held + beams) // GROWTH) * GROWTH
+            assert folded.rows.slots == min(needed, beams * new), stored
+        assert layer.keys.shape[2] == layer.width + folded.rows.slots
+        if reorder == "none":
+            sources = torch.arange(rows)
+        elif reorder == "all_from_first":
+            sources = torch.arange(0, rows, beams).repeat_interleave(beams)
+        else:  # a beam of the same document, at random
+            sources = torch.randint(0, beams, (rows,), generator=generator)
+            sources += torch.arange(0, rows, beams).repeat_interleave(beams)
+        folded.reorder_cache(sources)
+        copied.reorder_cache(sources)
+    if reorder == "random":  # beams that die leave their slots to the next tokens
+        assert folded.rows.slots < beams * new
 
-    def room():  # tokens per beam the buffers hold
-        assert (layer.keys.shape[2] - layer.width) % beams == 0
-        return (layer.keys.shape[2] - layer.width) // beams
-
-    assert room() == GROWTH  # not `new`: room comes as the beams need it
-    seen = []
-    for _ in range(new - 1):  # the loop's last step for them comes below
-        step(cache, 2 * beams)
-        seen.append(room())
-    assert seen == [GROWTH] * GROWTH + [2 * GROWTH] * GROWTH + [new] * 3  # never past `new`
-
-    # A document joining after the others' growth, then left alone: the room shrinks to
-    # what it holds, and it decodes exactly as it would have in a cache of its own.
-    cache.add(*prefilled(prompts[2:]))
-    assert room() == new
-    step(cache, 3 * beams)
-    cache.select([2])
-    assert room() == GROWTH and cache.rows.generated == [1]
-    alone = loop._new_cache(prefilled(prompts[2:])[0])
-    alone.add(*prefilled(prompts[2:]))
-    step(alone, beams, first=7 + 2 * beams)  # the tokens it was fed beside the others
-    for _ in range(GROWTH + 2):
-        assert torch.allclose(step(cache, beams), step(alone, beams), atol=1e-5)
-    assert room() == 2 * GROWTH
+    # A document joining after the others' growth, then left alone: it keeps the slots
+    # there are, and decodes exactly as it would have in a cache of its own.
+    slots = folded.rows.slots
+    folded.add(*prefilled(prompts[2:]))
+    assert folded.rows.slots == slots and layer.keys.shape[2] == layer.width + slots
+    fed = torch.randint(5, 300, (rows + beams,), generator=generator)
+    step(folded, fed)
+    folded.reorder_cache(torch.arange(rows + beams))
+    folded.select([2])
+    assert folded.rows.slots == slots and folded.rows.generated == [1]
+    alone = cache_of(prompts[2:], True)
+    step(alone, fed[rows:])  # the tokens it was fed beside the others
+    alone.reorder_cache(torch.arange(beams))
+    for _ in range(new - 3):
+        tokens = torch.randint(5, 300, (beams,), generator=generator)
+        assert torch.allclose(step(folded, tokens), step(alone, tokens), atol=1e-5)
+        sources = torch.randint(0, beams, (beams,), generator=generator)
+        folded.reorder_cache(sources)
+        alone.reorder_cache(sources)
 
 
 def test_a_folded_cache_gives_each_layers_old_buffers_back_as_it_grows(tiny_models, monkeypatch):

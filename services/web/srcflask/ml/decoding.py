@@ -613,7 +613,7 @@ def _ranked_top(values: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tenso
 PREFILL_PADDING = 0.25
 # ... and while the pass reads at most this many tokens (padding included): the
 # activations of a pass grow with its tokens, the gain from one pass does not.
-PREFILL_TOKENS = 4096
+PREFILL_TOKENS = 2048
 
 
 def _prefill_groups(documents: list[_Document]) -> list[list[_Document]]:

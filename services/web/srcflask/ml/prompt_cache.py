@@ -233,22 +233,24 @@ def _local_parents(sources: torch.Tensor, beams: int) -> list[torch.Tensor | Non
 # shows each beam the prompt and only its own tokens. The scores are the same set as a
 # repeated cache's, the softmax runs over the same keys: only the order of a sum differs.
 #
-# A token's keys and values stay where they were written: column `t * beams + b` holds
-# token `t` of the beam that was beam `b` at step `t`. When the beams reorder, nothing
-# is copied; each beam's ancestry (for every step, which beam's column holds its token)
-# is taken from its parent's, and the mask shows each beam the columns of its ancestry.
+# A token's keys and values stay where they were written, in a column (a "slot") of
+# its document's beam region. When the beams reorder, nothing is copied: each beam's
+# ancestry (for every token it has, the slot holding it) is taken from its parent's, and
+# the mask shows each beam the slots of its ancestry. Beams soon share most of their
+# history, so most slots written are no beam's after a few steps (on realistic documents
+# of Gemma 3 270M, three quarters of them): each step writes its new tokens into slots
+# no beam holds, and the region grows only when a document has fewer free than beams.
 
 FOLDED = "srcflask_folded"
 FOLDED_KWARG = "srcflask_folded_cache"
-# A folded buffer makes room for its beams' tokens this many at a time, as they come:
-# room for all 100 tokens of 5 beams is 288 MiB of float32 keys and values for 16
-# documents of Gemma 3 270M, mostly unused while the beams are young, and attention
-# reads every column, used or not.
+# A folded buffer's beam region grows by this many slots at a time, as the beams need
+# them: room for all 100 tokens of 5 beams would be 288 MiB of float32 keys and values
+# for 16 documents of Gemma 3 270M, and attention reads every column, used or not.
 GROWTH = 32
 
 
 class _FoldedLayer(_PromptLayer):
-    """One layer's keys/values: (documents, kv_heads, width + capacity * beams, dim)."""
+    """One layer's keys/values: (documents, kv_heads, width + slots, dim)."""
 
     def __init__(self, rows: _FoldedRows, sliding_window: int | None):
         super().__init__(rows, sliding_window)
@@ -265,8 +267,7 @@ class _FoldedLayer(_PromptLayer):
         old = len(self.stored)
         stored = self.stored + [keys.shape[2] for keys, _ in prompts]
         width = max(stored)
-        beams = self.rows.beams
-        columns = width + self.rows.capacity * beams
+        columns = width + self.rows.slots
         shape = (len(stored), sample.shape[1], columns, sample.shape[3])
         # Zeros: padding and unwritten columns are masked, but 0 x NaN would still be NaN.
         keys, values = sample.new_zeros(shape), sample.new_zeros(shape)
@@ -281,19 +282,19 @@ class _FoldedLayer(_PromptLayer):
         self.keys, self.values, self.width, self.stored = keys, values, width, stored
 
     def select(self, documents: list[int]) -> None:
-        """Keep `documents`, with room for the rows' capacity (at most there was)."""
+        """Keep `documents`, with the rows' slots (at most there were)."""
         self.stored = [self.stored[i] for i in documents]
         width = max(self.stored)
         index = torch.tensor(documents, device=self.keys.device)
         cut = self.width - width  # prompt columns no remaining document uses
-        end = self.width + self.rows.capacity * self.rows.beams
+        end = self.width + self.rows.slots
         self.keys = self.keys[:, :, cut:end].index_select(0, index)
         self.values = self.values[:, :, cut:end].index_select(0, index)
         self.width = width
 
     def grow(self) -> None:
-        """Make room for the rows' capacity (columns are step-major: appended)."""
-        columns, current = self.width + self.rows.capacity * self.rows.beams, self.keys.shape[2]
+        """Make room for the rows' slots (appended: a slot's column never moves)."""
+        columns, current = self.width + self.rows.slots, self.keys.shape[2]
         if columns <= current:
             return
         grown = []
@@ -305,7 +306,7 @@ class _FoldedLayer(_PromptLayer):
         self.keys, self.values = grown
 
     def update(self, key_states: torch.Tensor, value_states: torch.Tensor, *args, **kwargs):
-        """Store each row's new token in its beam's column; the whole buffer is the history."""
+        """Store each row's new token in its slot; the whole buffer is the history."""
         documents, columns = self.rows.write_index(self.width)
         self.keys[documents, :, columns] = key_states[:, :, -1]
         self.values[documents, :, columns] = value_states[:, :, -1]
@@ -321,17 +322,20 @@ class _FoldedLayer(_PromptLayer):
 
 
 class _FoldedRows(_Rows):
-    """`_Rows`, plus what the folded layers share within one step."""
+    """`_Rows`, plus what the folded layers share within one step: the slots of the beam
+    region, which of them hold each beam's tokens, and which each beam writes next."""
 
     def __init__(self, beams: int, limit: int, device):
         super().__init__(beams=beams, lengths=[])
         self.limit = limit  # the most tokens a beam generates
-        self.capacity = min(GROWTH, limit)  # tokens per beam the buffers have room for
+        self.slots = min(GROWTH, beams * limit)  # columns of the beam region
         self.device = device
         self.prompt_lengths: list[int] = []
-        # (documents, beams, limit): for each beam and each of its tokens, the beam whose
-        # column holds that token (see the note above `FOLDED`).
+        # (documents, beams, limit): for each beam and each of its tokens, the slot
+        # holding it (see the note above `FOLDED`); entries past its tokens are unused.
         self.ancestry = torch.zeros((0, beams, limit), dtype=torch.long, device=device)
+        # (documents, beams): the slot each beam's next token is written into.
+        self.writing = torch.zeros((0, beams), dtype=torch.long, device=device)
         self._step: dict = {}  # index tensors and masks of the current step, by shape
 
     @property
@@ -346,40 +350,63 @@ class _FoldedRows(_Rows):
         """`count` documents joined, with no tokens yet."""
         new = self.ancestry.new_zeros((count, *self.ancestry.shape[1:]))
         self.ancestry = torch.cat([self.ancestry, new])
+        self.writing = torch.cat([self.writing, self.writing.new_zeros((count, self.beams))])
 
     def kept(self, documents: list[int]) -> None:
         """Only `documents` (indices in the current order) go on, in that order."""
-        self.ancestry = self.ancestry[torch.tensor(documents, device=self.device)]
+        index = torch.tensor(documents, device=self.device)
+        self.ancestry = self.ancestry[index]
+        self.writing = self.writing[index]
 
     def reorder(self, sources: torch.Tensor) -> None:
         """Row `r` now continues row `sources[r]` (a beam of the same document).
 
         A new beam's ancestry is its parent's, and the token the parent just stored
-        (at step `generated - 1`) lies in the parent's own column. For every
-        document at once, with no copy of keys or values and no wait for the device.
+        (its token number `generated - 1`) is in the slot the parent wrote it to. For
+        every document at once, with no copy of keys or values and no wait for the device.
         """
         beams, limit = self.beams, self.ancestry.shape[2]
         parents = _parents(sources, beams)
         ancestry = self.ancestry.gather(1, parents[:, :, None].expand(-1, -1, limit))
         # A document that stored no token yet writes its step 0, rewritten at its next step.
         written = (torch.tensor(self.generated, device=self.device) - 1).clamp(min=0)
-        ancestry.scatter_(2, written[:, None, None].expand(-1, beams, 1), parents[:, :, None])
+        slots = self.writing.gather(1, parents)
+        ancestry.scatter_(2, written[:, None, None].expand(-1, beams, 1), slots[:, :, None])
         self.ancestry = ancestry
 
-    def room_for(self, tokens: int) -> int:
-        """The capacity that holds `tokens` per beam: whole steps of GROWTH, at most `limit`."""
-        return min(self.limit, max(1, -(-tokens // GROWTH)) * GROWTH)
+    def _held(self) -> torch.Tensor:
+        """(documents, beams, limit): the slot of each token the beams have, else `slots`
+        (one past the region: a column nothing shows)."""
+        generated = torch.tensor(self.generated, device=self.device)[:, None, None]
+        token = torch.arange(self.ancestry.shape[2], device=self.device)[None, None, :]
+        return torch.where(token < generated, self.ancestry, self.slots)
+
+    def choose_slots(self) -> bool:
+        """Pick the slot each beam writes its next token into: the lowest that no beam of
+        its document holds. Whether the beam region had to grow for them (by GROWTH
+        slots at a time, never past `limit` tokens for each beam)."""
+        documents, beams = len(self.lengths), self.beams
+        held = self.ancestry.new_zeros((documents, self.slots + 1), dtype=torch.bool)
+        held.scatter_(1, self._held().flatten(1), True)
+        free = ~held[:, : self.slots]
+        fewest = int(free.sum(dim=1).min()) if documents else beams
+        grown = fewest < beams
+        if grown:
+            more = -(-(beams - fewest) // GROWTH) * GROWTH
+            self.slots = min(self.slots + more, beams * self.limit)
+            free = torch.cat([free, free.new_ones((documents, self.slots - free.shape[1]))], 1)
+        lowest = free & (free.cumsum(dim=1) <= beams)
+        self.writing = lowest.nonzero()[:, 1].view(documents, beams)
+        self.changed()
+        return grown
 
     def write_index(self, width: int) -> tuple[torch.Tensor, torch.Tensor]:
         """Per row (documents x beams): its document and the column of its new token."""
         key = ("write", width)
         if key not in self._step:
-            beams, device = self.beams, self.device
-            generated = torch.tensor(self.generated, device=device)
-            documents = torch.arange(len(self.lengths), device=device).repeat_interleave(beams)
-            beam = torch.arange(beams, device=device).repeat(len(self.lengths))
-            columns = width + generated.repeat_interleave(beams) * beams + beam
-            self._step[key] = (documents, columns)
+            documents = torch.arange(len(self.lengths), device=self.device)
+            columns = width + self.writing.flatten()
+            self._step[key] = (documents.repeat_interleave(self.beams), columns)
         return self._step[key]
 
     def folded_mask(
@@ -388,35 +415,35 @@ class _FoldedRows(_Rows):
         key = ("mask", width, tuple(stored), window, groups)
         if key in self._step:
             return self._step[key]
-        beams, device = self.beams, self.device
+        beams, device, slots = self.beams, self.device, self.slots
         # The token being decoded is the beam's token number `generated` (counting from 0).
         step = torch.tensor(self.generated, device=device)[:, None]
         prompt = torch.arange(width, device=device)[None, :]
         shows_prompt = prompt >= width - torch.tensor(stored, device=device)[:, None]
-        token = torch.arange(self.capacity, device=device)[None, :]
-        shows_own = token <= step  # (documents, tokens)
+        held = self._held()  # (documents, beams, tokens)
         if window is not None:  # a key is seen while the query is less than `window` after it
             shows_prompt &= prompt > step + width - window
-            shows_own &= step - token < window
-        # The column holding each beam's token t: its ancestry's before this step, its own now.
-        beam = torch.arange(beams, device=device)
-        holder = torch.where(
-            token[:, None, :] == step[:, :, None],
-            beam[None, :, None],
-            self.ancestry[:, :, : self.capacity],
-        )  # (documents, beams, tokens)
-        own = (holder[:, :, :, None] == beam) & shows_own[:, None, :, None]
+            token = torch.arange(held.shape[2], device=device)[None, None, :]
+            held = torch.where(step[:, :, None] - token < window, held, slots)
+        own = held.new_zeros((len(stored), beams, slots + 1), dtype=torch.bool)
+        own.scatter_(2, held, True)
+        own.scatter_(2, self.writing[:, :, None], True)  # and the token it is decoding now
         mask = torch.cat(
-            [
-                shows_prompt[:, None, :].expand(-1, beams, -1),
-                own.flatten(2),  # columns: token-major, then the beam that holds it
-            ],
-            dim=2,
+            [shows_prompt[:, None, :].expand(-1, beams, -1), own[:, :, :slots]], dim=2
         )  # (documents, beams, columns)
         columns = mask.shape[2]
         mask = mask[:, :, None, :].expand(-1, -1, groups, -1).reshape(len(stored), 1, -1, columns)
         self._step[key] = mask
         return mask
+
+
+def _give_back_layer_buffers() -> None:
+    """After a layer's buffers are replaced by new ones (documents joined or left, or the
+    beam region grew): the old ones are free, but the allocator's heap would hold them
+    (each is under its threshold for mapping apart) until the loop's next trim, every
+    layer's at once beside all the new ones. For 16 documents of Gemma 3 270M that was
+    hundreds of megabytes at the peak."""
+    release_freed_memory()
 
 
 class FoldedPromptCache(Cache):
@@ -439,6 +466,7 @@ class FoldedPromptCache(Cache):
         """Documents prefilled together (`prefilled`: one left-padded row each) join."""
         for layer, source in zip(self.layers, prefilled.layers, strict=True):
             layer.add(list(_prompt_rows(source, lengths)))  # copied into the layer's buffer
+            _give_back_layer_buffers()
         self.rows.lengths.extend(lengths)
         self.rows.prompt_lengths.extend(lengths)
         self.rows.joined(len(lengths))
@@ -448,12 +476,10 @@ class FoldedPromptCache(Cache):
         rows = self.rows
         rows.lengths = [rows.lengths[i] for i in documents]
         rows.prompt_lengths = [rows.prompt_lengths[i] for i in documents]
-        # Room for what the documents left hold (never more than there was); a step that
-        # needs more grows it.
-        rows.capacity = rows.room_for(max(rows.generated, default=0))
         rows.kept(documents)
         for layer in self.layers:
             layer.select(documents)
+            _give_back_layer_buffers()
         rows.changed()
 
     def reorder_cache(self, sources: torch.Tensor) -> None:
@@ -472,20 +498,11 @@ class FoldedPromptCache(Cache):
     def forward_inputs(self, device) -> dict:
         """The model's arguments for a decoding step beside its input ids."""
         rows = self.rows
-        needed = max(rows.generated, default=0) + 1  # each beam's token now being decoded
-        if needed > rows.capacity:
-            rows.capacity = rows.room_for(needed)
+        if rows.choose_slots():
             for layer in self.layers:
                 layer.grow()
-                # The layer's smaller buffers are free now, but the allocator's heap would
-                # hold them (each is under its threshold for mapping apart) until the
-                # loop's next trim, every layer's at once: for 16 documents of Gemma 3
-                # that is hundreds of megabytes, never reused (the next ones are larger).
-                release_freed_memory()
-            rows.changed()
-        positions = torch.tensor(self.rows.lengths, device=device).repeat_interleave(
-            self.rows.beams
-        )
+                _give_back_layer_buffers()
+        positions = torch.tensor(rows.lengths, device=device).repeat_interleave(rows.beams)
         return {"position_ids": positions[:, None], FOLDED_KWARG: self}
 
     @property
