@@ -436,7 +436,8 @@ def test_joining_prompts_are_read_together_by_length_and_in_passes_of_bounded_si
     assert groups([12, 10, 14, 9]) == [[9, 10, 12, 14]]  # little padding: one pass
     assert groups([100, 900, 950]) == [[100], [900, 950]]  # far apart: padding wasted
     # Long prompts of one length: at most PREFILL_TOKENS tokens per pass.
-    assert groups([900] * 10) == [[900] * 4, [900] * 4, [900] * 2]
+    assert decoding.PREFILL_TOKENS == 2048
+    assert groups([900] * 5) == [[900] * 2, [900] * 2, [900]]
     assert groups([5000]) == [[5000]]  # alone, a prompt longer than that still runs
 
 
@@ -555,33 +556,49 @@ def test_a_folded_cache_writes_into_slots_no_beam_holds_and_grows_as_needed(pair
         alone.reorder_cache(sources)
 
 
-def test_a_folded_cache_gives_each_layers_old_buffers_back_as_it_grows(tiny_models, monkeypatch):
-    """Growing every layer and trimming after, the old buffers of all of them were held
+def test_a_folded_cache_gives_each_layers_old_buffers_back_as_it_replaces_them(pairs, monkeypatch):
+    """A layer's buffers are replaced when documents join or leave and when the beams'
+    slots grow. Trimmed only after all layers, the old buffers of every layer were held
     at once beside the new ones: the peak of 16 documents of Gemma 3 was there."""
     from srcflask.ml import prompt_cache
     from srcflask.ml.prompt_cache import GROWTH
 
-    generator = TextGenerator(tiny_models["gemma3"])
-    settings = GenerationSettings(num_beams=2, max_new_tokens=2 * GROWTH + 3)
-    loop = generator._beam_loop(settings)
+    _, own = pairs["gemma3"]
+    beams = 2
+    loop = loop_for(own, GenerationSettings(num_beams=beams, max_new_tokens=GROWTH), max_rows=6)
     assert loop.folded
     events = []
-    grow = prompt_cache._FoldedLayer.grow
+    for name in ("add", "select", "grow"):
+        method = getattr(prompt_cache._FoldedLayer, name)
 
-    def recorded_grow(layer):
-        columns = layer.keys.shape[2]
-        grow(layer)
-        if layer.keys.shape[2] > columns:
-            events.append("grow")
+        def recorded(layer, *args, method=method, name=name):
+            buffer = layer.keys
+            method(layer, *args)
+            if layer.keys is not buffer:
+                events.append(name)
 
-    monkeypatch.setattr(prompt_cache._FoldedLayer, "grow", recorded_grow)
+        monkeypatch.setattr(prompt_cache._FoldedLayer, name, recorded)
     monkeypatch.setattr(prompt_cache, "release_freed_memory", lambda: events.append("trim"))
-    prompts = [generator.tokenizer(" ".join(WORDS[:n]))["input_ids"] for n in (5, 8)]
-    loop.run([Request(key, ids) for key, ids in enumerate(prompts)])
-    layers = generator.model.config.num_hidden_layers
-    # Room for the beams' tokens came twice (at GROWTH and 2 x GROWTH tokens), and each
-    # layer's growth was followed by a trim before the next layer grew.
-    assert events == ["grow", "trim"] * (2 * layers)
+
+    def prefilled(prompts):
+        documents = [loop._start(Request(key, ids)) for key, ids in enumerate(prompts)]
+        _, cache = loop._prefill(documents)
+        return cache, [document.prompt_length for document in documents]
+
+    prompts = [own.tokenizer(" ".join(WORDS[:n]))["input_ids"] for n in (5, 8)]
+    cache = loop._new_cache(prefilled(prompts[:1])[0])
+    cache.add(*prefilled(prompts[:1]))
+    for _ in range(GROWTH // beams + 1):  # every beam keeps its tokens: the slots run out
+        tokens = torch.arange(7, 7 + beams).view(-1, 1)
+        loop._forward(tokens, cache, **cache.forward_inputs("cpu"))
+        cache.stepped()
+        cache.reorder_cache(torch.arange(beams))
+    cache.add(*prefilled(prompts[1:]))
+    cache.select([1])
+    layers = own.model.config.num_hidden_layers
+    # Each layer's replacement was followed by a trim before the next layer's.
+    expected = [[name, "trim"] * layers for name in ("add", "grow", "add", "select")]
+    assert events == [event for part in expected for event in part]
 
 
 @pytest.mark.parametrize("dtype", ["float32", "bfloat16"])

@@ -377,9 +377,11 @@ class _FoldedRows(_Rows):
     def _held(self) -> torch.Tensor:
         """(documents, beams, limit): the slot of each token the beams have, else `slots`
         (one past the region: a column nothing shows)."""
-        generated = torch.tensor(self.generated, device=self.device)[:, None, None]
-        token = torch.arange(self.ancestry.shape[2], device=self.device)[None, None, :]
-        return torch.where(token < generated, self.ancestry, self.slots)
+        if "held" not in self._step:
+            generated = torch.tensor(self.generated, device=self.device)[:, None, None]
+            token = torch.arange(self.ancestry.shape[2], device=self.device)[None, None, :]
+            self._step["held"] = torch.where(token < generated, self.ancestry, self.slots)
+        return self._step["held"]
 
     def choose_slots(self) -> bool:
         """Pick the slot each beam writes its next token into: the lowest that no beam of
@@ -397,7 +399,10 @@ class _FoldedRows(_Rows):
             free = torch.cat([free, free.new_ones((documents, self.slots - free.shape[1]))], 1)
         lowest = free & (free.cumsum(dim=1) <= beams)
         self.writing = lowest.nonzero()[:, 1].view(documents, beams)
+        held = self._held()
         self.changed()
+        if not grown:  # still the slots the beams hold (with `slots` for none)
+            self._step["held"] = held
         return grown
 
     def write_index(self, width: int) -> tuple[torch.Tensor, torch.Tensor]:
