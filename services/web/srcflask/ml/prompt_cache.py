@@ -225,8 +225,8 @@ def _local_parents(sources: torch.Tensor, beams: int) -> list[torch.Tensor | Non
 # step's memory traffic. `FoldedPromptCache` keeps each layer's keys and values in one
 # persistent buffer, one row per *document*:
 #
-#     [ prompt, right-aligned (padding on the left) | beam tokens, step-major ]
-#       columns 0 .. width-1                          column width + t * beams + b
+#     [ prompt, right-aligned (padding on the left) | the beams' tokens, in slots ]
+#       columns 0 .. width-1                          column width + slot
 #
 # and the attention (`folded_attention`, registered with transformers as FOLDED) folds a
 # document's beams into the query axis, so all of them attend over that one row; a mask
