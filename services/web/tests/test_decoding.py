@@ -535,8 +535,8 @@ def test_a_folded_cache_writes_into_slots_no_beam_holds_and_grows_as_needed(pair
     if reorder == "random":  # beams that die leave their slots to the next tokens
         assert folded.rows.slots < beams * new
 
-    # A document joining after the others' growth, then left alone: it keeps the slots
-    # there are, and decodes exactly as it would have in a cache of its own.
+    # A document joining after the others' growth, then left alone: the slots past those
+    # it holds go, and it decodes exactly as it would have in a cache of its own.
     slots = folded.rows.slots
     folded.add(*prefilled(prompts[2:]))
     assert folded.rows.slots == slots and layer.keys.shape[2] == layer.width + slots
@@ -544,7 +544,11 @@ def test_a_folded_cache_writes_into_slots_no_beam_holds_and_grows_as_needed(pair
     step(folded, fed)
     folded.reorder_cache(torch.arange(rows + beams))
     folded.select([2])
-    assert folded.rows.slots == slots and folded.rows.generated == [1]
+    # Its first tokens took the lowest slots (its own row's are all free when it joins).
+    assert folded.rows.slots == GROWTH and folded.rows.generated == [1]
+    assert layer.keys.shape[2] == layer.width + GROWTH
+    if reorder == "none":
+        assert slots > GROWTH  # the others' growth, let go
     alone = cache_of(prompts[2:], True)
     step(alone, fed[rows:])  # the tokens it was fed beside the others
     alone.reorder_cache(torch.arange(beams))

@@ -383,6 +383,14 @@ class _FoldedRows(_Rows):
             self._step["held"] = torch.where(token < generated, self.ancestry, self.slots)
         return self._step["held"]
 
+    def fitted(self) -> int:
+        """The fewest slots, in whole GROWTHs, that keep every slot a beam holds (at most
+        there are): what documents that stay need once others have left."""
+        held = self._held()
+        in_use = held[held < self.slots]
+        highest = int(in_use.max()) + 1 if in_use.numel() else 0
+        return min(max(GROWTH, -(-highest // GROWTH) * GROWTH), self.slots)
+
     def choose_slots(self) -> bool:
         """Pick the slot each beam writes its next token into: the lowest that no beam of
         its document holds. Whether the beam region had to grow for them (by GROWTH
@@ -482,6 +490,10 @@ class FoldedPromptCache(Cache):
         rows.lengths = [rows.lengths[i] for i in documents]
         rows.prompt_lengths = [rows.prompt_lengths[i] for i in documents]
         rows.kept(documents)
+        rows.changed()
+        # The slots past the highest one a remaining beam holds go too (new tokens take
+        # the lowest free slots, so the highest are the first to fall free).
+        rows.slots = rows.fitted()
         for layer in self.layers:
             layer.select(documents)
             _give_back_layer_buffers()
