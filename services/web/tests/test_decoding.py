@@ -95,6 +95,13 @@ def loop_for(generator: TextGenerator, settings: GenerationSettings, max_rows: i
     return loop
 
 
+def prefilled(loop, prompts):
+    """`prompts` read in one pass of `loop`: the pass's cache and the prompts' lengths."""
+    documents = [loop._start(Request(key, ids)) for key, ids in enumerate(prompts)]
+    _, cache = loop._prefill(documents)
+    return cache, [document.prompt_length for document in documents]
+
+
 @pytest.mark.parametrize("kind", ["gpt2", "gemma3"])  # gemma3: sliding layers too
 def test_documents_join_at_a_step_boundary_and_leave_when_done(pairs, kind):
     reference, own = pairs[kind]
@@ -491,16 +498,11 @@ def test_a_folded_cache_writes_into_slots_no_beam_holds_and_grows_as_needed(pair
     assert loop.folded
     prompts = [own.tokenizer(" ".join(WORDS[:n]))["input_ids"] for n in (5, 9, 7)]
 
-    def prefilled(prompts):
-        documents = [loop._start(Request(key, ids)) for key, ids in enumerate(prompts)]
-        _, cache = loop._prefill(documents)
-        return cache, [document.prompt_length for document in documents]
-
     def cache_of(prompts, folded):
         loop.folded = folded
-        cache = loop._new_cache(prefilled(prompts)[0])
+        cache = loop._new_cache(prefilled(loop, prompts)[0])
         loop.folded = True
-        cache.add(*prefilled(prompts))
+        cache.add(*prefilled(loop, prompts))
         return cache
 
     def step(cache, tokens):
@@ -538,7 +540,7 @@ def test_a_folded_cache_writes_into_slots_no_beam_holds_and_grows_as_needed(pair
     # A document joining after the others' growth, then left alone: the slots past those
     # it holds go, and it decodes exactly as it would have in a cache of its own.
     slots = folded.rows.slots
-    folded.add(*prefilled(prompts[2:]))
+    folded.add(*prefilled(loop, prompts[2:]))
     assert folded.rows.slots == slots and layer.keys.shape[2] == layer.width + slots
     fed = torch.randint(5, 300, (rows + beams,), generator=generator)
     step(folded, fed)
@@ -584,20 +586,15 @@ def test_a_folded_cache_gives_each_layers_old_buffers_back_as_it_replaces_them(p
         monkeypatch.setattr(prompt_cache._FoldedLayer, name, recorded)
     monkeypatch.setattr(prompt_cache, "release_freed_memory", lambda: events.append("trim"))
 
-    def prefilled(prompts):
-        documents = [loop._start(Request(key, ids)) for key, ids in enumerate(prompts)]
-        _, cache = loop._prefill(documents)
-        return cache, [document.prompt_length for document in documents]
-
     prompts = [own.tokenizer(" ".join(WORDS[:n]))["input_ids"] for n in (5, 8)]
-    cache = loop._new_cache(prefilled(prompts[:1])[0])
-    cache.add(*prefilled(prompts[:1]))
+    cache = loop._new_cache(prefilled(loop, prompts[:1])[0])
+    cache.add(*prefilled(loop, prompts[:1]))
     for _ in range(GROWTH // beams + 1):  # every beam keeps its tokens: the slots run out
         tokens = torch.arange(7, 7 + beams).view(-1, 1)
         loop._forward(tokens, cache, **cache.forward_inputs("cpu"))
         cache.stepped()
         cache.reorder_cache(torch.arange(beams))
-    cache.add(*prefilled(prompts[1:]))
+    cache.add(*prefilled(loop, prompts[1:]))
     cache.select([1])
     layers = own.model.config.num_hidden_layers
     # Each layer's replacement was followed by a trim before the next layer's.

@@ -396,9 +396,8 @@ class _FoldedRows(_Rows):
         its document holds. Whether the beam region had to grow for them (by GROWTH
         slots at a time, never past `limit` tokens for each beam)."""
         documents, beams = len(self.lengths), self.beams
-        held = self.ancestry.new_zeros((documents, self.slots + 1), dtype=torch.bool)
-        held.scatter_(1, self._held().flatten(1), True)
-        free = ~held[:, : self.slots]
+        held = self._held()
+        free = ~_marked(held.flatten(1), self.slots)
         fewest = int(free.sum(dim=1).min()) if documents else beams
         grown = fewest < beams
         if grown:
@@ -407,10 +406,9 @@ class _FoldedRows(_Rows):
             free = torch.cat([free, free.new_ones((documents, self.slots - free.shape[1]))], 1)
         lowest = free & (free.cumsum(dim=1) <= beams)
         self.writing = lowest.nonzero()[:, 1].view(documents, beams)
-        held = self._held()
-        self.changed()
-        if not grown:  # still the slots the beams hold (with `slots` for none)
-            self._step["held"] = held
+        # What depends on the slots written is stale; the slots held are not, unless the
+        # region grew (`slots` marks none).
+        self._step = {} if grown else {"held": held}
         return grown
 
     def write_index(self, width: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -438,16 +436,22 @@ class _FoldedRows(_Rows):
             shows_prompt &= prompt > step + width - window
             token = torch.arange(held.shape[2], device=device)[None, None, :]
             held = torch.where(step[:, :, None] - token < window, held, slots)
-        own = held.new_zeros((len(stored), beams, slots + 1), dtype=torch.bool)
-        own.scatter_(2, held, True)
-        own.scatter_(2, self.writing[:, :, None], True)  # and the token it is decoding now
+        # Its tokens' slots, and the slot of the token it is decoding now.
+        own = _marked(torch.cat([held, self.writing[:, :, None]], dim=2), slots)
         mask = torch.cat(
-            [shows_prompt[:, None, :].expand(-1, beams, -1), own[:, :, :slots]], dim=2
+            [shows_prompt[:, None, :].expand(-1, beams, -1), own], dim=2
         )  # (documents, beams, columns)
         columns = mask.shape[2]
         mask = mask[:, :, None, :].expand(-1, -1, groups, -1).reshape(len(stored), 1, -1, columns)
         self._step[key] = mask
         return mask
+
+
+def _marked(indices: torch.Tensor, slots: int) -> torch.Tensor:
+    """(..., slots) booleans: True at each slot in `indices` (..., n); an index of
+    `slots` marks nothing."""
+    marks = indices.new_zeros((*indices.shape[:-1], slots + 1), dtype=torch.bool)
+    return marks.scatter_(-1, indices, True)[..., :slots]
 
 
 def _give_back_layer_buffers() -> None:
