@@ -89,19 +89,32 @@ def mapped_pages(tensor) -> int:
 @needs_packing
 @pytest.mark.skipif(not Path("/proc/self/pagemap").exists(), reason="Linux only")
 def test_the_embedding_rows_a_generator_reads_from_its_file_are_let_go(tiny_models):
+    """As soon as the lookup is done: a long prompt's rows are not held through its pass."""
     generator = TextGenerator(tiny_models["gemma3"])
     model = generator.model
-    embeddings = model.get_input_embeddings().weight
+    lookup = model.get_input_embeddings()
+    embeddings = lookup.weight
     edges = 2  # the first and last pages may hold other weights, which stay
     assert mapped_pages(embeddings) <= edges  # let go of once packed
+    seen = []
+    # Before srcflask's own hook runs (prepended), and when the first layer starts.
+    lookup.register_forward_hook(
+        lambda *_: seen.append(("looked up", mapped_pages(embeddings))), prepend=True
+    )
+    model.model.layers[0].register_forward_pre_hook(
+        lambda *_: seen.append(("first layer", mapped_pages(embeddings)))
+    )
     ids = torch.arange(2, embeddings.shape[0]).view(1, -1)
     with torch.no_grad():
         before = model(ids).logits
-    assert mapped_pages(embeddings) > edges  # the rows looked up were read
-    release_freed_memory(model)
+    (_, read), (_, held) = seen
+    assert read > edges  # the rows looked up were read from the file
+    assert held <= edges  # and let go before the layers ran
     assert mapped_pages(embeddings) <= edges
+    release_freed_memory(model)  # (a release lets them go too, as before)
     with torch.no_grad():  # and read again, the same
         assert torch.equal(model(ids).logits, before)
+    assert mapped_pages(embeddings) <= edges
 
 
 @needs_packing

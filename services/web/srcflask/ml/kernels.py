@@ -179,7 +179,7 @@ def pack_linear_weights(model, files=()) -> int:
         if module is head and module.weight is shared:
             if not in_file_pages(source, mapped):
                 continue  # it would be a second copy of the vocabulary's weights
-            keep_in_file(model, shared, mapped)
+            keep_in_file(model, shared, mapped, reader=model.get_input_embeddings())
         module.weight = torch.nn.Parameter(pack_weight(source), requires_grad=False)
         drop_file_pages(source, mapped)
         del source

@@ -44,17 +44,27 @@ def release_freed_memory(model=None) -> None:
         drop_file_pages(tensor, mapped)
 
 
-def keep_in_file(model, tensor, mapped: list[tuple[int, int]]) -> None:
+def keep_in_file(model, tensor, mapped: list[tuple[int, int]], reader=None) -> None:
     """Mark `tensor`, a weight of `model` read from a file mapped at one of `mapped`
     (never written), as one whose pages `release_freed_memory(model)` lets go of. The
     mapping lasts as long as the tensor, which the mark holds: found once, not at every
-    release.
+    release. With `reader`, the module that looks rows up in `tensor`, its pages also
+    go as soon as each of its lookups is done.
 
     A looked-up row is faulted in with its neighbours (64 kB at a time), so the
     rows of a vocabulary's embeddings that a model reads would otherwise stay in
-    its resident memory, and reach the whole table over time.
+    its resident memory, and reach the whole table over time. Within a pass they
+    are no less: a prefill of 1,800 tokens of Gemma 3 faulted in 110 MiB of its
+    embeddings, held beside the pass's activations until the loop's next release.
+    Letting them go after each lookup costs a twentieth of a millisecond.
     """
     model._srcflask_in_files = [*getattr(model, "_srcflask_in_files", ()), (tensor, mapped)]
+    if reader is not None:
+
+        def let_go(module, args, output) -> None:  # (returning None keeps the output)
+            drop_file_pages(tensor, mapped)
+
+        reader.register_forward_hook(let_go)
 
 
 def drop_tokenizer_copies(tokenizer) -> bool:
