@@ -441,10 +441,12 @@ def test_joining_prompts_are_read_together_by_length_and_in_passes_of_bounded_si
         return [[d.prompt_length for d in group] for group in _prefill_groups(documents)]
 
     assert groups([12, 10, 14, 9]) == [[9, 10, 12, 14]]  # little padding: one pass
-    assert groups([100, 900, 950]) == [[100], [900, 950]]  # far apart: padding wasted
+    # Far apart: padding wasted. The longest pass first, beside no other document's cache.
+    assert groups([100, 900, 950]) == [[900, 950], [100]]
+    assert groups([30, 400, 10, 420, 2000, 35]) == [[2000], [400, 420], [30, 35], [10]]
     # Long prompts of one length: at most PREFILL_TOKENS tokens per pass.
     assert decoding.PREFILL_TOKENS == 2048
-    assert groups([900] * 5) == [[900] * 2, [900] * 2, [900]]
+    assert groups([900] * 5) == [[900], [900] * 2, [900] * 2]
     assert groups([5000]) == [[5000]]  # alone, a prompt longer than that still runs
 
 
@@ -562,6 +564,82 @@ def test_a_folded_cache_writes_into_slots_no_beam_holds_and_grows_as_needed(pair
         alone.reorder_cache(sources)
 
 
+@pytest.mark.parametrize("cut_from", [1, 3])
+def test_a_folded_cache_cuts_the_prompt_columns_slid_out_of_every_window(
+    pairs, monkeypatch, cut_from
+):
+    """A sliding layer's prompt columns that every document's next token is past the
+    window of are cut (once `cut_from` have slid out, or when the buffers grow); a
+    document joining with its whole window brings them back for itself. Every step's
+    logits are still those of the cache that copies each beam's history."""
+    from srcflask.ml import prompt_cache
+
+    monkeypatch.setattr(prompt_cache, "SLID_OUT_CUT", cut_from)
+    _, own = pairs["gemma3"]
+    window = own.model.config.sliding_window
+    keep = window - 1
+    beams, new = 3, 16
+    loop = loop_for(own, GenerationSettings(num_beams=beams, max_new_tokens=new), max_rows=9)
+    prompts = [own.tokenizer(" ".join(WORDS[:n]))["input_ids"] for n in (12, 9, 14)]
+    assert all(len(ids) > keep for ids in prompts)  # each fills its sliding window
+
+    def cache_of(prompts, folded):
+        loop.folded = folded
+        cache = loop._new_cache(prefilled(loop, prompts)[0])
+        loop.folded = True
+        cache.add(*prefilled(loop, prompts))
+        return cache
+
+    def step(cache, tokens):
+        logits = loop._forward(tokens.view(-1, 1), cache, **cache.forward_inputs("cpu"))
+        cache.stepped()
+        return logits
+
+    folded, copied = cache_of(prompts[:2], True), cache_of(prompts[:2], False)
+    sliding = [layer for layer in folded.layers if layer.is_sliding]
+    full = [layer for layer in folded.layers if not layer.is_sliding]
+    assert sliding and full
+    generator = torch.Generator().manual_seed(5)
+
+    def steps(count: int, rows: int, decoded: int) -> None:
+        """`count` steps of random tokens and reorders; the documents have `decoded`
+        tokens each before the first."""
+        for done in range(decoded, decoded + count):
+            tokens = torch.randint(5, 300, (rows,), generator=generator)
+            assert torch.allclose(step(folded, tokens), step(copied, tokens), atol=1e-5)
+            # Token number `done` saw the last `keep - done` prompt positions (none once
+            # `done` reached the window's end); fewer than `cut_from` of the others stay.
+            slid = min(done, keep)
+            for layer in sliding:
+                assert keep - slid <= layer.width < keep - slid + cut_from, done
+                assert layer.keys.shape[2] == layer.width + folded.rows.slots
+            sources = torch.randint(0, beams, (rows,), generator=generator)
+            sources += torch.arange(0, rows, beams).repeat_interleave(beams)
+            folded.reorder_cache(sources)
+            copied.reorder_cache(sources)
+
+    steps(6, 2 * beams, 0)
+    assert all(layer.width == max(map(len, prompts[:2])) for layer in full)  # never cut
+
+    # A third document joins with its whole window: the others' cut columns come back as
+    # padding only (masked), and the three decode as in the copying cache.
+    extra, lengths = prefilled(loop, prompts[2:])
+    folded.add(extra, lengths)
+    copied.add(*prefilled(loop, prompts[2:]))
+    assert all(layer.width == keep for layer in sliding)
+    for _ in range(4):
+        tokens = torch.randint(5, 300, (3 * beams,), generator=generator)
+        assert torch.allclose(step(folded, tokens), step(copied, tokens), atol=1e-5)
+        folded.reorder_cache(torch.arange(3 * beams))
+        copied.reorder_cache(torch.arange(3 * beams))
+    # The first two leave: only the third's window is left, 4 tokens in.
+    folded.select([2])
+    copied.select([2])
+    assert all(layer.width == keep - 4 for layer in sliding)
+    assert all(layer.width == len(prompts[2]) for layer in full)
+    steps(new - 6, beams, 4)  # past the window: its prompt's columns all go (bar a few)
+
+
 def test_a_folded_cache_gives_each_layers_old_buffers_back_as_it_replaces_them(pairs, monkeypatch):
     """A layer's buffers are replaced when documents join or leave and when the beams'
     slots grow. Trimmed only after all layers, the old buffers of every layer were held
@@ -574,14 +652,15 @@ def test_a_folded_cache_gives_each_layers_old_buffers_back_as_it_replaces_them(p
     loop = loop_for(own, GenerationSettings(num_beams=beams, max_new_tokens=GROWTH), max_rows=6)
     assert loop.folded
     events = []
-    for name in ("add", "select", "grow"):
+    for name in ("add", "select", "fit"):
         method = getattr(prompt_cache._FoldedLayer, name)
 
         def recorded(layer, *args, method=method, name=name):
             buffer = layer.keys
-            method(layer, *args)
+            result = method(layer, *args)
             if layer.keys is not buffer:
                 events.append(name)
+            return result
 
         monkeypatch.setattr(prompt_cache._FoldedLayer, name, recorded)
     monkeypatch.setattr(prompt_cache, "release_freed_memory", lambda: events.append("trim"))
@@ -598,7 +677,7 @@ def test_a_folded_cache_gives_each_layers_old_buffers_back_as_it_replaces_them(p
     cache.select([1])
     layers = own.model.config.num_hidden_layers
     # Each layer's replacement was followed by a trim before the next layer's.
-    expected = [[name, "trim"] * layers for name in ("add", "grow", "add", "select")]
+    expected = [[name, "trim"] * layers for name in ("add", "fit", "add", "select")]
     assert events == [event for part in expected for event in part]
 
 
