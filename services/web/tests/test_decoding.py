@@ -715,6 +715,47 @@ def test_a_steps_log_softmax_is_written_over_its_logits(tiny_models, monkeypatch
     assert "log_probs" not in loop._buffers
 
 
+def test_a_step_where_documents_join_holds_one_rows_by_vocabulary_tensor_at_a_time(
+    tiny_models, monkeypatch
+):
+    """The joining documents' rows are made once the running ones' logits are gone: one
+    tensor of all of them was a second copy of the step's logits (84 MB for 16
+    documents of Gemma 3), at every step a document joined. The texts are unchanged."""
+    import weakref
+
+    generator = TextGenerator(tiny_models["gemma3"])
+    settings = GenerationSettings(num_beams=3, max_new_tokens=10)
+    loop = generator._beam_loop(settings)
+    prompts = [generator.tokenizer(" ".join(WORDS[:n]))["input_ids"] for n in (4, 9, 6)]
+    forward, joining_rows = loop._forward, loop._joining_rows
+    steps, joins = [], []
+
+    def recorded_forward(*args, into=None, **kwargs):
+        logits = forward(*args, into=into, **kwargs)
+        if into is not None:  # a decoding step's pass (a prefill's logits are one row each)
+            steps.append(weakref.ref(logits))
+        return logits
+
+    def recorded_joining_rows(prompt_logits):
+        joins.append([step() is None for step in steps])
+        return joining_rows(prompt_logits)
+
+    monkeypatch.setattr(loop, "_forward", recorded_forward)
+    monkeypatch.setattr(loop, "_joining_rows", recorded_joining_rows)
+    later = [Request(1, prompts[1]), Request(2, prompts[2])]
+    calls = []
+
+    def more(free: int) -> list[Request]:
+        calls.append(free)
+        return later[:] if len(calls) == 3 else []
+
+    results = {r.key: r.token_ids for r in loop.run([Request(0, prompts[0])], more=more)}
+    assert joins[0] == []  # the first document, before any step
+    assert len(joins) == 2 and len(joins[1]) == 2 and all(joins[1])  # after two steps
+    alone = [generator._beam_loop(settings).run([Request(0, ids)])[0] for ids in prompts]
+    assert [results[key] for key in range(3)] == [r.token_ids for r in alone]
+
+
 def test_a_steps_buffers_grow_and_shrink_with_its_rows(tiny_models):
     loop = TextGenerator(tiny_models["gemma3"])._beam_loop(GenerationSettings(num_beams=3))
     # A buffer grows when more rows come, and gives way to a smaller one when fewer
