@@ -413,14 +413,11 @@ class _FoldedRows(_Rows):
         if key not in self._step:
             # A document's token number `generated` sees prompt column c if
             # c > generated + width - window (as in `folded_mask`).
-            self._step[key] = min(
-                (
-                    max(width - kept, generated + width - window + 1)
-                    for kept, generated in zip(stored, self.generated, strict=True)
-                ),
-                default=0,
-            )
-            self._step[key] = max(0, min(width, self._step[key]))
+            unseen = [
+                max(width - kept, generated + width - window + 1)
+                for kept, generated in zip(stored, self.generated, strict=True)
+            ]
+            self._step[key] = max(0, min([width, *unseen]))
         return self._step[key]
 
     def fitted(self) -> int:
