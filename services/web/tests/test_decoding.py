@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import json
 import math
 import random
+from pathlib import Path
 
 import pytest
 import torch
@@ -810,3 +812,26 @@ def test_freed_memory_goes_back_when_documents_leave_and_every_few_steps(tiny_mo
         assert run <= decoding.TRIM_EVERY
     # Each also lets go of the pages the model read from its files (the embeddings').
     assert all(model is generator.model for model in models)
+
+
+def test_the_memory_bench_script_tags_the_loops_phases_and_restores_them(tiny_models, tmp_path):
+    import runpy
+
+    script = runpy.run_path(str(Path(__file__).resolve().parent.parent / "bench" / "memory.py"))
+    loop = decoding.BeamSearchLoop
+    originals = (loop._step, loop._forward, FoldedPromptCache.add)
+    out = tmp_path / "memory.json"
+    model = str(tiny_models["gemma3"])
+    arguments = ["--model", model, "--limit", "3", "--max-new-tokens", "5", "--every", "1"]
+    report = script["main"]([*arguments, "--json", str(out)])
+
+    assert json.loads(out.read_text()) == json.loads(json.dumps(report))
+    phases = report["phases"]
+    assert {"prefill", "documents join", "fit", "step forward", "step search"} <= set(phases)
+    assert report["top_phase"] in phases
+    step = phases["step forward"]
+    assert step["documents"] == 3 and step["step"] >= 1 and step["kv"] > 0
+    # What it splits off the keys and values is part of them.
+    assert 0 <= step["padding"] + step["unheld_slots"] < step["kv"]
+    # The loop and the cache are themselves again.
+    assert (loop._step, loop._forward, FoldedPromptCache.add) == originals
