@@ -227,7 +227,7 @@ def main(argv: list[str] | None = None) -> dict:
     print(
         f"\nat the top ({top_phase}, step {top['step']}, {top['documents']} documents): "
         f"{loaded:,.0f} loaded + {top['kv']:,.0f} keys and values + {rest:,.0f} the rest "
-        "(the step's logits, activations, the allocator's)"
+        "(logits, activations, a prefill's own cache, the allocator's)"
     )
     if "padding" in top:
         print(
