@@ -104,6 +104,22 @@ def prefilled(loop, prompts):
     return cache, [document.prompt_length for document in documents]
 
 
+def cache_of(loop, prompts, folded: bool):
+    """A cache of `loop` holding `prompts`: folded, or the copying `SharedPromptCache`."""
+    loop.folded = folded
+    cache = loop._new_cache(prefilled(loop, prompts)[0])
+    loop.folded = True
+    cache.add(*prefilled(loop, prompts))
+    return cache
+
+
+def step(loop, cache, tokens):
+    """One decoding step of `cache`'s rows, fed `tokens`: its logits."""
+    logits = loop._forward(tokens.view(-1, 1), cache, **cache.forward_inputs("cpu"))
+    cache.stepped()
+    return logits
+
+
 @pytest.mark.parametrize("kind", ["gpt2", "gemma3"])  # gemma3: sliding layers too
 def test_documents_join_at_a_step_boundary_and_leave_when_done(pairs, kind):
     reference, own = pairs[kind]
@@ -502,26 +518,14 @@ def test_a_folded_cache_writes_into_slots_no_beam_holds_and_grows_as_needed(pair
     assert loop.folded
     prompts = [own.tokenizer(" ".join(WORDS[:n]))["input_ids"] for n in (5, 9, 7)]
 
-    def cache_of(prompts, folded):
-        loop.folded = folded
-        cache = loop._new_cache(prefilled(loop, prompts)[0])
-        loop.folded = True
-        cache.add(*prefilled(loop, prompts))
-        return cache
-
-    def step(cache, tokens):
-        logits = loop._forward(tokens.view(-1, 1), cache, **cache.forward_inputs("cpu"))
-        cache.stepped()
-        return logits
-
-    folded, copied = cache_of(prompts[:2], True), cache_of(prompts[:2], False)
+    folded, copied = cache_of(loop, prompts[:2], True), cache_of(loop, prompts[:2], False)
     layer = folded.layers[0]
     assert folded.rows.slots == GROWTH and layer.keys.shape[2] == layer.width + GROWTH
     generator = torch.Generator().manual_seed(3)
     rows = 2 * beams
     for stored in range(new - 1):
         tokens = torch.randint(5, 300, (rows,), generator=generator)
-        assert torch.allclose(step(folded, tokens), step(copied, tokens), atol=1e-5)
+        assert torch.allclose(step(loop, folded, tokens), step(loop, copied, tokens), atol=1e-5)
         # This step's tokens needed `beams` free slots beside those held: every beam's
         # own tokens, only the first beam's (all others died), or in between.
         held = {"none": beams * stored, "all_from_first": stored}.get(reorder)
@@ -547,7 +551,7 @@ def test_a_folded_cache_writes_into_slots_no_beam_holds_and_grows_as_needed(pair
     folded.add(*prefilled(loop, prompts[2:]))
     assert folded.rows.slots == slots and layer.keys.shape[2] == layer.width + slots
     fed = torch.randint(5, 300, (rows + beams,), generator=generator)
-    step(folded, fed)
+    step(loop, folded, fed)
     folded.reorder_cache(torch.arange(rows + beams))
     folded.select([2])
     # Its first tokens took the lowest slots (its own row's are all free when it joins).
@@ -555,12 +559,12 @@ def test_a_folded_cache_writes_into_slots_no_beam_holds_and_grows_as_needed(pair
     assert layer.keys.shape[2] == layer.width + GROWTH
     if reorder == "none":
         assert slots > GROWTH  # the others' growth, let go
-    alone = cache_of(prompts[2:], True)
-    step(alone, fed[rows:])  # the tokens it was fed beside the others
+    alone = cache_of(loop, prompts[2:], True)
+    step(loop, alone, fed[rows:])  # the tokens it was fed beside the others
     alone.reorder_cache(torch.arange(beams))
     for _ in range(new - 3):
         tokens = torch.randint(5, 300, (beams,), generator=generator)
-        assert torch.allclose(step(folded, tokens), step(alone, tokens), atol=1e-5)
+        assert torch.allclose(step(loop, folded, tokens), step(loop, alone, tokens), atol=1e-5)
         sources = torch.randint(0, beams, (beams,), generator=generator)
         folded.reorder_cache(sources)
         alone.reorder_cache(sources)
@@ -585,19 +589,7 @@ def test_a_folded_cache_cuts_the_prompt_columns_slid_out_of_every_window(
     prompts = [own.tokenizer(" ".join(WORDS[:n]))["input_ids"] for n in (12, 9, 14)]
     assert all(len(ids) > keep for ids in prompts)  # each fills its sliding window
 
-    def cache_of(prompts, folded):
-        loop.folded = folded
-        cache = loop._new_cache(prefilled(loop, prompts)[0])
-        loop.folded = True
-        cache.add(*prefilled(loop, prompts))
-        return cache
-
-    def step(cache, tokens):
-        logits = loop._forward(tokens.view(-1, 1), cache, **cache.forward_inputs("cpu"))
-        cache.stepped()
-        return logits
-
-    folded, copied = cache_of(prompts[:2], True), cache_of(prompts[:2], False)
+    folded, copied = cache_of(loop, prompts[:2], True), cache_of(loop, prompts[:2], False)
     sliding = [layer for layer in folded.layers if layer.is_sliding]
     full = [layer for layer in folded.layers if not layer.is_sliding]
     assert sliding and full
@@ -608,7 +600,7 @@ def test_a_folded_cache_cuts_the_prompt_columns_slid_out_of_every_window(
         tokens each before the first."""
         for done in range(decoded, decoded + count):
             tokens = torch.randint(5, 300, (rows,), generator=generator)
-            assert torch.allclose(step(folded, tokens), step(copied, tokens), atol=1e-5)
+            assert torch.allclose(step(loop, folded, tokens), step(loop, copied, tokens), atol=1e-5)
             # Token number `done` saw the last `keep - done` prompt positions (none once
             # `done` reached the window's end); fewer than `cut_from` of the others stay.
             slid = min(done, keep)
@@ -631,7 +623,7 @@ def test_a_folded_cache_cuts_the_prompt_columns_slid_out_of_every_window(
     assert all(layer.width == keep for layer in sliding)
     for _ in range(4):
         tokens = torch.randint(5, 300, (3 * beams,), generator=generator)
-        assert torch.allclose(step(folded, tokens), step(copied, tokens), atol=1e-5)
+        assert torch.allclose(step(loop, folded, tokens), step(loop, copied, tokens), atol=1e-5)
         folded.reorder_cache(torch.arange(3 * beams))
         copied.reorder_cache(torch.arange(3 * beams))
     # The first two leave: only the third's window is left, 4 tokens in.
@@ -739,7 +731,7 @@ def test_a_step_where_documents_join_holds_one_rows_by_vocabulary_tensor_at_a_ti
         return logits
 
     def recorded_joining_rows(prompt_logits):
-        joins.append([step() is None for step in steps])
+        joins.append([logits() is None for logits in steps])
         return joining_rows(prompt_logits)
 
     monkeypatch.setattr(loop, "_forward", recorded_forward)

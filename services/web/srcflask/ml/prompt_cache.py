@@ -428,9 +428,9 @@ class _FoldedRows(_Rows):
         highest = int(in_use.max()) + 1 if in_use.numel() else 0
         return min(max(GROWTH, -(-highest // GROWTH) * GROWTH), self.slots)
 
-    def choose_slots(self) -> bool:
+    def choose_slots(self) -> None:
         """Pick the slot each beam writes its next token into: the lowest that no beam of
-        its document holds. Whether the beam region had to grow for them (by GROWTH
+        its document holds, growing the beam region if too few are free (by GROWTH
         slots at a time, never past `limit` tokens for each beam)."""
         documents, beams = len(self.lengths), self.beams
         held = self._held()
@@ -446,7 +446,6 @@ class _FoldedRows(_Rows):
         # What depends on the slots written is stale; the slots held are not, unless the
         # region grew (`slots` marks none).
         self._step = {} if grown else {"held": held}
-        return grown
 
     def write_index(self, width: int) -> tuple[torch.Tensor, torch.Tensor]:
         """Per row (documents x beams): its document and the column of its new token."""
