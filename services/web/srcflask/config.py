@@ -16,6 +16,9 @@ from typing import ClassVar
 # The value shipped in .env.prod: a production app refuses to start with it.
 PLACEHOLDER_SECRET_KEY = "change-me-to-a-long-random-value"  # noqa: S105
 MIN_SECRET_KEY_LENGTH = 32
+# The quality benchmark's documents (in bench/): the first set, and one of further genres
+# with a held-out part.
+QUALITY_FILES = ("documents.jsonl", "documents-genres.jsonl")
 
 
 class ConfigError(RuntimeError):
@@ -98,6 +101,7 @@ class BaseConfig:
     MODEL_STORE: str | None = None
     MODEL_CACHE: str | None = None
     # The quality benchmark's documents; defaults to bench/documents.jsonl beside the package.
+    # The quality benchmark's files, joined by the system's path separator.
     QUALITY_DOCUMENTS: str | None = None
     GENERATION_DEVICE = "auto"
     GENERATION_THREADS = 0  # 0: PyTorch's default (one per core)
@@ -256,7 +260,9 @@ def load_config(env_name: str | None, instance_path: str) -> dict:
         settings["MODEL_CACHE"] = str(Path(cache_home) / "srcflask")
     if settings["QUALITY_DOCUMENTS"] is None:
         package_parent = Path(__file__).resolve().parent.parent
-        settings["QUALITY_DOCUMENTS"] = str(package_parent / "bench" / "documents.jsonl")
+        settings["QUALITY_DOCUMENTS"] = os.pathsep.join(
+            str(package_parent / "bench" / name) for name in QUALITY_FILES
+        )
     settings["SQLALCHEMY_DATABASE_URI"] = normalise_database_url(
         settings["SQLALCHEMY_DATABASE_URI"]
     )

@@ -65,10 +65,18 @@ class BeamConfig:
 
 @dataclass
 class Request:
-    """One prompt to continue; `key` is the caller's name for it."""
+    """One prompt to continue; `key` is the caller's name for it.
+
+    `banned` tokens are never written. `watch(token_ids)`, when given, is asked
+    after each step whose best beam's newest token is in `watch_after` whether
+    the text should end there; when it says so, the document ends with that beam.
+    """
 
     key: object
     prompt_ids: Sequence[int]
+    banned: Sequence[int] = ()
+    watch: Callable[[list[int]], bool] | None = None
+    watch_after: frozenset[int] = frozenset()
 
 
 @dataclass
@@ -156,6 +164,8 @@ class _Document:
     done: bool = False
     ngrams: list[BeamNgrams] = field(default_factory=list)
     seen: list[torch.Tensor] = field(default_factory=list)  # for the repetition penalty
+    banned: torch.Tensor | None = None  # token ids never written
+    stopped: list[int] | None = None  # the best beam's tokens, when `watch` ended it
 
 
 class BeamSearchLoop:
@@ -360,6 +370,8 @@ class BeamSearchLoop:
         if config.repetition_penalty != 1.0:
             prompt = torch.tensor(list(request.prompt_ids), device=self.device)
             document.seen = [prompt for _ in range(beams)]
+        if request.banned:
+            document.banned = torch.tensor(list(request.banned), device=self.device)
         return document
 
     def _prefill(self, group: list[_Document]):
@@ -502,12 +514,21 @@ class BeamSearchLoop:
             document.generated += 1
             document.can_improve = document.can_improve and improves
             document.done = (not document.can_improve) or all_finished or all_ended
+            request = document.request
+            if request.watch is not None and picked_tokens[0] in request.watch_after:
+                best = document.running_tokens[0, : document.generated].tolist()
+                if request.watch(best):
+                    document.stopped = best
+                    document.done = True
         rows = torch.arange(count, device=self.device)[:, None] * beams
         return (chosen_parents + rows).view(-1), chosen_tokens.reshape(-1)
 
     def _process(self, documents: list[_Document], log_probs: torch.Tensor) -> None:
         """The logits processors of the preset, on log-probabilities, in place."""
         beams = self.config.num_beams
+        for index, document in enumerate(documents):
+            if document.banned is not None:
+                log_probs[index * beams : (index + 1) * beams, document.banned] = -math.inf
         penalty = self.config.repetition_penalty
         if penalty != 1.0:
             for index, document in enumerate(documents):
@@ -530,6 +551,13 @@ class BeamSearchLoop:
                 ] = -math.inf
 
     def _result(self, document: _Document) -> Finished:
+        if document.stopped is not None:
+            return Finished(
+                key=document.request.key,
+                token_ids=document.stopped,
+                score=float(document.running_scores[0]) / len(document.stopped),
+                steps=document.generated,
+            )
         length = int(document.finished_lengths[0])
         return Finished(
             key=document.request.key,

@@ -20,10 +20,16 @@ from pathlib import Path
 from typing import Any
 
 from .artifacts import check_loadable_folder, without_progress_bars
-from .continuation import BROKEN_CHARACTER, clean_output, split_sentences
+from .continuation import (
+    BROKEN_CHARACTER,
+    clean_output,
+    split_sentences,
+    without_broken_characters,
+)
 from .kernels import CPU_LINEAR_KERNELS, use_cpu_linear_kernel
 from .memory import convert_parameters, drop_tokenizer_copies, release_freed_memory
 from .settings import GenerationSettings, SettingsError
+from .stopping import DocumentRules, VocabularyRules
 from .turns import ModelTurns
 
 log = logging.getLogger(__name__)
@@ -106,6 +112,13 @@ class PreparedBatch:
     input_ids: list[list[int]]
     truncated: list[bool]
     settings: GenerationSettings
+    # Each document's stopping and banning rules (ml.stopping); None where the settings
+    # ask for none.
+    rules: list[DocumentRules | None] = field(default_factory=list)
+    # Each document's sampling seed (ml.sampling.document_seed); empty for beam search.
+    seeds: list[int] = field(default_factory=list)
+    # What picked the tokens of greedy decoding and sampling, with their log-probabilities.
+    decoder: Any = None
 
 
 def pick_device(requested: str = "auto") -> str:
@@ -318,7 +331,7 @@ class TextGenerator:
             for key, prompt in pairs:
                 batch = self.preprocess([prompt], settings)
                 prepared[key] = (batch, time.perf_counter(), sharing)
-                out.append(Request(key, batch.input_ids[0]))
+                out.append(self._request(key, batch, 0))
             running.update(r.key for r in out)
             return out
 
@@ -355,7 +368,34 @@ class TextGenerator:
             ids, was_truncated = self._encode(prompt, budget)
             input_ids.append(ids)
             truncated.append(was_truncated)
-        return PreparedBatch(input_ids, truncated, settings)
+        rules: list[DocumentRules | None] = [None] * len(prompts)
+        if settings.stop_at != "length" or settings.ban_markup:
+            vocabulary = self.vocabulary_rules()
+            rules = [
+                vocabulary.for_document(
+                    prompt, stop_at=settings.stop_at, ban_markup=settings.ban_markup
+                )
+                for prompt in prompts
+            ]
+        seeds = []
+        if settings.strategy != "beam" or not self.own_beam_search:
+            from .sampling import document_seed
+
+            seeds = [document_seed(settings, prompt) for prompt in prompts]
+        return PreparedBatch(input_ids, truncated, settings, rules, seeds)
+
+    def vocabulary_rules(self) -> VocabularyRules:
+        """The vocabulary read for stopping and banning rules (once per loaded model)."""
+        if getattr(self, "_vocabulary_rules", None) is None:
+            size = self.model.get_output_embeddings().weight.shape[0]
+            self._vocabulary_rules = VocabularyRules(self.tokenizer, min(size, len(self.tokenizer)))
+        return self._vocabulary_rules
+
+    def _watch(self, rules: DocumentRules | None):
+        """What the beam loop calls to ask whether a document's text should end here."""
+        if rules is None or not rules.watches:
+            return None
+        return lambda token_ids: rules.stop(self.decode(token_ids)) is not None
 
     def _forward(
         self,
@@ -374,8 +414,6 @@ class TextGenerator:
         give_way: Callable[[], None] | None,
     ) -> list[list[int]]:
         """Beam search in srcflask's loop: the same tokens as `generate()`, in less time."""
-        from .decoding import Request
-
         settings = batch.settings
         loop = self._beam_loop(settings)
 
@@ -390,9 +428,21 @@ class TextGenerator:
             if give_way is not None:
                 give_way()
 
-        requests = [Request(index, ids) for index, ids in enumerate(batch.input_ids)]
+        requests = [self._request(index, batch, index) for index in range(len(batch.input_ids))]
         finished = {result.key: result.token_ids for result in loop.run(requests, on_step=on_step)}
         return [finished[index] for index in range(len(requests))]
+
+    def _request(self, key, batch: PreparedBatch, index: int):
+        from .decoding import Request
+
+        rules = batch.rules[index] if batch.rules else None
+        return Request(
+            key,
+            batch.input_ids[index],
+            banned=rules.banned if rules else (),
+            watch=self._watch(rules),
+            watch_after=rules.boundary if rules and rules.watches else frozenset(),
+        )
 
     def _beam_loop(self, settings: GenerationSettings):
         from .decoding import BeamConfig, BeamSearchLoop
@@ -429,66 +479,124 @@ class TextGenerator:
         progress: ProgressCallback | None,
         give_way: Callable[[], None] | None = None,
     ):
+        """Greedy decoding and sampling through `generate()`, each row picked by `RowDecoder`
+        (`ml.sampling`): a seed per document, and `best_of` candidates per document."""
         import torch
-        from transformers import GenerationConfig, StoppingCriteriaList
+        from transformers import GenerationConfig, LogitsProcessorList, StoppingCriteriaList
+
+        from .sampling import BanTokens, RowDecoder, StopRows
 
         settings = batch.settings
-        padded = self.tokenizer.pad(
-            {"input_ids": batch.input_ids}, padding=True, return_tensors="pt"
-        ).to(self.device)
+        copies = settings.best_of
+        rows = [ids for ids in batch.input_ids for _ in range(copies)]
+        padded = self.tokenizer.pad({"input_ids": rows}, padding=True, return_tensors="pt").to(
+            self.device
+        )
+        prompt_length = padded["input_ids"].shape[1]
         config = GenerationConfig(
-            **settings.generate_kwargs(),
+            max_new_tokens=settings.max_new_tokens,
+            no_repeat_ngram_size=settings.no_repeat_ngram_size,
+            repetition_penalty=settings.repetition_penalty,
+            do_sample=False,
+            num_beams=1,
             pad_token_id=self.tokenizer.pad_token_id,
             eos_token_id=self._eos_token_ids(),
             bos_token_id=self.tokenizer.bos_token_id,
         )
+        seeds = [seed + candidate for seed in batch.seeds for candidate in range(copies)]
+        rules = [
+            rule for rule in batch.rules or [None] * len(batch.input_ids) for _ in range(copies)
+        ]
+        decoder = RowDecoder(settings, seeds, self.device)
+        processors = LogitsProcessorList()
+        if any(rule and rule.banned for rule in rules):
+            processors.append(
+                BanTokens([rule.banned if rule else () for rule in rules], self.device)
+            )
+        processors.append(decoder)
         criteria = StoppingCriteriaList()
+        if any(rule and rule.watches for rule in rules):
+            criteria.append(StopRows(rules, prompt_length, self.decode))
         if progress is not None:
-            criteria.append(_ProgressReporter(padded["input_ids"].shape[1], settings, progress))
+            criteria.append(_ProgressReporter(prompt_length, settings, progress))
         if give_way is not None:
             criteria.append(_GiveWay(give_way))
-        if settings.seed is not None:
-            torch.manual_seed(settings.seed)
         with torch.inference_mode():
             output = self.model.generate(
-                **padded, generation_config=config, stopping_criteria=criteria
+                **padded,
+                generation_config=config,
+                logits_processor=processors,
+                stopping_criteria=criteria,
             )
-        return output[:, padded["input_ids"].shape[1] :].cpu()
+        batch.decoder = decoder
+        return output[:, prompt_length:].cpu()
 
     def postprocess(self, batch: PreparedBatch, output, seconds: float) -> list[GenerationResult]:
-        """Turn generated token ids into machine text (continuation only, cleaned up)."""
-        stop_ids = set(self._eos_token_ids()) | {self.tokenizer.pad_token_id}
-        results = []
+        """Turn generated token ids into machine text (continuation only, cleaned up).
+
+        With `best_of`, each document's candidates are ranked by the model's mean
+        log-probability less a penalty for each check they fail (`candidate_score`),
+        and the best is kept.
+        """
         rows = output.tolist() if hasattr(output, "tolist") else output
-        for row, prompt_ids, truncated in zip(rows, batch.input_ids, batch.truncated, strict=True):
-            new_ids, finish = [], "length"
-            for token in row:
-                if token in stop_ids:
-                    finish = "eos"
-                    break
-                new_ids.append(token)
-            raw_text = self.decode(new_ids)
-            text = clean_output(
-                raw_text,
-                cut_by_length=finish == "length",
-                strip_replies=self.prompt_format.templated,
-            )
-            results.append(
-                GenerationResult(
-                    text=text,
-                    prompt_tokens=len(prompt_ids),
-                    generated_tokens=len(new_ids),
-                    truncated=truncated,
-                    finish_reason=finish,
-                    seconds=seconds,
-                    batch_size=len(batch.input_ids),
-                    model_version=self.label,
-                    settings=batch.settings.to_dict(),
-                    token_ids=tuple(new_ids),
-                    raw_text=raw_text,
+        copies = len(rows) // max(len(batch.input_ids), 1) if rows else 1
+        decoder = batch.decoder if copies > 1 else None
+        results = []
+        for index, (prompt_ids, truncated) in enumerate(
+            zip(batch.input_ids, batch.truncated, strict=True)
+        ):
+            rules = batch.rules[index] if batch.rules else None
+            candidates = []
+            for candidate in range(copies):
+                row = index * copies + candidate
+                result = self._result(
+                    batch, index, rows[row], prompt_ids, truncated, rules, seconds
                 )
-            )
+                score = 0.0
+                if decoder is not None:
+                    score = candidate_score(
+                        decoder.mean_log_prob(row, result.generated_tokens),
+                        result.text,
+                        rules.document if rules else "",
+                    )
+                candidates.append((score, -candidate, result))
+            results.append(max(candidates, key=lambda c: c[:2])[2])
         return results
+
+    def _result(self, batch, index, row, prompt_ids, truncated, rules, seconds):
+        stop_ids = set(self._eos_token_ids()) | {self.tokenizer.pad_token_id}
+        new_ids, finish = [], "length"
+        for token in row:
+            if token in stop_ids:
+                finish = "eos"
+                break
+            new_ids.append(token)
+        raw_text = self.decode(new_ids)
+        text, cut = raw_text, None
+        if rules is not None:  # on the raw text: the paragraph break it ended at counts
+            text, cut = rules.finish(without_broken_characters(raw_text))
+            finish = cut or finish
+        text = clean_output(
+            text,
+            cut_by_length=finish == "length",
+            strip_replies=self.prompt_format.templated,
+        )
+        settings = batch.settings.to_dict()
+        if batch.seeds:
+            settings["seed"] = batch.seeds[index]
+        return GenerationResult(
+            text=text,
+            prompt_tokens=len(prompt_ids),
+            generated_tokens=len(new_ids),
+            truncated=truncated,
+            finish_reason=finish,
+            seconds=seconds,
+            batch_size=len(batch.input_ids),
+            model_version=self.label,
+            settings=settings,
+            token_ids=tuple(new_ids),
+            raw_text=raw_text,
+        )
 
     def decode(self, token_ids: Sequence[int]) -> str:
         """Decode generated tokens, leaving out a character whose bytes were cut off."""
@@ -648,6 +756,24 @@ class TextGenerator:
                 f"GENERATION_DTYPE must be auto, {', '.join(known)}; got {dtype!r}"
             )
         return known[dtype]
+
+
+# What a failed check costs a best-of-N candidate, in nats per token of the model's score.
+CHECK_PENALTY = 1.0
+SPECIFIC_PENALTY = 0.1
+
+
+def candidate_score(mean_log_prob: float, text: str, document: str) -> float:
+    """How good a sampled candidate is: the model's mean log-probability of it, less a
+    penalty for each editor's check it fails (`ml.usefulness`)."""
+    from . import usefulness
+    from .continuation import ends_cleanly
+
+    if not text.strip():
+        return -math.inf
+    found = usefulness.assess(text, document)
+    failed = found.degenerate + bool(found.markup) + bool(found.contacts) + (not ends_cleanly(text))
+    return mean_log_prob - CHECK_PENALTY * failed - SPECIFIC_PENALTY * len(found.specifics)
 
 
 def document_prompt(title: str, body: str) -> str:

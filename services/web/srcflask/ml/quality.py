@@ -16,7 +16,15 @@ time as a save would, and reports:
   averaged (1.0: nothing repeated);
 - broken characters: U+FFFD characters left in any machine text (must be 0);
 - median seconds per document, the mean number of tokens written, and the
-  mean number of words left after clean-up.
+  mean and median number of words left after clean-up;
+- what an editor would keep (`ml.usefulness`): the share of texts that are
+  degenerate (repeat themselves), use markup the document does not, or hold
+  contact details it does not (each should be 0), and the share holding
+  specifics it does not (numbers, dates, names: reported, not gated).
+
+Documents carry a `split`: `tune` (looked at while choosing presets) or
+`held-out` (never looked at while tuning); the summary gives every figure for
+all documents and again for the held-out ones alone (`summary["held_out"]`).
 
 Nothing here imports Flask: `bench/quality.py` runs it on model folders and
 `flask models evaluate` on registry versions.
@@ -26,6 +34,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import statistics
 import time
 from collections.abc import Callable, Sequence
@@ -33,11 +42,13 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from . import usefulness
 from .continuation import BROKEN_CHARACTER, distinct_ngram_rate, ends_cleanly, judge
 from .engine import TextGenerator, document_prompt
 from .settings import GenerationSettings
 
 REQUIRED_KEYS = ("id", "title", "body", "continuation")
+SPLITS = ("tune", "held-out")
 
 # Called as progress(documents_done, documents_total).
 DocumentProgress = Callable[[int, int], None]
@@ -56,6 +67,7 @@ class BenchDocument:
     body: str
     continuation: str
     kind: str = ""
+    split: str = "tune"
 
     @property
     def prompt(self) -> str:
@@ -81,6 +93,12 @@ class DocumentOutcome:
     seconds: float
     continuation_bits: float
     continuation_chars: int
+    split: str = "tune"
+    degenerate: bool = False
+    loop_rule: str | None = None
+    markup: list[str] = field(default_factory=list)
+    invented_contacts: list[str] = field(default_factory=list)
+    invented_specifics: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -99,33 +117,43 @@ class QualityReport:
         return asdict(self)
 
 
-def load_documents(path: str | Path) -> list[BenchDocument]:
-    """Read a benchmark file: one JSON object a line with id, title, body and continuation."""
+def load_documents(path: str | Path | Sequence[str | Path]) -> list[BenchDocument]:
+    """Read benchmark files: one JSON object a line with id, title, body and continuation
+    (and optionally kind and split). Several files (a list, or paths joined by the
+    system's path separator) read as one set."""
+    if isinstance(path, str) and os.pathsep in path:
+        path = path.split(os.pathsep)
+    paths = [path] if isinstance(path, str | Path) else list(path)
     documents, seen = [], set()
-    for number, line in enumerate(Path(path).read_text(encoding="utf-8").splitlines(), 1):
-        if not line.strip():
-            continue
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError as error:
-            raise BenchmarkError(f"{path}:{number}: not JSON ({error.msg})") from error
-        missing = [key for key in REQUIRED_KEYS if not str(row.get(key, "")).strip()]
-        if missing:
-            raise BenchmarkError(f"{path}:{number}: missing {', '.join(missing)}")
-        if row["id"] in seen:
-            raise BenchmarkError(f"{path}:{number}: id {row['id']!r} appears twice")
-        seen.add(row["id"])
-        documents.append(
-            BenchDocument(
-                id=row["id"],
-                title=row["title"],
-                body=row["body"],
-                continuation=row["continuation"],
-                kind=row.get("kind", ""),
+    for one in paths:
+        for number, line in enumerate(Path(one).read_text(encoding="utf-8").splitlines(), 1):
+            if not line.strip():
+                continue
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError as error:
+                raise BenchmarkError(f"{one}:{number}: not JSON ({error.msg})") from error
+            missing = [key for key in REQUIRED_KEYS if not str(row.get(key, "")).strip()]
+            if missing:
+                raise BenchmarkError(f"{one}:{number}: missing {', '.join(missing)}")
+            if row["id"] in seen:
+                raise BenchmarkError(f"{one}:{number}: id {row['id']!r} appears twice")
+            split = row.get("split", "tune")
+            if split not in SPLITS:
+                raise BenchmarkError(f"{one}:{number}: split must be one of {', '.join(SPLITS)}")
+            seen.add(row["id"])
+            documents.append(
+                BenchDocument(
+                    id=row["id"],
+                    title=row["title"],
+                    body=row["body"],
+                    continuation=row["continuation"],
+                    kind=row.get("kind", ""),
+                    split=split,
+                )
             )
-        )
     if not documents:
-        raise BenchmarkError(f"{path} holds no documents")
+        raise BenchmarkError(f"{os.pathsep.join(map(str, paths))} holds no documents")
     return documents
 
 
@@ -133,7 +161,10 @@ def dataset_sha256(documents: Sequence[BenchDocument]) -> str:
     """A checksum of the documents, so figures are only compared on the same set."""
     digest = hashlib.sha256()
     for document in documents:
-        digest.update(json.dumps(asdict(document), sort_keys=True).encode())
+        fields = asdict(document)
+        if fields["split"] == "tune":  # as before splits existed, so old checksums hold
+            del fields["split"]
+        digest.update(json.dumps(fields, sort_keys=True).encode())
     return digest.hexdigest()
 
 
@@ -144,13 +175,21 @@ def evaluate(
     *,
     preset: str = "",
     progress: DocumentProgress | None = None,
+    bits: dict[str, tuple[float, int]] | None = None,
 ) -> QualityReport:
-    """Write machine text for every document, one at a time, and measure it."""
+    """Write machine text for every document, one at a time, and measure it.
+
+    `bits` keeps each document's (bits, characters) of its true continuation
+    across runs of the same model: they do not depend on the preset.
+    """
     outcomes = []
+    bits = {} if bits is None else bits
     for done, document in enumerate(documents):
         if progress:
             progress(done, len(documents))
-        outcomes.append(_run_one(generator, document, settings))
+        if document.id not in bits:
+            bits[document.id] = generator.score(document.prompt, document.continuation)
+        outcomes.append(_run_one(generator, document, settings, bits[document.id]))
     if progress:
         progress(len(documents), len(documents))
     return QualityReport(
@@ -165,13 +204,17 @@ def evaluate(
 
 
 def _run_one(
-    generator: TextGenerator, document: BenchDocument, settings: GenerationSettings
+    generator: TextGenerator,
+    document: BenchDocument,
+    settings: GenerationSettings,
+    bits_and_chars: tuple[float, int],
 ) -> DocumentOutcome:
     started = time.perf_counter()
     [result] = generator.generate([document.prompt], settings)
     seconds = time.perf_counter() - started
     verdict, raw_verdict = judge(result.text), judge(result.raw_text)
-    bits, chars = generator.score(document.prompt, document.continuation)
+    bits, chars = bits_and_chars
+    found = usefulness.assess(result.text, document.prompt)
     return DocumentOutcome(
         id=document.id,
         kind=document.kind,
@@ -189,11 +232,25 @@ def _run_one(
         seconds=round(seconds, 3),
         continuation_bits=round(bits, 3),
         continuation_chars=chars,
+        split=document.split,
+        degenerate=found.degenerate,
+        loop_rule=found.loop.rule if found.loop else None,
+        markup=[span.text for span in found.markup],
+        invented_contacts=[span.text for span in found.contacts],
+        invented_specifics=[span.text for span in found.specifics],
     )
 
 
 def summarise(outcomes: Sequence[DocumentOutcome]) -> dict[str, Any]:
-    """The benchmark's figures over all documents."""
+    """The benchmark's figures over all documents, and over the held-out ones alone."""
+    summary = _figures(outcomes)
+    held_out = [o for o in outcomes if o.split == "held-out"]
+    if held_out:
+        summary["held_out"] = _figures(held_out)
+    return summary
+
+
+def _figures(outcomes: Sequence[DocumentOutcome]) -> dict[str, Any]:
     count = len(outcomes)
     distinct = [o.distinct_4gram_rate for o in outcomes if o.distinct_4gram_rate is not None]
     chars = sum(o.continuation_chars for o in outcomes)
@@ -220,6 +277,18 @@ def summarise(outcomes: Sequence[DocumentOutcome]) -> dict[str, Any]:
         "mean_prompt_tokens": round(statistics.fmean(o.prompt_tokens for o in outcomes), 1)
         if outcomes
         else None,
+        "median_words": statistics.median(len(o.text.split()) for o in outcomes)
+        if outcomes
+        else None,
+        "degenerate_rate": _share(o.degenerate for o in outcomes),
+        "markup_rate": _share(bool(o.markup) for o in outcomes),
+        "invented_contact_rate": _share(bool(o.invented_contacts) for o in outcomes),
+        "invented_specifics_rate": _share(bool(o.invented_specifics) for o in outcomes),
+        "specifics_per_text": round(
+            statistics.fmean(len(o.invented_specifics) for o in outcomes), 2
+        )
+        if outcomes
+        else None,
     }
 
 
@@ -231,6 +300,10 @@ def _share(flags) -> float | None:
 # Columns of the printed table: (heading, summary key, format).
 TABLE_COLUMNS = (
     ("continues", "continuation_rate", "{:.0%}"),
+    ("degenerate", "degenerate_rate", "{:.0%}"),
+    ("markup", "markup_rate", "{:.0%}"),
+    ("invented contacts", "invented_contact_rate", "{:.0%}"),
+    ("invented specifics", "invented_specifics_rate", "{:.0%}"),
     ("before clean-up", "raw_continuation_rate", "{:.0%}"),
     ("bits/char", "bits_per_char", "{:.3f}"),
     ("clean endings", "clean_ending_rate", "{:.0%}"),
@@ -239,6 +312,7 @@ TABLE_COLUMNS = (
     ("median s/doc", "median_seconds", "{:.1f}"),
     ("tokens/doc", "mean_generated_tokens", "{:.0f}"),
     ("words kept", "mean_words", "{:.0f}"),
+    ("median words", "median_words", "{:.0f}"),
 )
 
 

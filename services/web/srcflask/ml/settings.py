@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from typing import Any, ClassVar
 
 STRATEGIES = ("beam", "greedy", "sample")
+STOP_AT = ("length", "paragraph")
 # A paragraph: the true next paragraphs of the quality benchmark's documents run to a median
 # of about 107 tokens, and at 100 tokens 97% of the default model's texts still end at a
 # sentence end after clean-up, with 60 words kept against 32 at 60 tokens (README).
@@ -39,6 +40,15 @@ class GenerationSettings:
     top_k: int = 50
     seed: int | None = None
     repetition_penalty: float = 1.0
+    # Samplers besides top-k and top-p (ml.sampling): 0 and 1 turn them off.
+    min_p: float = 0.0
+    typical_p: float = 1.0
+    # Sample this many candidates per document and keep the best (ml.sampling).
+    best_of: int = 1
+    # Where the text ends (ml.stopping): at the token cap, or where an editor would cut it.
+    stop_at: str = "length"
+    # Give no probability to markup and contact details the document does not use.
+    ban_markup: bool = False
 
     # (lowest, highest) allowed for each numeric setting, both inclusive.
     RANGES: ClassVar[dict[str, tuple[float, float]]] = {
@@ -50,17 +60,23 @@ class GenerationSettings:
         "top_k": (0, 1000),
         "seed": (0, 2**32 - 1),
         "repetition_penalty": (1.0, 3.0),
+        "min_p": (0.0, 1.0),
+        "typical_p": (0.01, 1.0),
+        "best_of": (1, 8),
     }
 
     WHOLE_NUMBERS: ClassVar[frozenset[str]] = frozenset(
-        {"max_new_tokens", "num_beams", "no_repeat_ngram_size", "top_k", "seed"}
+        {"max_new_tokens", "num_beams", "no_repeat_ngram_size", "top_k", "seed", "best_of"}
     )
 
     def __post_init__(self) -> None:
         if self.strategy not in STRATEGIES:
             raise SettingsError("strategy", f"must be one of {', '.join(STRATEGIES)}")
-        if not isinstance(self.early_stopping, bool):
-            raise SettingsError("early_stopping", "must be true or false")
+        for name in ("early_stopping", "ban_markup"):
+            if not isinstance(getattr(self, name), bool):
+                raise SettingsError(name, "must be true or false")
+        if self.stop_at not in STOP_AT:
+            raise SettingsError("stop_at", f"must be one of {', '.join(STOP_AT)}")
         for name, (low, high) in self.RANGES.items():
             value = getattr(self, name)
             if value is None and name == "seed":
@@ -71,6 +87,8 @@ class GenerationSettings:
             object.__setattr__(self, name, int(value) if whole else float(value))
         if self.strategy == "beam" and self.num_beams < 2:
             raise SettingsError("num_beams", "must be between 2 and 16 for beam search")
+        if self.best_of > 1 and self.strategy != "sample":
+            raise SettingsError("best_of", "needs the sample strategy (candidates must differ)")
 
     @classmethod
     def from_dict(cls, values: dict[str, Any] | None) -> GenerationSettings:
