@@ -179,7 +179,7 @@ def get_machine_text(document_id: int, number: int):
 @blp.response(201, ReviewSchema)
 @errors(blp, 404, 409, 413, 422)
 def review(data, machine_text_id: int):
-    """Accept, edit or reject a machine text (the document's assigned editor)."""
+    """Accept, edit, keep part of or reject a machine text (the document's assigned editor)."""
     require_role(Role.EDITOR)
     machine_text = db.session.scalar(
         select(MachineText)
@@ -197,7 +197,12 @@ def review(data, machine_text_id: int):
         refuse(409, "This machine text is not the document's latest; review the latest one.")
     try:
         done = service.review_machine_text(
-            document, current_user, service.DECISIONS[data["decision"]], data.get("text")
+            document,
+            current_user,
+            service.DECISIONS[data["decision"]],
+            data.get("text"),
+            keep_until=data.get("keep_until"),
+            chosen=data.get("chosen"),
         )
     except service.DocumentError as error:
         refuse(409, str(error))

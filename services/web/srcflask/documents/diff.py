@@ -332,3 +332,14 @@ class DiffCache:
             self._chars += size
             while len(self._entries) > self.max_entries or self._chars > self.max_chars:
                 self._chars -= self._entries.popitem(last=False)[1][1]
+
+
+def kept_word_share(machine: str | None, final: str | None) -> float | None:
+    """The share (0 to 1) of the machine text's words that survive, in order, into the
+    editor's final text; None when the machine text has no words."""
+    words = re.findall(r"\S+", machine or "")
+    if not words:
+        return None
+    finals = re.findall(r"\S+", final or "")
+    matcher = difflib.SequenceMatcher(None, words, finals, autojunk=False)
+    return sum(block.size for block in matcher.get_matching_blocks()) / len(words)

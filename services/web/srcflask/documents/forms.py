@@ -77,10 +77,15 @@ class ReviewForm(FlaskForm):
         choices=[
             SelectChoice("accept", "Accept"),
             SelectChoice("edit", "Save edit"),
+            SelectChoice("keep", "Keep up to here"),
             SelectChoice("reject", "Reject"),
         ],
         validators=[DataRequired()],
     )
+    # Decision `keep`: the character the kept part ends at (one of the sentence ends).
+    keep_until = HiddenField("Keep up to", filters=[optional_id])
+    # Which of the machine text's choices is reviewed (0: the model's first).
+    chosen = HiddenField("Text", filters=[optional_id])
     text = TextAreaField(
         "Machine text",
         filters=[normalise_newlines],

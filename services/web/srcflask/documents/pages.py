@@ -27,6 +27,7 @@ from ..pagination import requested_page
 from . import imports, service
 from .diff import DiffCache, diff_texts, summary
 from .forms import DocumentForm, EditorForm, ImportForm, ReviewForm, editor_choices
+from .marks import MARK_KINDS, marked_sentences
 from .schemas import machine_text_state
 
 documents_bp = Blueprint("documents", __name__, url_prefix="/documents")
@@ -390,13 +391,24 @@ def review(document_id: int):
     revision = service.latest_revision(document)
     machine_text = revision.machine_text
     form = ReviewForm()
+    choices = machine_text.choices() if machine_text and machine_text.text else []
+    chosen = request.args.get("choice", 0, type=int) if request.method == "GET" else None
     status = 200
     if request.method == "GET":
-        form.text.data = machine_text.text if machine_text and machine_text.text else ""
+        chosen = chosen if 0 <= chosen < len(choices) else 0
+        form.text.data = choices[chosen] if choices else ""
     elif form.validate_on_submit():
         decision = service.DECISIONS[form.decision.data]
+        chosen = form.chosen.data
         try:
-            done = service.review_machine_text(document, current_user, decision, form.text.data)
+            done = service.review_machine_text(
+                document,
+                current_user,
+                decision,
+                form.text.data,
+                keep_until=form.keep_until.data,
+                chosen=chosen,
+            )
         except service.DocumentError as error:
             form.form_errors.append(str(error))
             status = 409
@@ -411,6 +423,14 @@ def review(document_id: int):
         machine_text=machine_text,
         form=form,
         decided=decided_review(document),
+        choices=choices,
+        chosen=chosen if chosen is not None and 0 <= chosen < len(choices) else 0,
+        sentences=marked_sentences(
+            machine_text, choices[chosen] if chosen and 0 <= chosen < len(choices) else None
+        )
+        if machine_text
+        else [],
+        mark_kinds=MARK_KINDS,
         next_document=service.next_to_review(current_user, besides=document.id),
     ), status
 

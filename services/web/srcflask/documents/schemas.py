@@ -17,10 +17,11 @@ from ..api.schemas import (
 )
 from ..jobs.schemas import JobResultSchema
 from ..ml.engine import has_text_to_continue
-from ..models import Decision, MachineTextStatus, Revision
+from ..models import Decision, MachineTextStatus, Revision, RevisionOrigin
 from ..models.documents import BODY_MAX, TITLE_MAX
 from ..models.jobs import JobStatus
 from .imports import MAX_ROWS
+from .marks import marks_for, sentence_ends
 from .service import estimate_seconds, queue_position
 
 
@@ -49,6 +50,35 @@ class MachineTextSchema(JobResultSchema):
         attribute="review.decision",
         validate=validate.OneOf(enum_values(Decision)),
     )
+    alternatives = fields.List(
+        fields.String(),
+        required=True,
+        allow_none=True,
+        metadata={
+            "description": "Up to two clearly different texts the model also wrote; review one "
+            "by its `chosen` number (1 or 2; 0 is `text`)"
+        },
+    )
+    sentence_ends = fields.Method(
+        "ends",
+        required=True,
+        metadata={"description": "Where each sentence of the text ends (character offsets)"},
+    )
+    check_marks = fields.Method(
+        "marks",
+        required=True,
+        metadata={
+            "description": "Numbers, dates, names and contact details the document does not "
+            "contain, for the editor to check: {start, end, kind, text}, character offsets"
+        },
+    )
+
+    def ends(self, machine_text) -> list[int]:
+        done = machine_text.status is MachineTextStatus.DONE
+        return sentence_ends(machine_text.text) if done else []
+
+    def marks(self, machine_text) -> list[dict]:
+        return [mark.to_dict() for mark in marks_for(machine_text)]
 
 
 class DocumentSummarySchema(ma.Schema):
@@ -122,7 +152,7 @@ class RevisionSchema(ma.Schema):
     title = fields.String(required=True)
     body = fields.String(required=True)
     author = fields.Nested(PersonSchema, required=True, allow_none=True)
-    origin = fields.String(required=True, validate=validate.OneOf(["save", "accepted", "edited"]))
+    origin = fields.String(required=True, validate=validate.OneOf(enum_values(RevisionOrigin)))
     created_at = fields.DateTime(required=True)
     machine_text_status = StringThrough(
         required=True,
@@ -137,13 +167,35 @@ class RevisionListSchema(ma.Schema):
 
 
 class ReviewCreateSchema(ma.Schema):
-    decision = fields.String(required=True, validate=validate.OneOf(["accept", "edit", "reject"]))
+    decision = fields.String(
+        required=True, validate=validate.OneOf(["accept", "edit", "keep", "reject"])
+    )
     text = Text(
         load_default=None,
         allow_none=True,
         validate=validate.Length(max=BODY_MAX),
         metadata={"description": "The edited text (decision `edit` only)"},
     )
+    chosen = fields.Integer(
+        load_default=None,
+        allow_none=True,
+        validate=validate.Range(min=0, max=2),
+        metadata={"description": "Which text to review: 0 (default) `text`, 1 or 2 an alternative"},
+    )
+    keep_until = fields.Integer(
+        load_default=None,
+        allow_none=True,
+        validate=validate.Range(min=0, max=BODY_MAX),
+        metadata={
+            "description": "Decision `keep` only: keep the machine text up to this character, "
+            "one of its `sentence_ends` but the last; the rest is dropped"
+        },
+    )
+
+    @validates_schema
+    def check_keep(self, data, **kwargs):
+        if data["decision"] == "keep" and data.get("keep_until") is None:
+            raise ValidationError("Say where to keep the machine text up to.", "keep_until")
 
 
 class ReviewSchema(ma.Schema):
@@ -158,6 +210,16 @@ class ReviewSchema(ma.Schema):
         allow_none=True,
         attribute="revision.number",
         metadata={"description": "The revision the text became"},
+    )
+    kept_share = fields.Float(
+        required=True,
+        allow_none=True,
+        metadata={"description": "Share (0 to 1) of the reviewed text's words kept"},
+    )
+    chosen = fields.Integer(
+        required=True,
+        allow_none=True,
+        metadata={"description": "The text reviewed (0: the first); null when none other offered"},
     )
     created_at = fields.DateTime(required=True)
 

@@ -36,7 +36,9 @@ from ..models import (
 )
 from ..models.types import MAX_ID, lock_row, utcnow
 from ..pagination import Page, paginate
+from .diff import kept_word_share
 from .imports import ImportRow
+from .marks import sentence_ends
 
 log = logging.getLogger(__name__)
 
@@ -60,7 +62,19 @@ class EditConflict(DocumentError):
 
 
 # An editor's decisions, by the names forms and the API use.
-DECISIONS = {"accept": Decision.ACCEPTED, "edit": Decision.EDITED, "reject": Decision.REJECTED}
+DECISIONS = {
+    "accept": Decision.ACCEPTED,
+    "edit": Decision.EDITED,
+    "keep": Decision.KEPT_PART,
+    "reject": Decision.REJECTED,
+}
+ORIGINS = {
+    Decision.ACCEPTED: RevisionOrigin.ACCEPTED,
+    Decision.EDITED: RevisionOrigin.EDITED,
+    Decision.KEPT_PART: RevisionOrigin.KEPT_PART,
+}
+# Revisions an editor's decision made.
+REVIEWED_ORIGINS = tuple(ORIGINS.values())
 
 NOTHING_TO_CONTINUE = (
     "There is nothing to continue yet: the body is empty. Write the beginning of the "
@@ -190,7 +204,7 @@ def review_state(
         return REVIEWED
     if status is MachineTextStatus.DONE:
         return NEEDS_REVIEW
-    if origin in (RevisionOrigin.ACCEPTED, RevisionOrigin.EDITED):
+    if origin in REVIEWED_ORIGINS:
         return REVIEWED
     return None
 
@@ -198,7 +212,7 @@ def review_state(
 def _review_condition(queue: str):
     if queue == NEEDS_REVIEW:
         return and_(MachineText.status == MachineTextStatus.DONE, Review.id.is_(None))
-    reviewed_origin = Revision.origin.in_([RevisionOrigin.ACCEPTED, RevisionOrigin.EDITED])
+    reviewed_origin = Revision.origin.in_(REVIEWED_ORIGINS)
     return or_(
         Review.id.is_not(None),
         and_(
@@ -592,12 +606,20 @@ def retry_machine_text(machine_text: MachineText | None) -> None:
 
 
 def review_machine_text(
-    document: Document, editor: User, decision: Decision, text: str | None = None
+    document: Document,
+    editor: User,
+    decision: Decision,
+    text: str | None = None,
+    keep_until: int | None = None,
+    chosen: int | None = None,
 ) -> Review:
     """Record an editor's decision on the latest machine text of `document`.
 
-    Accepting (as is, or edited) appends the text to the document as a new
-    revision authored by the editor, whose own machine text is then queued.
+    `chosen` picks among the machine text's choices (0, the default: the model's
+    first; 1 or 2: an alternative). Accepting it (as is, edited, or kept up to
+    the sentence ending at character `keep_until`) appends the text to the
+    document as a new revision authored by the editor, whose own machine text is
+    then queued.
     """
     _lock(document)
     revision = latest_revision(document)
@@ -610,25 +632,52 @@ def review_machine_text(
         raise DocumentError("This machine text has already been reviewed.")
     if decision is Decision.EDITED and not (text or "").strip():
         raise DocumentError("Write the edited text, or reject the machine text.")
+    choices = machine_text.choices()
+    if chosen is None:
+        chosen = 0
+    if not 0 <= chosen < len(choices):
+        raise DocumentError("Choose one of the texts the model wrote for this revision.")
+    base = choices[chosen]
+    if decision is Decision.KEPT_PART:
+        text = kept_part(base, keep_until)
+    final = final_text(decision, base, text)
     review = Review(
         machine_text=machine_text,
         editor=editor,
         decision=decision,
-        text=text if decision is Decision.EDITED else None,
-        edit_distance=final_text_distance(decision, machine_text.text, text),
+        # The final text, unless it is the model's first choice as it was (or none).
+        text=final if final is not None and (decision is not Decision.ACCEPTED or chosen) else None,
+        edit_distance=final_text_distance(decision, base, final),
+        kept_share=kept_word_share(base, final),
+        chosen=chosen if len(choices) > 1 else None,
     )
     db.session.add(review)
     if decision is Decision.REJECTED:
         db.session.commit()
         return review
-    addition = machine_text.text if decision is Decision.ACCEPTED else text
-    document.body = join_continuation(document.body, addition or "")
+    document.body = join_continuation(document.body, final or "")
     document.updated_at = utcnow()
-    origin = RevisionOrigin.ACCEPTED if decision is Decision.ACCEPTED else RevisionOrigin.EDITED
-    new_revision = _add_revision(document, editor, origin, revision.number + 1)
+    new_revision = _add_revision(document, editor, ORIGINS[decision], revision.number + 1)
     review.revision = new_revision
     _commit_and_queue(new_revision)
     return review
+
+
+def kept_part(machine: str, keep_until: int | None) -> str:
+    """The machine text up to the sentence that ends at character `keep_until`."""
+    ends = sentence_ends(machine)
+    if keep_until not in ends[:-1]:
+        raise DocumentError(
+            "Choose a sentence of the machine text to keep up to (to keep all of it, accept it)."
+        )
+    return machine[:keep_until].rstrip()
+
+
+def final_text(decision: Decision, machine: str | None, typed: str | None) -> str | None:
+    """The text a decision adds to the document: None when rejected."""
+    if decision is Decision.REJECTED:
+        return None
+    return machine if decision is Decision.ACCEPTED else typed
 
 
 def final_text_distance(decision: Decision, machine: str | None, final: str | None):

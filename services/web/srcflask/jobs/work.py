@@ -389,6 +389,10 @@ def fail(kind: JobKind, ids: list[int], message: str) -> None:
 
 def _write_result(kind: JobKind, job_id: int, result: GenerationResult) -> bool:
     model = kind.model
+    # The settings as run: a sampled text's seed is chosen per document (ml.sampling).
+    extra = {"settings": result.settings} if result.settings else {}
+    if hasattr(model, "alternatives"):
+        extra["alternatives"] = list(result.alternatives) or None
     written = db.session.execute(
         update(model)
         .where(model.id == job_id, _mine(kind), model.status == JobStatus.RUNNING)
@@ -402,6 +406,7 @@ def _write_result(kind: JobKind, job_id: int, result: GenerationResult) -> bool:
             finished_at=utcnow(),
             claimed_by=None,
             error=None,
+            **extra,
         )
     )
     return written.rowcount == 1

@@ -67,9 +67,12 @@ class BeamConfig:
 class Request:
     """One prompt to continue; `key` is the caller's name for it.
 
-    `banned` tokens are never written. `watch(token_ids)`, when given, is asked
-    after each step whose best beam's newest token is in `watch_after` whether
-    the text should end there; when it says so, the document ends with that beam.
+    `banned` tokens are never written. `refuse(token_ids)`, when given, is asked
+    of each beam whose newest token is in `refuse_after` whether its text may go
+    on; a beam it refuses is dropped from the search. `watch(token_ids)`, when
+    given, is asked after each step whose best beam's newest token is in
+    `watch_after` whether the text should end there; when it says so, the
+    document ends with that beam.
     """
 
     key: object
@@ -77,6 +80,11 @@ class Request:
     banned: Sequence[int] = ()
     watch: Callable[[list[int]], bool] | None = None
     watch_after: frozenset[int] = frozenset()
+    refuse: Callable[[list[int]], bool] | None = None
+    refuse_after: frozenset[int] = frozenset()
+    # `guard(token_ids)`: whether a beam's next token may not be one of `guarded`.
+    guard: Callable[[list[int]], bool] | None = None
+    guarded: Sequence[int] = ()
 
 
 @dataclass
@@ -87,6 +95,8 @@ class Finished:
     token_ids: list[int]
     score: float
     steps: int
+    # The other hypotheses the search held at its end, best first (alternatives to offer).
+    others: list[list[int]] = field(default_factory=list)
 
 
 class NgramBans:
@@ -165,7 +175,9 @@ class _Document:
     ngrams: list[BeamNgrams] = field(default_factory=list)
     seen: list[torch.Tensor] = field(default_factory=list)  # for the repetition penalty
     banned: torch.Tensor | None = None  # token ids never written
+    guarded: torch.Tensor | None = None  # token ids written only where the guard allows
     stopped: list[int] | None = None  # the best beam's tokens, when `watch` ended it
+    stopped_score: float = 0.0
 
 
 class BeamSearchLoop:
@@ -372,6 +384,8 @@ class BeamSearchLoop:
             document.seen = [prompt for _ in range(beams)]
         if request.banned:
             document.banned = torch.tensor(list(request.banned), device=self.device)
+        if request.guard is not None and request.guarded:
+            document.guarded = torch.tensor(list(request.guarded), device=self.device)
         return document
 
     def _prefill(self, group: list[_Document]):
@@ -515,11 +529,20 @@ class BeamSearchLoop:
             document.can_improve = document.can_improve and improves
             document.done = (not document.can_improve) or all_finished or all_ended
             request = document.request
-            if request.watch is not None and picked_tokens[0] in request.watch_after:
-                best = document.running_tokens[0, : document.generated].tolist()
-                if request.watch(best):
-                    document.stopped = best
-                    document.done = True
+            if request.refuse is not None:
+                for beam, token in enumerate(picked_tokens):
+                    if token in request.refuse_after and request.refuse(
+                        document.running_tokens[beam, : document.generated].tolist()
+                    ):
+                        document.running_scores[beam] = NEG
+            if request.watch is not None:
+                leader = int(document.running_scores.argmax())
+                if picked_tokens[leader] in request.watch_after:
+                    best = document.running_tokens[leader, : document.generated].tolist()
+                    if request.watch(best):
+                        document.stopped = best
+                        document.stopped_score = float(document.running_scores[leader])
+                        document.done = True
         rows = torch.arange(count, device=self.device)[:, None] * beams
         return (chosen_parents + rows).view(-1), chosen_tokens.reshape(-1)
 
@@ -529,6 +552,12 @@ class BeamSearchLoop:
         for index, document in enumerate(documents):
             if document.banned is not None:
                 log_probs[index * beams : (index + 1) * beams, document.banned] = -math.inf
+            if document.guarded is not None and document.generated:
+                guard = document.request.guard
+                history = document.running_tokens[:, : document.generated].tolist()
+                for beam, tokens in enumerate(history):
+                    if guard(tokens):
+                        log_probs[index * beams + beam, document.guarded] = -math.inf
         penalty = self.config.repetition_penalty
         if penalty != 1.0:
             for index, document in enumerate(documents):
@@ -551,19 +580,35 @@ class BeamSearchLoop:
                 ] = -math.inf
 
     def _result(self, document: _Document) -> Finished:
+        beams = self.config.num_beams
         if document.stopped is not None:
+            scores = document.running_scores.tolist()
+            others = [
+                tokens
+                for beam in range(beams)
+                if scores[beam] > NEG / 2
+                and (tokens := document.running_tokens[beam, : document.generated].tolist())
+                != document.stopped
+            ]
             return Finished(
                 key=document.request.key,
                 token_ids=document.stopped,
-                score=float(document.running_scores[0]) / len(document.stopped),
+                score=document.stopped_score / len(document.stopped),
                 steps=document.generated,
+                others=others,
             )
-        length = int(document.finished_lengths[0])
+        lengths = document.finished_lengths.tolist()
+        scores = document.finished_scores.tolist()
         return Finished(
             key=document.request.key,
-            token_ids=document.finished_tokens[0, :length].tolist(),
-            score=float(document.finished_scores[0]),
+            token_ids=document.finished_tokens[0, : lengths[0]].tolist(),
+            score=float(scores[0]),
             steps=document.generated,
+            others=[
+                document.finished_tokens[beam, : lengths[beam]].tolist()
+                for beam in range(1, beams)
+                if scores[beam] > NEG / 2
+            ],
         )
 
 

@@ -101,6 +101,8 @@ class GenerationResult:
     settings: dict[str, Any] = field(default_factory=dict)
     token_ids: tuple[int, ...] = ()
     raw_text: str = ""
+    # Up to two clearly different texts the search also wrote (usefulness.distinct_alternatives).
+    alternatives: tuple[str, ...] = ()
 
     @property
     def tokens_per_second(self) -> float:
@@ -119,6 +121,8 @@ class PreparedBatch:
     seeds: list[int] = field(default_factory=list)
     # What picked the tokens of greedy decoding and sampling, with their log-probabilities.
     decoder: Any = None
+    # Per document, the other hypotheses beam search held at its end (token ids, best first).
+    others: list[list[list[int]]] = field(default_factory=list)
 
 
 def pick_device(requested: str = "auto") -> str:
@@ -346,7 +350,9 @@ class TextGenerator:
         def finished(done) -> None:
             batch, started, companions = prepared.pop(done.key)
             running.discard(done.key)
-            [result] = self.postprocess(batch, [done.token_ids], time.perf_counter() - started)
+            [result] = self.postprocess(
+                batch, [done.token_ids], time.perf_counter() - started, others=[done.others]
+            )
             on_result(done.key, dataclasses.replace(result, batch_size=companions))
 
         loop = self._beam_loop(settings)
@@ -391,6 +397,18 @@ class TextGenerator:
             self._vocabulary_rules = VocabularyRules(self.tokenizer, min(size, len(self.tokenizer)))
         return self._vocabulary_rules
 
+    def _guard(self, rules: DocumentRules | None):
+        """What the beam loop calls to keep a beam from starting an invented phone number."""
+        if rules is None or not rules.digits:
+            return None
+        return lambda token_ids: rules.guards_digits(self.decode(token_ids[-40:]))
+
+    def _refuse(self, rules: DocumentRules | None):
+        """What the beam loop calls to drop a beam that invents contact details."""
+        if rules is None or not rules.digits:
+            return None
+        return lambda token_ids: rules.invents_contact(self.decode(token_ids))
+
     def _watch(self, rules: DocumentRules | None):
         """What the beam loop calls to ask whether a document's text should end here."""
         if rules is None or not rules.watches:
@@ -429,8 +447,9 @@ class TextGenerator:
                 give_way()
 
         requests = [self._request(index, batch, index) for index in range(len(batch.input_ids))]
-        finished = {result.key: result.token_ids for result in loop.run(requests, on_step=on_step)}
-        return [finished[index] for index in range(len(requests))]
+        finished = {result.key: result for result in loop.run(requests, on_step=on_step)}
+        batch.others = [finished[index].others for index in range(len(requests))]
+        return [finished[index].token_ids for index in range(len(requests))]
 
     def _request(self, key, batch: PreparedBatch, index: int):
         from .decoding import Request
@@ -442,6 +461,10 @@ class TextGenerator:
             banned=rules.banned if rules else (),
             watch=self._watch(rules),
             watch_after=rules.boundary if rules and rules.watches else frozenset(),
+            refuse=self._refuse(rules),
+            refuse_after=rules.digits if rules else frozenset(),
+            guard=self._guard(rules),
+            guarded=tuple(sorted(rules.digits)) if rules else (),
         )
 
     def _beam_loop(self, settings: GenerationSettings):
@@ -484,7 +507,7 @@ class TextGenerator:
         import torch
         from transformers import GenerationConfig, LogitsProcessorList, StoppingCriteriaList
 
-        from .sampling import BanTokens, RowDecoder, StopRows
+        from .sampling import BanTokens, GuardTokens, RowDecoder, StopRows
 
         settings = batch.settings
         copies = settings.best_of
@@ -513,6 +536,8 @@ class TextGenerator:
             processors.append(
                 BanTokens([rule.banned if rule else () for rule in rules], self.device)
             )
+        if any(rule and rule.digits for rule in rules):
+            processors.append(GuardTokens(rules, prompt_length, self.decode, self.device))
         processors.append(decoder)
         criteria = StoppingCriteriaList()
         if any(rule and rule.watches for rule in rules):
@@ -531,13 +556,25 @@ class TextGenerator:
         batch.decoder = decoder
         return output[:, prompt_length:].cpu()
 
-    def postprocess(self, batch: PreparedBatch, output, seconds: float) -> list[GenerationResult]:
+    def postprocess(
+        self,
+        batch: PreparedBatch,
+        output,
+        seconds: float,
+        *,
+        others: list[list[list[int]]] | None = None,
+    ) -> list[GenerationResult]:
         """Turn generated token ids into machine text (continuation only, cleaned up).
 
         With `best_of`, each document's candidates are ranked by the model's mean
         log-probability less a penalty for each check they fail (`candidate_score`),
-        and the best is kept.
+        and the best is kept. The other candidates, or the other hypotheses of beam
+        search (`others`, else `batch.others`), give each result its clearly
+        different `alternatives` (`usefulness.distinct_alternatives`).
         """
+        from .usefulness import distinct_alternatives
+
+        others = others if others is not None else batch.others
         rows = output.tolist() if hasattr(output, "tolist") else output
         copies = len(rows) // max(len(batch.input_ids), 1) if rows else 1
         decoder = batch.decoder if copies > 1 else None
@@ -560,7 +597,14 @@ class TextGenerator:
                         rules.document if rules else "",
                     )
                 candidates.append((score, -candidate, result))
-            results.append(max(candidates, key=lambda c: c[:2])[2])
+            ranked = [c[2] for c in sorted(candidates, key=lambda c: c[:2], reverse=True)]
+            texts = [other.text for other in ranked[1:]]
+            for ids in others[index] if others else []:
+                other = self._result(batch, index, ids, prompt_ids, truncated, rules, seconds)
+                texts.append(other.text)
+            document = rules.document if rules else ""
+            alternatives = tuple(distinct_alternatives(ranked[0].text, texts, document))
+            results.append(dataclasses.replace(ranked[0], alternatives=alternatives))
         return results
 
     def _result(self, batch, index, row, prompt_ids, truncated, rules, seconds):

@@ -12,8 +12,9 @@ token is possible. That gives each row:
 - the samplers people compare: temperature, top-k, nucleus (top-p), min-p
   and locally typical sampling.
 
-`BanTokens` removes the tokens a document's rules ban, and `StopRows` ends a
-row where its rules say the text should end (`ml.stopping`).
+`BanTokens` removes the tokens a document's rules ban, `GuardTokens` the
+digits of a phone number it would invent, and `StopRows` ends a row where its
+rules say the text should end (`ml.stopping`).
 """
 
 from __future__ import annotations
@@ -46,6 +47,31 @@ class BanTokens:
     def __call__(self, input_ids, scores):
         for row, ids in enumerate(self.rows):
             if ids is not None:
+                scores[row, ids] = -float("inf")
+        return scores
+
+
+class GuardTokens:
+    """A logits processor that keeps a row from starting an invented phone number: where
+    its rules' guard says so, its digit tokens get no probability."""
+
+    def __init__(self, rules, prompt_length: int, decode: Callable[[list[int]], str], device):
+        self.rules = rules
+        self.prompt_length = prompt_length
+        self.decode = decode
+        self.ids = [
+            torch.tensor(sorted(rule.digits), dtype=torch.long, device=device)
+            if rule is not None and rule.digits
+            else None
+            for rule in rules
+        ]
+
+    def __call__(self, input_ids, scores):
+        for row, ids in enumerate(self.ids):
+            if ids is None or input_ids.shape[1] == self.prompt_length:
+                continue
+            text = self.decode(input_ids[row, self.prompt_length :][-40:].tolist())
+            if self.rules[row].guards_digits(text):
                 scores[row, ids] = -float("inf")
         return scores
 

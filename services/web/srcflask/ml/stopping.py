@@ -4,15 +4,17 @@ With `stop_at="paragraph"` a text ends where an editor would cut it:
 
 - at the end of the paragraph in progress (or of the list item in progress,
   when the document ends in a list), once it holds MIN_WORDS words, so that a
-  heading line alone does not count as a paragraph;
+  heading line alone does not count as a paragraph, and not after a paragraph
+  that ends in a colon (it introduces what follows);
 - earlier, where it starts to repeat itself (`usefulness.loop_start`): the
   document stops there, and the looping tail is cut.
 
 With `ban_markup` the tokens that would write markup or contact details the
 document does not use (HTML, Markdown headings, emphasis, code and links;
 e-mail and web addresses) get no probability while decoding. Phone numbers
-have no token of their own: a sentence holding one that the document does
-not hold is cut with the rest of the text after it.
+have no token of their own: beam search drops a beam as soon as it writes one
+the document does not hold, and in any text that still holds one (a sampled
+one), the sentence holding it is cut with the rest of the text after it.
 
 `VocabularyRules` reads the tokenizer's vocabulary once per loaded model;
 `DocumentRules` applies them to one document.
@@ -46,6 +48,15 @@ BANNED_KINDS: dict[str, tuple[tuple[str, ...], re.Pattern[str]]] = {
 }
 # Tokens after which a stop is possible: they end a sentence or a line.
 _BOUNDARY = re.compile(r"[.!?\u2026\n]")
+# A sentence that asks for a phone number ("call the office on", "contact us at +44 20"):
+# the cue, then the text's end at a place a number would come, or inside one.
+_CONTACT_CUE = re.compile(
+    r"\b(?:call|phone|telephone|tel|ring|text|fax|contact|reach|dial|number)\b[^.!?\n]*$", re.I
+)
+_ASKS_FOR_NUMBER = re.compile(
+    r"(?:\bon|\bat|\bnumber|\bis|\bcall|\bring|\bphone|\bdial|\btext|:|\+|\(|\d)[\d ().+-]*$", re.I
+)
+_CONTACT_PIECE = re.compile(r"\d|@|^\.?(?:com|org|net|io|uk|gov|edu|info)\b", re.I)
 _LIST_ITEM = re.compile(r"^\s*(?:[-*\u2022]|\(?\d{1,3}[.)]|\(?[a-zA-Z][.)])\s+\S")
 
 
@@ -57,6 +68,9 @@ class VocabularyRules:
         texts = tokenizer.batch_decode([[i] for i in range(size)])
         self.size = size
         self.boundary = frozenset(i for i, text in enumerate(texts) if _BOUNDARY.search(text))
+        # Tokens after which a text may hold new contact details though the bans hold:
+        # digits (a phone number), and an address pieced together ("name" "." "org").
+        self.digits = frozenset(i for i, text in enumerate(texts) if _CONTACT_PIECE.search(text))
         self.kind_tokens: dict[str, list[int]] = {
             kind: [i for i, text in enumerate(texts) if any(part in text for part in parts)]
             for kind, (parts, _) in BANNED_KINDS.items()
@@ -74,6 +88,7 @@ class VocabularyRules:
             list_item=ends_in_list(document),
             banned=tuple(sorted(set(banned))),
             boundary=self.boundary,
+            digits=self.digits if ban_markup else frozenset(),
         )
 
 
@@ -92,11 +107,30 @@ class DocumentRules:
     list_item: bool = False
     banned: tuple[int, ...] = ()
     boundary: frozenset[int] = frozenset()
+    digits: frozenset[int] = frozenset()
 
     @property
     def watches(self) -> bool:
         """Whether decoding must look at the text as it grows (to stop it early)."""
         return self.stop_at == "paragraph"
+
+    def guards_digits(self, text: str) -> bool:
+        """Whether the text is about to write a phone number the document does not hold
+        (it asks for one, or has begun one), so its next token may not hold a digit."""
+        if not _CONTACT_CUE.search(text) or not _ASKS_FOR_NUMBER.search(text):
+            return False
+        begun = re.sub(r"\D", "", _ASKS_FOR_NUMBER.search(text).group())
+        known = [
+            re.sub(r"\D", "", span.text)
+            for span in usefulness.contacts(self.document)
+            if span.kind == "phone"
+        ]
+        return not any(number.startswith(begun) for number in known)
+
+    def invents_contact(self, text: str) -> bool:
+        """Whether the text holds contact details the document does not (a phone number:
+        the bans keep out the rest), so decoding drops it where it can."""
+        return bool(usefulness.invented_contacts(text, self.document))
 
     def may_stop_after(self, token: int) -> bool:
         """Whether a stop can come after `token` (it ends a sentence or a line)."""
@@ -112,7 +146,9 @@ class DocumentRules:
     def _paragraph_end(self, text: str) -> int | None:
         breaks = re.finditer(r"\n[ \t]*\n" if not self.list_item else r"\n", text)
         for found in breaks:
-            if len(re.findall(r"\w+", text[: found.start()])) >= MIN_WORDS:
+            before = text[: found.start()]
+            # A paragraph ending in a colon introduces the next one (a list): go on.
+            if len(re.findall(r"\w+", before)) >= MIN_WORDS and not before.rstrip().endswith(":"):
                 return found.start()
         return None
 

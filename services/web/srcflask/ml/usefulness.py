@@ -69,11 +69,12 @@ def pieces(text: str) -> list[Piece]:
     for match in [*_PIECE_END.finditer(text), None]:
         end = match.end() if match else len(text)
         chunk = text[start:end]
+        lead = len(chunk) - len(chunk.lstrip())
         if _LIST_MARKER.fullmatch(chunk.strip()):
-            held = start if held is None else held
+            held = start + lead if held is None else held
         elif chunk.strip():
             words = tuple(_normal(w) for w in _WORD.findall(chunk))
-            first = held if held is not None else start + (len(chunk) - len(chunk.lstrip()))
+            first = held if held is not None else start + lead
             if held is not None:
                 words = ("#", *words)
             if words:
@@ -358,3 +359,38 @@ def assess(text: str, document: str) -> Usefulness:
         contacts=tuple(invented_contacts(text, document)),
         specifics=tuple(invented_specifics(text, document)),
     )
+
+
+# -- alternatives -------------------------------------------------------------------
+
+MOST_ALTERNATIVES = 2  # besides the text itself: up to three to choose from
+MIN_ALTERNATIVE_WORDS = 5
+# Texts whose words match this much (difflib's ratio, 0 to 1) differ by a word or two.
+MOST_SIMILAR = 0.6
+
+
+def word_similarity(first: str, second: str) -> float:
+    """How alike two texts are, word by word (1: the same words in the same order)."""
+    import difflib
+
+    return difflib.SequenceMatcher(
+        None, first.lower().split(), second.lower().split(), autojunk=False
+    ).ratio()
+
+
+def distinct_alternatives(text: str, candidates: list[str], document: str) -> list[str]:
+    """Up to MOST_ALTERNATIVES of `candidates`, in order, that differ clearly from `text` and
+    from each other and pass the editor's checks (no loop, markup or invented contacts)."""
+    chosen: list[str] = []
+    for candidate in candidates:
+        if len(chosen) == MOST_ALTERNATIVES:
+            break
+        if len(candidate.split()) < MIN_ALTERNATIVE_WORDS:
+            continue
+        if any(word_similarity(candidate, kept) > MOST_SIMILAR for kept in [text, *chosen]):
+            continue
+        found = assess(candidate, document)
+        if found.degenerate or found.markup or found.contacts:
+            continue
+        chosen.append(candidate)
+    return chosen

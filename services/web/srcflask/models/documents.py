@@ -6,6 +6,7 @@ import enum
 from datetime import datetime
 
 from sqlalchemy import (
+    JSON,
     Boolean,
     Float,
     ForeignKey,
@@ -34,11 +35,13 @@ class RevisionOrigin(enum.StrEnum):
     SAVE = "save"  # the sponsor saved the document
     ACCEPTED = "accepted"  # an editor accepted the machine text as it was
     EDITED = "edited"  # an editor accepted the machine text after editing it
+    KEPT_PART = "kept_part"  # an editor kept the machine text up to one of its sentences
 
 
 class Decision(enum.StrEnum):
     ACCEPTED = "accepted"
     EDITED = "edited"
+    KEPT_PART = "kept_part"  # the machine text up to one of its sentences; the rest dropped
     REJECTED = "rejected"
 
 
@@ -116,8 +119,15 @@ class MachineText(JobMixin, db.Model):
         ForeignKey("revisions.id", ondelete="CASCADE"), unique=True
     )
 
+    # Up to two clearly different texts the search also wrote, for the editor to choose from.
+    alternatives: Mapped[list[str] | None] = mapped_column(JSON)
+
     revision: Mapped[Revision] = relationship(back_populates="machine_text")
     review: Mapped[Review | None] = relationship(back_populates="machine_text", uselist=False)
+
+    def choices(self) -> list[str]:
+        """The texts an editor chooses from: the model's first choice, then its alternatives."""
+        return [self.text or "", *(self.alternatives or [])]
 
     @property
     def progress(self) -> dict[str, int | None]:
@@ -140,6 +150,12 @@ class Review(db.Model):
     # Normalised edit distance (0 to 1) from the machine text to the editor's final text:
     # 0 when accepted as it was, None when rejected (there is no final text).
     edit_distance: Mapped[float | None] = mapped_column(Float)
+    # The share (0 to 1) of the machine text's words that survive into the editor's final
+    # text: 1 when accepted as it was, 0 when rejected (documents.diff.kept_word_share).
+    kept_share: Mapped[float | None] = mapped_column(Float)
+    # Which of the machine text's choices the editor reviewed: 0 the model's first, 1 or 2
+    # an alternative (MachineText.choices); None when none was offered.
+    chosen: Mapped[int | None] = mapped_column(Integer)
     # The revision an accepted or edited machine text became.
     revision_id: Mapped[int | None] = mapped_column(ForeignKey("revisions.id", ondelete="SET NULL"))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)

@@ -16,6 +16,7 @@ LEFT, BOTTOM, TOP = 28, 22, 14
 DECISIONS = (
     ("accepted", "chart-accepted"),
     ("edited", "chart-edited"),
+    ("kept_part", "chart-kept"),
     ("rejected", "chart-rejected"),
 )
 

@@ -2,8 +2,9 @@
 
 Each row is one review: the document as the model saw it (the revision's
 title and body), the machine text, the editor's final text (the machine text
-when accepted as it was, their edit when edited, none when rejected), the
-decision, the version and the times. Admins download them (CSV or JSONL,
+when accepted as it was, their edit when edited, the part kept when kept in
+part, none when rejected), the decision, the share of the machine text's
+words kept, the version and the times. Admins download them (CSV or JSONL,
 streamed) and fine-tuning reads them.
 """
 
@@ -30,6 +31,8 @@ FIELDS = (
     "final_text",
     "decision",
     "edit_distance",
+    "kept_share",
+    "chosen",
     "written_at",
     "reviewed_at",
 )
@@ -59,9 +62,10 @@ class ReviewFilter:
 
 
 def final_text(decision: Decision, machine_text: str | None, edited: str | None) -> str | None:
-    if decision is Decision.ACCEPTED:
-        return machine_text
-    if decision is Decision.EDITED:
+    """What the decision added: the machine text, the edit or the part kept (None: rejected)."""
+    if decision is Decision.ACCEPTED:  # an alternative accepted is kept as the review's text
+        return edited or machine_text
+    if decision in (Decision.EDITED, Decision.KEPT_PART):
         return edited
     return None
 
@@ -90,6 +94,8 @@ def reviewed_pairs(which: ReviewFilter = ReviewFilter()) -> Iterator[dict[str, A
             Review.text,
             Review.decision,
             Review.edit_distance,
+            Review.kept_share,
+            Review.chosen,
             MachineText.finished_at,
             Review.created_at,
         )
@@ -111,6 +117,8 @@ def reviewed_pairs(which: ReviewFilter = ReviewFilter()) -> Iterator[dict[str, A
         edited,
         decision,
         distance,
+        share,
+        chosen,
         written_at,
         reviewed_at,
     ) in db.session.execute(query):
@@ -126,6 +134,8 @@ def reviewed_pairs(which: ReviewFilter = ReviewFilter()) -> Iterator[dict[str, A
             "final_text": final_text(decision, machine, edited),
             "decision": decision.value,
             "edit_distance": None if distance is None else round(distance, 4),
+            "kept_share": None if share is None else round(share, 4),
+            "chosen": chosen,
             "written_at": _iso(written_at),
             "reviewed_at": _iso(reviewed_at),
         }

@@ -64,6 +64,7 @@ class AliasSchema(ma.Schema):
 class DecisionSharesSchema(ma.Schema):
     accepted = fields.Float(required=True, allow_none=True)
     edited = fields.Float(required=True, allow_none=True)
+    kept_part = fields.Float(required=True, allow_none=True)
     rejected = fields.Float(required=True, allow_none=True)
 
 
@@ -72,6 +73,7 @@ class ReviewWeekSchema(ma.Schema):
     reviewed = fields.Integer(required=True)
     accepted = fields.Integer(required=True)
     edited = fields.Integer(required=True)
+    kept_part = fields.Integer(required=True)
     rejected = fields.Integer(required=True)
 
 
@@ -83,18 +85,37 @@ class VersionMetricsSchema(ma.Schema):
     reviewed = fields.Integer(required=True)
     accepted = fields.Integer(required=True)
     edited = fields.Integer(required=True)
+    kept_part = fields.Integer(
+        required=True, metadata={"description": "Kept up to one of its sentences"}
+    )
     rejected = fields.Integer(required=True)
     acceptance = fields.Nested(
         DecisionSharesSchema,
         required=True,
         metadata={"description": "Each decision's share of the reviewed texts (null: none)"},
     )
+    median_kept_share = fields.Float(
+        required=True,
+        allow_none=True,
+        metadata={
+            "description": "Median share (0 to 1) of the machine text's words kept in the "
+            "editor's final text, over every decision (accepted 1, rejected 0)"
+        },
+    )
+    offered_choices = fields.Integer(
+        required=True,
+        metadata={"description": "Reviews of machine texts offered with alternatives"},
+    )
+    first_chosen = fields.Integer(
+        required=True,
+        metadata={"description": "Of those, how many reviewed the model's first choice"},
+    )
     median_edit_distance = fields.Float(
         required=True,
         allow_none=True,
         metadata={
             "description": "Median normalised edit distance from the machine text to the "
-            "editor's final text (0 to 1), over accepted and edited texts"
+            "editor's final text (0 to 1), over every decision but rejected"
         },
     )
     median_review_seconds = fields.Float(

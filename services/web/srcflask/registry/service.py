@@ -441,6 +441,11 @@ def evaluate_version(
                 "continues": outcome.continues,
                 "reasons": outcome.reasons,
                 "clean_ending": outcome.clean_ending,
+                "split": outcome.split,
+                "degenerate": outcome.degenerate,
+                "markup": outcome.markup,
+                "invented_contacts": outcome.invented_contacts,
+                "invented_specifics": outcome.invented_specifics,
             }
             for outcome in report.documents
         ],

@@ -59,8 +59,9 @@ class TrainingError(ValueError):
 
 
 def examples() -> list[Example]:
-    """Every accepted or edited review: the document as the model saw it, then the final text."""
-    learnable = ReviewFilter(decisions=(Decision.ACCEPTED, Decision.EDITED))
+    """Every accepted, edited or partly kept review: the document as the model saw it, then
+    the final text."""
+    learnable = ReviewFilter(decisions=(Decision.ACCEPTED, Decision.EDITED, Decision.KEPT_PART))
     return [
         Example(
             pair["review_id"],

@@ -102,3 +102,39 @@ document.addEventListener("DOMContentLoaded", () => {
   };
   window.setTimeout(follow, 3000);
 });
+
+// The review page's keys, shown on its buttons: outside a text box, A accepts, R rejects,
+// 1-9 keep the machine text up to that sentence and E goes to the edit box; in the edit
+// box, Ctrl+Enter saves the edit.
+document.addEventListener("keydown", (event) => {
+  const review = document.querySelector("[data-review-form] form");
+  if (!review || event.altKey || event.metaKey || event.isComposing || event.repeat) return;
+  const target = event.target;
+  const typing = target instanceof HTMLElement &&
+    (target.isContentEditable || ["INPUT", "TEXTAREA", "SELECT"].includes(target.tagName));
+  const press = (selector) => {
+    const button = document.querySelector(selector);
+    if (button && !button.disabled) {
+      event.preventDefault();
+      button.click();
+    }
+  };
+  if (typing) {
+    if (event.ctrlKey && event.key === "Enter" && target.matches("[data-review-text]")) {
+      press("[data-review-form] button[value=edit]");
+    }
+    return;
+  }
+  if (event.ctrlKey || event.shiftKey) return;
+  const key = event.key.toLowerCase();
+  if (key === "a") press("[data-review-form] button[value=accept]");
+  else if (key === "r") press("[data-review-form] button[value=reject]");
+  else if (/^[1-9]$/.test(key)) press(`[data-keep="${key}"]`);
+  else if (key === "e") {
+    const box = document.querySelector("[data-review-text]");
+    if (box) {
+      event.preventDefault();
+      box.focus();
+    }
+  }
+});
