@@ -9,8 +9,8 @@ bench/results/<machine>/<date>-decoding-study.json; `bench/tables.py` turns
 that file into the documentation's table. Not a test: run it by hand.
 
     cd services/web
-    ../../.venv/bin/python bench/decoding_study.py              # every plan, ~50 min on 2 cores
-    ../../.venv/bin/python bench/decoding_study.py --plan original --plan editor --limit 8
+    ../../.venv/bin/python bench/decoding_study.py              # every plan, about an hour on 2 cores
+    ../../.venv/bin/python bench/decoding_study.py --plan original --plan beam-paragraph --limit 8
 """
 
 from __future__ import annotations

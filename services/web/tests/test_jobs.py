@@ -12,7 +12,7 @@ from sqlalchemy.orm import joinedload
 
 from srcflask.extensions import db
 from srcflask.jobs import work
-from srcflask.ml.settings import DEFAULT_MAX_NEW_TOKENS
+from srcflask.ml.settings import DEFAULT_PRESET, PRESETS
 from srcflask.models import MachineText, MachineTextStatus, User
 from srcflask.models.types import utcnow
 
@@ -177,7 +177,12 @@ def test_a_worker_that_lost_its_claim_does_not_write(app, queue, production_mode
             work.claim(work.MACHINE_TEXTS, [job], limit=1)
         with mock.patch.object(work, "worker_id", return_value="host-a:1:aaaa"):
             result = mock.Mock(
-                text="stale text", prompt_tokens=1, generated_tokens=1, truncated=False
+                text="stale text",
+                prompt_tokens=1,
+                generated_tokens=1,
+                truncated=False,
+                settings={},
+                alternatives=("another stale text",),
             )
             assert work._write_result(work.MACHINE_TEXTS, job, result) is False
             db.session.commit()
@@ -231,7 +236,8 @@ def test_progress_is_written_while_the_model_runs(app, queue, production_model, 
     queue(2)
     with app.app_context():
         work.run_pending()
-    assert seen == [DEFAULT_MAX_NEW_TOKENS, DEFAULT_MAX_NEW_TOKENS]
+    cap = PRESETS[DEFAULT_PRESET].max_new_tokens
+    assert seen == [cap, cap]
 
 
 def test_the_heartbeat_beats_during_a_long_batch(app_factory, queue, monkeypatch):

@@ -109,3 +109,66 @@ def test_0009_measures_the_edit_distance_of_reviews_written_before_it(empty_data
             ).all()
         db.engine.dispose()
     assert rows == [("accepted", 0.0), ("edited", 0.5), ("rejected", None)]
+
+
+def test_0011_measures_the_words_kept_by_reviews_written_before_it(empty_database_url, tmp_path):
+    from srcflask.models import Decision, Review
+
+    from .factories import DocumentFactory, ModelVersionFactory
+
+    app = make_app(empty_database_url, tmp_path / "instance")
+    with app.app_context():
+        flask_migrate.upgrade()
+        version = ModelVersionFactory()
+        for decision, final in [
+            (Decision.ACCEPTED, None),
+            (Decision.EDITED, "one two and more"),
+            (Decision.REJECTED, None),
+        ]:
+            document = DocumentFactory(
+                machine_text__text="one two three four", machine_text__model_version=version
+            )
+            db.session.add(
+                Review(
+                    machine_text=document.revisions[0].machine_text,
+                    decision=decision,
+                    text=final,
+                )
+            )
+        db.session.commit()
+        db.session.remove()
+        flask_migrate.downgrade(revision="0010")  # as they were before 0011
+        flask_migrate.upgrade()
+        with db.engine.begin() as connection:
+            rows = connection.execute(
+                sa.text("SELECT decision, kept_share FROM reviews ORDER BY id")
+            ).all()
+        db.engine.dispose()
+    assert rows == [("accepted", 1.0), ("edited", 0.5), ("rejected", 0.0)]
+
+
+def test_0012_moves_versions_on_the_old_default_to_the_editor_preset(empty_database_url, tmp_path):
+    from srcflask.ml.settings import DEFAULT_PRESET, PRESETS
+    from srcflask.models import ModelVersion
+
+    from .factories import ModelVersionFactory
+
+    old_default = {
+        key: value
+        for key, value in PRESETS["original"].to_dict().items()
+        if key not in ("min_p", "typical_p", "best_of", "stop_at", "ban_markup")
+    }
+    chosen = {**old_default, "num_beams": 3}
+    app = make_app(empty_database_url, tmp_path / "instance")
+    with app.app_context():
+        flask_migrate.upgrade(revision="0011")
+        unchosen = ModelVersionFactory(generation_settings=old_default).id
+        kept = ModelVersionFactory(generation_settings=chosen).id
+        db.session.commit()
+        db.session.remove()
+        flask_migrate.upgrade()
+        settings = {v.id: v.generation_settings for v in db.session.query(ModelVersion)}
+        db.session.remove()
+        db.engine.dispose()
+    assert settings[unchosen] == PRESETS[DEFAULT_PRESET].to_dict()
+    assert settings[kept] == chosen

@@ -8,7 +8,7 @@ import pytest
 
 from srcflask.ml.artifacts import UnsafeArtifactError
 from srcflask.ml.engine import PromptError, PromptFormat, TextGenerator
-from srcflask.ml.settings import PRESETS, GenerationSettings, SettingsError
+from srcflask.ml.settings import DEFAULT_PRESET, PRESETS, GenerationSettings, SettingsError
 
 from .tinymodels import SENTENCES, write_pickle_only_model
 
@@ -167,7 +167,10 @@ def test_settings_from_a_mapping_refuse_unknown_names():
     assert GenerationSettings.from_dict({"max_new_tokens": 30.0}).max_new_tokens == 30
 
 
-def test_the_default_preset_is_the_original_systems_beam_search():
+def test_the_default_preset_is_the_original_beam_search_stopping_where_an_editor_would():
+    assert PRESETS[DEFAULT_PRESET] == PRESETS["original"].replace(
+        stop_at="paragraph", ban_markup=True, max_new_tokens=120
+    )
     settings = GenerationSettings()
     assert settings == PRESETS["original"]
     assert settings.generate_kwargs() == {

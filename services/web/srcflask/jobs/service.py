@@ -83,6 +83,8 @@ def checked_settings(requested: dict, limits: ApiLimits) -> GenerationSettings:
         raise GenerationRefused(f"must be at most {limits.max_beams} here", "num_beams")
     if settings.strategy == "sample" and not limits.allow_sampling:
         raise GenerationRefused("sampling is turned off here; use beam or greedy", "strategy")
+    if settings.best_of > max(limits.max_beams, 1):
+        raise GenerationRefused(f"must be at most {max(limits.max_beams, 1)} here", "best_of")
     return settings
 
 

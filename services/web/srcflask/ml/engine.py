@@ -117,7 +117,8 @@ class PreparedBatch:
     # Each document's stopping and banning rules (ml.stopping); None where the settings
     # ask for none.
     rules: list[DocumentRules | None] = field(default_factory=list)
-    # Each document's sampling seed (ml.sampling.document_seed); empty for beam search.
+    # Each document's seed (ml.sampling.document_seed), stored with sampled texts; empty for
+    # the engine's own beam search.
     seeds: list[int] = field(default_factory=list)
     # What picked the tokens of greedy decoding and sampling, with their log-probabilities.
     decoder: Any = None
@@ -503,13 +504,19 @@ class TextGenerator:
         give_way: Callable[[], None] | None = None,
     ):
         """Greedy decoding and sampling through `generate()`, each row picked by `RowDecoder`
-        (`ml.sampling`): a seed per document, and `best_of` candidates per document."""
+        (`ml.sampling`): a seed per document, and `best_of` candidates per document.
+
+        Beam search goes here only for a generator made with `own_beam_search=False`:
+        transformers' own search, the reference the engine's loop is tested against,
+        with the stopping rules applied to its text afterwards."""
         import torch
         from transformers import GenerationConfig, LogitsProcessorList, StoppingCriteriaList
 
         from .sampling import BanTokens, GuardTokens, RowDecoder, StopRows
 
         settings = batch.settings
+        if settings.strategy == "beam":
+            return self._reference_beam_search(batch, progress, give_way)
         copies = settings.best_of
         rows = [ids for ids in batch.input_ids for _ in range(copies)]
         padded = self.tokenizer.pad({"input_ids": rows}, padding=True, return_tensors="pt").to(
@@ -555,6 +562,31 @@ class TextGenerator:
             )
         batch.decoder = decoder
         return output[:, prompt_length:].cpu()
+
+    def _reference_beam_search(self, batch: PreparedBatch, progress, give_way):
+        import torch
+        from transformers import GenerationConfig, StoppingCriteriaList
+
+        settings = batch.settings
+        padded = self.tokenizer.pad(
+            {"input_ids": batch.input_ids}, padding=True, return_tensors="pt"
+        ).to(self.device)
+        config = GenerationConfig(
+            **settings.generate_kwargs(),
+            pad_token_id=self.tokenizer.pad_token_id,
+            eos_token_id=self._eos_token_ids(),
+            bos_token_id=self.tokenizer.bos_token_id,
+        )
+        criteria = StoppingCriteriaList()
+        if progress is not None:
+            criteria.append(_ProgressReporter(padded["input_ids"].shape[1], settings, progress))
+        if give_way is not None:
+            criteria.append(_GiveWay(give_way))
+        with torch.inference_mode():
+            output = self.model.generate(
+                **padded, generation_config=config, stopping_criteria=criteria
+            )
+        return output[:, padded["input_ids"].shape[1] :].cpu()
 
     def postprocess(
         self,
@@ -626,7 +658,7 @@ class TextGenerator:
             strip_replies=self.prompt_format.templated,
         )
         settings = batch.settings.to_dict()
-        if batch.seeds:
+        if batch.seeds and batch.settings.strategy == "sample":  # greedy needs no seed
             settings["seed"] = batch.seeds[index]
         return GenerationResult(
             text=text,

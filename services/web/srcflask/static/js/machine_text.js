@@ -77,10 +77,15 @@
     setTimeout(tick, POLL_MS);
   }
 
-  // On the review page: fill the edit box when the text arrives, unless the editor typed already.
+  // On the review page: when the text arrives and the editor has typed nothing, show the page
+  // again from the server, which lays the text out sentence by sentence with its check marks
+  // and alternatives; if they typed, fill nothing and keep what they typed.
   document.addEventListener("machine-text-ready", (event) => {
     const box = document.querySelector("[data-review-text]");
-    if (box && !box.value.trim()) box.value = event.detail.text || "";
+    if (box && !box.value.trim() && (event.detail.text || "").trim()) {
+      window.location.reload();
+      return;
+    }
     for (const button of document.querySelectorAll("[data-needs-done]")) button.disabled = false;
   });
 
@@ -93,7 +98,9 @@
   });
 
   // Lists: rows whose machine text is on its way refresh their badges by themselves.
-  const DECISIONS = { accepted: "Accepted", edited: "Accepted with edits", rejected: "Rejected" };
+  const DECISIONS = {
+    accepted: "Accepted", edited: "Accepted with edits", kept_part: "Kept in part", rejected: "Rejected",
+  };
   const PENDING = ["waiting", "queued", "running"];
 
   function badge(text, className) {
