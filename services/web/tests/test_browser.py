@@ -250,6 +250,29 @@ def test_sign_up_approve_write_generate_review_in_chromium(server, browser):
     assert "The editor checked this." in sponsor.page.inner_text(".diff")
     sponsor.shot("12-sponsor-revision-diff")
 
+    # 6b. The editor's revision gets its own machine text; the editor keeps part of it with a
+    # key. The page shows it sentence by sentence by itself once it is written.
+    editor.page.goto(document_url.replace("/sponsor/", "/editor/") + "/review")
+    # The box holds the text as the server wrote it (not filled in by script): the page
+    # reloaded itself when the text was ready.
+    editor.page.wait_for_selector("[data-review-text]:not(:empty)", timeout=300_000)
+    second_text = editor.page.locator("[data-review-text]").input_value().strip()
+    keeps = editor.page.locator("[data-keep]")
+    assert "<kbd>A</kbd>" in editor.page.content()
+    editor.shot("12b-editor-review-sentences")
+    if keeps.count():  # a text of two sentences or more: keep the first with the key 1
+        first_sentence = editor.page.inner_text("[data-sentence='1'] .sentence-text").strip()
+        editor.page.locator("h1").click()  # keys count outside the edit box
+        editor.page.keyboard.press("1")
+        decided = editor.page.inner_text("[data-decided]")
+        assert "Kept in part: revision 3" in decided and first_sentence in decided
+    else:  # one sentence: keeping part of it is accepting it, with the key A
+        editor.page.locator("h1").click()
+        editor.page.keyboard.press("a")
+        decided = editor.page.inner_text("[data-decided]")
+        assert "Accepted: revision 3" in decided and second_text in decided
+    editor.shot("12c-editor-after-a-key")
+
     # 7. Two tabs: the second save is refused, with its text kept and the differences shown.
     edit_url = document_url + "/edit"
     first_tab = sponsor.page

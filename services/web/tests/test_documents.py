@@ -12,6 +12,7 @@ from sqlalchemy import event, select
 
 from srcflask.extensions import db
 from srcflask.jobs.work import NO_PRODUCTION_MODEL
+from srcflask.ml.settings import DEFAULT_PRESET, PRESETS
 from srcflask.models import (
     Decision,
     Document,
@@ -80,14 +81,16 @@ def test_save_returns_at_once_and_the_machine_text_arrives_later(
     [done] = machine_texts(app, document_id)
     assert done.status is MachineTextStatus.DONE
     assert done.text and done.generated_tokens > 0
-    assert done.settings["num_beams"] == 5 and done.max_new_tokens == 100
+    cap = PRESETS[DEFAULT_PRESET].max_new_tokens
+    assert done.settings["num_beams"] == 5 and done.settings["stop_at"] == "paragraph"
+    assert done.max_new_tokens == cap
     assert done.attempts == 1 and done.started_at and done.finished_at
     state = sponsor_client.get(f"/documents/{document_id}/machine-text").json
     assert state["status"] == "done"
     assert state["text"] == done.text
     assert state["model_version"] == production_model
     assert state["error"] is None
-    assert state["progress"] == {"tokens": done.generated_tokens, "max_tokens": 100}
+    assert state["progress"] == {"tokens": done.generated_tokens, "max_tokens": cap}
     page = sponsor_client.get(response.location).get_data(as_text=True)
     assert html.escape(done.text, quote=True)[:20] in page
     assert f"Written by {production_model}" in page

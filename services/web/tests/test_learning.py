@@ -151,7 +151,7 @@ def test_the_chart_is_server_drawn_svg_whose_bars_are_counts(app):
     assert svg.startswith("<svg") and "<script" not in svg
     assert "&lt;b&gt;x&lt;/b&gt;" in svg and "<b>" not in svg
     assert ">8</text>" in svg  # the week's count above its bar
-    assert "8 reviewed (6 accepted, 2 edited, 0 rejected)" in svg
+    assert "8 reviewed (6 accepted, 2 edited, 0 kept in part, 0 rejected)" in svg
     assert svg.count('class="chart-accepted"') == 1  # an empty week draws no bar
 
 

@@ -13,11 +13,12 @@ from .metrics import Week
 
 WIDTH, HEIGHT = 480, 150
 LEFT, BOTTOM, TOP = 28, 22, 14
+# (week's count, bar's class, as the tooltip says it), bottom to top.
 DECISIONS = (
-    ("accepted", "chart-accepted"),
-    ("edited", "chart-edited"),
-    ("kept_part", "chart-kept"),
-    ("rejected", "chart-rejected"),
+    ("accepted", "chart-accepted", "accepted"),
+    ("edited", "chart-edited", "edited"),
+    ("kept_part", "chart-kept", "kept in part"),
+    ("rejected", "chart-rejected", "rejected"),
 )
 
 
@@ -67,12 +68,12 @@ def review_chart(weeks: list[Week], label: str) -> Chart:
         x = LEFT + index * slot + (slot - bar) / 2
         y = float(HEIGHT - BOTTOM)
         rects = []
-        for name, css in DECISIONS:
+        for name, css, _ in DECISIONS:
             height = getattr(week, name) * scale
             if height:
                 y -= height
                 rects.append(Rect(round(x, 1), round(y, 1), round(bar, 1), round(height, 1), css))
-        counts = ", ".join(f"{getattr(week, name)} {name}" for name, _ in DECISIONS)
+        counts = ", ".join(f"{getattr(week, name)} {said}" for name, _, said in DECISIONS)
         chart.columns.append(
             Column(
                 rects=rects,
