@@ -99,6 +99,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, help="JSON file (default: bench/results/…)")
     args = parser.parse_args(argv)
 
+    at_commit = commit()  # the code that runs, whatever is committed while it runs
     documents = []
     for name in QUALITY_FILES:
         documents += load_documents(HERE / name)[: args.limit]
@@ -127,7 +128,7 @@ def main(argv: list[str] | None = None) -> int:
     result = {
         "benchmark": "decoding-study",
         "command": "python bench/decoding_study.py " + " ".join(argv or sys.argv[1:]),
-        "commit": commit(),
+        "commit": at_commit,
         "machine": machine_name(),
         "torch_threads": __import__("torch").get_num_threads(),
         "date": time.strftime("%Y-%m-%d"),

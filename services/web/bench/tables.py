@@ -17,6 +17,8 @@ from pathlib import Path
 from typing import Any
 
 HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE.parent))
+WINNER = "beam-paragraph"  # the study's plan that became the `editor` preset
 DOCS = HERE.parent.parent.parent / "docs" / "machine-text.md"
 
 # (heading, summary key, format); a share as a whole percentage.
@@ -34,13 +36,23 @@ COLUMNS = (
 )
 
 
+def part_summary(report: dict[str, Any], part: str) -> dict[str, Any]:
+    """A report's figures over all its documents, or over one split of them."""
+    from srcflask.ml.quality import DocumentOutcome, summarise
+
+    if part == "all":
+        return report["summary"]
+    outcomes = [DocumentOutcome(**d) for d in report["documents"] if d["split"] == part]
+    return summarise(outcomes)
+
+
 def study_table(result: dict[str, Any], part: str = "all") -> str:
     """A Markdown table of a decoding study: a row per plan, over all or held-out documents."""
     base = None
     headings = ["plan", *(c[0] for c in COLUMNS), "s/doc vs original"]
     lines = ["| " + " | ".join(headings) + " |", "|" + "---|" * len(headings)]
     for report in result["reports"]:
-        summary = report["summary"] if part == "all" else report["summary"].get("held_out", {})
+        summary = part_summary(report, part)
         cells = [report["preset"]]
         for _, key, fmt in COLUMNS:
             value = summary.get(key)
@@ -51,6 +63,33 @@ def study_table(result: dict[str, Any], part: str = "all") -> str:
         cells.append(f"{seconds / base:.2f}x" if base and seconds else "-")
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
+
+
+# Documents whose texts the docs quote (tuning documents: the held-out ones stay unread).
+READINGS = (
+    "garden-board-minutes",
+    "mountain-train-diary",
+    "office-move-email",
+    "webhook-lock-postmortem",
+    "gym-cancellation-complaint",
+)
+
+
+def readings(result: dict[str, Any], plans: tuple[str, str] = ("original", "editor")) -> str:
+    """The texts two plans wrote for the READINGS documents, verbatim, as quotations."""
+    texts = {
+        report["preset"]: {d["id"]: d for d in report["documents"]} for report in result["reports"]
+    }
+    parts = []
+    for document_id in READINGS:
+        parts.append(f"**{document_id}**")
+        for plan in plans:
+            outcome = texts[plan][document_id]
+            quoted = "\n".join(
+                "> " + line if line else ">" for line in outcome["text"].splitlines()
+            )
+            parts.append(f"*{plan}* ({len(outcome['text'].split())} words):\n\n{quoted}")
+    return "\n\n".join(parts)
 
 
 def caption(result: dict[str, Any], path: Path) -> str:
@@ -68,18 +107,21 @@ def tables(path: Path) -> dict[str, str]:
     relative = path.resolve().relative_to(HERE.parent.parent.parent)
     return {
         "decoding-study": study_table(result) + "\n\n" + caption(result, relative),
+        "decoding-study-tune": study_table(result, "tune"),
         "decoding-study-held-out": study_table(result, "held-out"),
+        "decoding-study-readings": readings(result, ("original", WINNER)),
     }
 
 
 def replace_tables(text: str, made: dict[str, str]) -> str:
     for name, table in made.items():
+        # What lies between a marker and the next end (empty the first time), never further.
         pattern = re.compile(
-            rf"(<!-- table: {re.escape(name)} -->\n).*?(\n<!-- end table -->)", re.S
+            rf"(<!-- table: {re.escape(name)} -->\n)(?:(?!<!-- ).)*?(<!-- end table -->)", re.S
         )
         if not pattern.search(text):
             raise SystemExit(f"docs: no <!-- table: {name} --> marker")
-        text = pattern.sub(lambda m, t=table: m.group(1) + t + m.group(2), text)
+        text = pattern.sub(lambda m, t=table: m.group(1) + t + "\n" + m.group(2), text)
     return text
 
 
