@@ -138,6 +138,17 @@ def test_invented_specifics_are_numbers_dates_and_names_the_document_lacks():
     ]
 
 
+def test_a_heading_opens_a_sentence_so_its_first_word_is_not_a_name():
+    # What the model wrote for a bug report that uses Markdown headings, through the product.
+    document = "## Steps to reproduce\n\n1. Connect a Google calendar.\n\n## Notes\n\nThe sync job."
+    text = (
+        "## Troubleshooting\n\n1. Check that the calendar connection is active.\n\n"
+        "> Quoted Hilda said so."
+    )
+    found = usefulness.invented_specifics(text, document)
+    assert [(s.kind, s.text) for s in found] == [("name", "Hilda")]
+
+
 def test_check_marks_do_not_overlap_and_a_contact_wins_over_its_digits():
     text = "Call 206-222-2200 before Friday."
     marks = usefulness.check_marks(text, "Call the office before the meeting.")

@@ -250,11 +250,13 @@ def _number_key(value: str) -> str:
 
 
 def _sentence_starts(text: str) -> set[int]:
-    """Where sentences, lines and list items begin (after a list marker and opening quotes)."""
+    """Where sentences, lines, headings and list items begin (after a list marker, a
+    Markdown heading's hashes and opening quotes)."""
     return {
         m.end()
         for m in re.finditer(
-            r"(?:^|[.!?:\u2026][\"'\u201d\u2019)\]]*\s+|\n)\s*(?:[-*\u2022]\s+|\(?\w{1,3}[.)]\s+)?"
+            r"(?:^|[.!?:\u2026][\"'\u201d\u2019)\]]*\s+|\n)\s*"
+            r"(?:[-*\u2022]\s+|\(?\w{1,3}[.)]\s+|#{1,6}\s+|>\s*)?"
             r"[\"'\u201c\u2018(]*",
             text,
         )
