@@ -9,7 +9,7 @@ bench/results/<machine>/<date>-decoding-study.json; `bench/tables.py` turns
 that file into the documentation's table. Not a test: run it by hand.
 
     cd services/web
-    ../../.venv/bin/python bench/decoding_study.py              # every plan, about an hour on 2 cores
+    ../../.venv/bin/python bench/decoding_study.py   # every plan: about an hour on 2 cores
     ../../.venv/bin/python bench/decoding_study.py --plan original --plan beam-paragraph --limit 8
 """
 
