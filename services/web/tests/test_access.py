@@ -198,6 +198,11 @@ MATRIX: dict[tuple[str, str], Row] = {
     ("POST", "/documents/<int:document_id>/machine-text/retry"): Row(
         DOC + "/machine-text/retry", readers((303, DOC), owner=TO_SPONSOR_DOC, post=True)
     ),
+    # Write more: the sponsor and the editor (told it is written already); admins only read.
+    ("POST", "/documents/<int:document_id>/machine-text/more"): Row(
+        DOC + "/machine-text/more",
+        readers((303, DOC), owner=TO_SPONSOR_DOC, post=True) | {"admin": 403},
+    ),
     ("GET", "/documents/<int:document_id>/revisions/<int:number>"): Row(
         DOC + "/revisions/1", readers(200)
     ),
@@ -320,6 +325,9 @@ MATRIX: dict[tuple[str, str], Row] = {
     ),
     ("GET", "/api/v1/documents/<int:document_id>/revisions/<int:number>/machine-text"): Row(
         API_DOC + "/revisions/1/machine-text", api_readers(200)
+    ),
+    ("POST", "/api/v1/documents/<int:document_id>/machine-text"): Row(
+        API_DOC + "/machine-text", api_readers(409, admin=403)
     ),
     ("POST", "/api/v1/machine-texts/<int:machine_text_id>/review"): Row(
         "/api/v1/machine-texts/{mt}/review",

@@ -289,6 +289,59 @@ def test_documents_end_to_end_through_the_api(
         assert db.session.get(Document, document["id"]).is_deleted
 
 
+def test_api_reviews_keep_what_the_editor_typed_and_write_more_only_when_asked(
+    client, tokens, editor, production_model, run_jobs, model_script
+):
+    model_script.text = "The fence stays."
+    document = client.post(
+        "/api/v1/documents",
+        headers=tokens["sponsor"],
+        json={
+            "title": "Options",
+            "body": "a) Repair it.\nb) Replace it.\nc)",
+            "editor_id": editor.id,
+        },
+    ).json
+    run_jobs()
+    machine_text = client.get(
+        f"/api/v1/documents/{document['id']}/revisions/1/machine-text", headers=tokens["editor"]
+    ).json
+
+    # Accept with a changed text is an edit: what the editor typed is what is added.
+    review = client.post(
+        f"/api/v1/machine-texts/{machine_text['id']}/review",
+        headers=tokens["editor"],
+        json={"decision": "accept", "text": "Leave it as it is."},
+    )
+    assert review.status_code == 201
+    assert (review.json["decision"], review.json["revision"]) == ("edited", 2)
+    second = client.get(
+        f"/api/v1/documents/{document['id']}/revisions", headers=tokens["sponsor"]
+    ).json["items"][0]
+    assert second["body"] == "a) Repair it.\nb) Replace it.\nc) Leave it as it is."  # same line
+
+    # The decision's revision has no machine text until someone asks; then it has.
+    missing = client.get(
+        f"/api/v1/documents/{document['id']}/revisions/2/machine-text", headers=tokens["sponsor"]
+    )
+    assert missing.status_code == 404
+    assert "an editor's decision made it" in error_of(missing)["message"]
+    assert run_jobs() == 0
+    refused = client.post(
+        f"/api/v1/documents/{document['id']}/machine-text", headers=tokens["admin"]
+    )
+    assert refused.status_code == 403
+    asked = client.post(
+        f"/api/v1/documents/{document['id']}/machine-text", headers=tokens["sponsor"]
+    )
+    assert asked.status_code == 202 and asked.json["status"] == "queued"
+    again = client.post(
+        f"/api/v1/documents/{document['id']}/machine-text", headers=tokens["editor"]
+    )
+    assert again.status_code == 409
+    assert run_jobs() == 1
+
+
 @pytest.mark.parametrize(
     ("body", "field", "message"),
     [

@@ -232,7 +232,15 @@ def test_sign_up_approve_write_generate_review_in_chromium(server, browser):
     editor.shot("09-editor-review-side-by-side")
     edited = box.input_value().strip() + " The editor checked this."
     box.fill(edited)
-    editor.page.click("button[value=edit]")
+    # Accept now says it adds the edit, and keeping part of the unedited text waits; pressing
+    # Accept saves what the editor typed (it once appended the machine text instead).
+    accept = editor.page.locator("[data-review-form] button[value=accept]")
+    assert "Accept your edit" in accept.inner_text()
+    assert editor.page.locator("[data-box-changed]").is_visible()
+    keeps = editor.page.locator("[data-keep]")
+    assert all(keeps.nth(i).is_disabled() for i in range(keeps.count()))
+    editor.shot("09b-editor-changed-the-box")
+    accept.click()
     decided = editor.page.inner_text("[data-decided]")
     assert "Accepted with edits: revision 2" in decided and "The editor checked this." in decided
     assert "No other document needs your review now." in decided
@@ -250,9 +258,12 @@ def test_sign_up_approve_write_generate_review_in_chromium(server, browser):
     assert "The editor checked this." in sponsor.page.inner_text(".diff")
     sponsor.shot("12-sponsor-revision-diff")
 
-    # 6b. The editor's revision gets its own machine text; the editor keeps part of it with a
-    # key. The page shows it sentence by sentence by itself once it is written.
+    # 6b. The editor's revision gets no machine text by itself (the queue empties); the
+    # editor asks for more, then keeps part of it with a key. The page shows it sentence
+    # by sentence by itself once it is written.
     editor.page.goto(document_url.replace("/sponsor/", "/editor/") + "/review")
+    assert "No machine text for this revision" in editor.page.inner_text("[data-machine-text]")
+    editor.page.click("[data-write-more]")
     # The box holds the text as the server wrote it (not filled in by script): the page
     # reloaded itself when the text was ready.
     editor.page.wait_for_selector("[data-review-text]:not(:empty)", timeout=300_000)

@@ -479,7 +479,7 @@ def test_accepting_appends_the_machine_text_as_the_editors_revision(
 ):
     response = editor_client.post(
         f"/editor/documents/{reviewable}/review",
-        data={"decision": "accept", "text": "ignored"},
+        data={"decision": "accept", "text": "and it rained all week.\n"},
         follow_redirects=True,
     )
 
@@ -498,13 +498,65 @@ def test_accepting_appends_the_machine_text_as_the_editors_revision(
             editor.id,
             second.id,
         )
-    # The new revision gets its own machine text, as any save does.
-    assert machine_texts(app, reviewable)[1].status is MachineTextStatus.QUEUED
-    run_jobs()
-    assert machine_texts(app, reviewable)[1].status is MachineTextStatus.DONE
+    # The decision's revision gets no machine text by itself: the review queue empties.
+    assert len(machine_texts(app, reviewable)) == 1
+    assert run_jobs() == 0
     page = sponsor_client.get(f"/sponsor/documents/{reviewable}").get_data(as_text=True)
     assert "It was cold, and it rained all week." in page
     assert "Accepted machine text" in page
+    assert "No machine text for this revision: an editor's decision made it" in page
+    assert "data-write-more" in page
+    editor_list = editor_client.get("/editor/documents?review=needs-review").get_data(as_text=True)
+    assert f"/editor/documents/{reviewable}/review" not in editor_list
+
+    # The sponsor asks for more: now the model writes for revision 2.
+    response = sponsor_client.post(f"/documents/{reviewable}/machine-text/more", data={})
+    assert response.status_code == 303
+    assert machine_texts(app, reviewable)[1].status is MachineTextStatus.QUEUED
+    assert run_jobs() == 1
+    assert machine_texts(app, reviewable)[1].status is MachineTextStatus.DONE
+    again = sponsor_client.post(
+        f"/documents/{reviewable}/machine-text/more",
+        data={},
+        follow_redirects=True,
+    )
+    assert "The model has written for this revision already." in again.get_data(as_text=True)
+    assert len(machine_texts(app, reviewable)) == 2
+
+
+def test_accept_with_a_changed_box_saves_the_edit_and_says_so(app, editor_client, reviewable):
+    response = editor_client.post(
+        f"/editor/documents/{reviewable}/review",
+        data={"decision": "accept", "text": "and it rained."},
+        follow_redirects=True,
+    )
+
+    page = response.get_data(as_text=True)
+    assert "Accepted with edits: revision 2" in page
+    assert '<blockquote class="machine-text added" data-added>and it rained.</blockquote>' in page
+    _, second = revisions(app, reviewable)
+    assert second.body == "It was cold, and it rained."
+    assert second.origin is RevisionOrigin.EDITED
+    with app.app_context():
+        review = db.session.scalar(select(Review))
+        assert (review.decision, review.text) == (Decision.EDITED, "and it rained.")
+
+
+def test_only_the_sponsor_and_the_editor_ask_for_more(app, editor_client, admin_client, reviewable):
+    editor_client.post(f"/editor/documents/{reviewable}/review", data={"decision": "accept"})
+    page = admin_client.get(f"/documents/{reviewable}").get_data(as_text=True)
+    assert "data-write-more" not in page
+    refused = admin_client.post(f"/documents/{reviewable}/machine-text/more", data={})
+    assert refused.status_code == 403
+    assert len(machine_texts(app, reviewable)) == 1
+    asked = editor_client.post(
+        f"/documents/{reviewable}/machine-text/more",
+        data={"next": "review"},
+    )
+    assert asked.status_code == 303 and asked.location.endswith(
+        f"/editor/documents/{reviewable}/review"
+    )
+    assert len(machine_texts(app, reviewable)) == 2
 
 
 def test_saving_an_edit_appends_the_editors_text(app, editor_client, reviewable):
@@ -534,7 +586,8 @@ def test_rejecting_leaves_the_document_as_it_was(app, editor_client, reviewable)
 @pytest.mark.parametrize(
     ("data", "message", "code"),
     [
-        ({"decision": "edit", "text": "   "}, "Write the edited text, or reject", 409),
+        ({"decision": "edit", "text": "   "}, "The edit box is empty: write the text to add", 409),
+        ({"decision": "accept", "text": "  "}, "The edit box is empty: write the text to add", 409),
         ({"decision": "approve", "text": "x"}, "Not a valid choice", 422),
     ],
 )

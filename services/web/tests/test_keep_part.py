@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 from sqlalchemy import select
 
@@ -125,6 +127,19 @@ def test_the_review_page_offers_a_keep_button_per_sentence_and_marks_what_to_che
     assert ">14</mark>" not in page  # the document says 14 March
     assert "&lt;b&gt;Bye&lt;/b&gt;" in page and "<b>Bye</b>" not in page  # escaped
     assert "data-legend" in page and "<kbd>A</kbd>" in page and "<kbd>1</kbd>" in page
+
+
+def test_each_sentence_on_the_page_starts_at_its_first_word(editor_client, written):
+    # What the model wrote for minutes, through the product: items after blank lines.
+    text = "7. Board meeting adjourned at 8 pm.\n\n8. Meeting adjourned at 9 pm."
+    [document_id] = written("6. Board meeting.", text=text)
+    page = review_page(editor_client, document_id)
+
+    spans = re.findall(r'<span class="sentence-text">(.*?)</span>', page, re.S)
+    assert [re.sub(r"<[^>]+>", "", span) for span in spans] == [
+        "7. Board meeting adjourned at 8 pm.",
+        "8. Meeting adjourned at 9 pm.",
+    ]
 
 
 def test_the_api_gives_marks_and_sentence_ends_and_takes_a_kept_part(

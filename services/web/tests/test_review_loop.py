@@ -41,7 +41,23 @@ def written(app, sponsor_client, editor, production_model, run_jobs, model_scrip
         ("It was cold.", "It rained.", "It was cold.\n\nIt rained."),
         ("It was cold.  ", " It rained. ", "It was cold.\n\nIt rained."),
         ("She asked: “Why?”", "Nobody knew.", "She asked: “Why?”\n\nNobody knew."),
-        ("Steps:", "1. Chop.", "Steps:\n\n1. Chop."),
+        ("Steps:", "1. Chop.", "Steps:\n1. Chop."),
+        ("The winners were:", "Anna and Tom.", "The winners were: Anna and Tom."),
+        (
+            "Options:\na) Repair.\nb) Replace.\nc) ",
+            "Leave it.",
+            "Options:\na) Repair.\nb) Replace.\nc) Leave it.",
+        ),
+        (
+            "a) Repair.\nb) Replace.\nd)",
+            "The fence stays.",
+            "a) Repair.\nb) Replace.\nd) The fence stays.",
+        ),
+        ("Agenda\n\n4. ", "Any other business.", "Agenda\n\n4. Any other business."),
+        ("- milk\n- eggs", "- flour", "- milk\n- eggs\n- flour"),
+        ("1. Chop the onions.", "2. Fry them.", "1. Chop the onions.\n2. Fry them."),
+        ("We chose (b)", " because it was cheaper.", "We chose (b) because it was cheaper."),
+        ("It ended.", "- a list after prose", "It ended.\n\n- a list after prose"),
         ("It was cold,", "and it rained.", "It was cold, and it rained."),
         ("It was cold", ", and it rained.", "It was cold, and it rained."),
         ("First line\n", "Second.", "First line\n\nSecond."),
@@ -85,7 +101,7 @@ def test_the_editors_queues_count_and_list_what_needs_review_and_what_was_review
     assert f"/editor/documents/{second}/review" not in reviewed
 
 
-def test_an_accepted_text_counts_as_reviewed_until_its_continuation_is_ready(
+def test_the_queue_empties_after_a_decision_until_someone_asks_for_more(
     app, editor_client, written, run_jobs
 ):
     [document_id] = written("One,")
@@ -93,7 +109,13 @@ def test_an_accepted_text_counts_as_reviewed_until_its_continuation_is_ready(
     reviewed = editor_client.get("/editor/documents?review=reviewed").get_data(as_text=True)
     assert f"/editor/documents/{document_id}/review" in reviewed
 
-    run_jobs()  # the new revision's machine text is written: it needs review again
+    assert run_jobs() == 0  # the decision's revision gets no machine text by itself
+    needs = editor_client.get("/editor/documents?review=needs-review").get_data(as_text=True)
+    assert f"/editor/documents/{document_id}/review" not in needs
+    assert "Nothing needs your review now." in needs
+
+    editor_client.post(f"/documents/{document_id}/machine-text/more", data={"next": "review"})
+    assert run_jobs() == 1  # asked for: written, and it needs review again
     needs = editor_client.get("/editor/documents?review=needs-review").get_data(as_text=True)
     assert f"/editor/documents/{document_id}/review" in needs
 
@@ -238,12 +260,14 @@ def test_lists_ask_for_the_state_of_their_rows_and_get_only_readable_ones(
             "review": "reviewed",
             "decision": "rejected",
             "origin": "save",
+            "has_editor": True,
         },
         str(second): {
             "status": "done",
             "review": "needs-review",
             "decision": None,
             "origin": "save",
+            "has_editor": True,
         },
     }
     assert stranger.get(f"/documents/machine-text?ids={first},{second}").json == {"documents": {}}
@@ -482,3 +506,42 @@ def test_imported_machine_text_past_the_share_of_the_queue_waits(
     with app.app_context():
         statuses = sorted(s.value for s in db.session.scalars(select(MachineText.status)))
     assert statuses == ["queued", "queued", "waiting", "waiting"]
+
+
+# -- documents nobody can review -------------------------------------------------
+
+
+def test_a_new_document_offers_the_sponsors_last_editor(sponsor_client, editor):
+    form = sponsor_client.get("/sponsor/documents/new").get_data(as_text=True)
+    assert '<option selected value="">Nobody yet</option>' in form  # no editor used yet
+
+    create(sponsor_client, title="First", editor_id=str(editor.id))
+    form = sponsor_client.get("/sponsor/documents/new").get_data(as_text=True)
+    assert f'<option selected value="{editor.id}">' in form
+
+
+def test_lists_say_when_nobody_can_review_and_admins_can_find_those_documents(
+    sponsor_client, admin_client, editor, production_model, run_jobs
+):
+    lonely = doc_id_from(create(sponsor_client, title="Nobody reviews me"))
+    cared_for = doc_id_from(create(sponsor_client, title="Reviewed", editor_id=str(editor.id)))
+    run_jobs()
+
+    mine = sponsor_client.get("/sponsor/documents").get_data(as_text=True)
+    row = mine[mine.index(f'data-row-document="{lonely}"') :]
+    row = row[: row.index("</tr>")]
+    assert "No editor yet — assign one" in row
+    assert f'href="/sponsor/documents/{lonely}#editor"' in row
+    assert "Needs review" not in row
+
+    unassigned = admin_client.get("/admin/documents?editor=none").get_data(as_text=True)
+    assert "Nobody reviews me" in unassigned and ">Reviewed<" not in unassigned
+    assert f'data-row-document="{cared_for}"' not in unassigned
+    everyone = admin_client.get("/admin/documents").get_data(as_text=True)
+    assert f'data-row-document="{cared_for}"' in everyone
+    bad = admin_client.get("/admin/documents?editor=someone")
+    assert bad.status_code == 400 and "use editor=none" in bad.get_data(as_text=True)
+
+    states = sponsor_client.get(f"/documents/machine-text?ids={lonely},{cared_for}").json
+    assert states["documents"][str(lonely)]["has_editor"] is False
+    assert states["documents"][str(cared_for)]["has_editor"] is True

@@ -170,8 +170,29 @@ def get_machine_text(document_id: int, number: int):
     if revision is None:
         refuse(404, f"Document {document_id} has no revision {number}.")
     if revision.machine_text is None:
+        if revision.origin in service.REVIEWED_ORIGINS:
+            refuse(
+                404,
+                f"Revision {number} has no machine text: an editor's decision made it. Ask "
+                f"for more with POST /api/v1/documents/{document_id}/machine-text.",
+            )
         refuse(404, f"Revision {number} has no machine text: {service.NOTHING_TO_CONTINUE}")
     return revision.machine_text
+
+
+@blp.route("/documents/<int:document_id>/machine-text", methods=["POST"])
+@blp.response(202, MachineTextSchema)
+@errors(blp, 403, 404, 409)
+def write_more(document_id: int):
+    """Ask for machine text for the latest revision, which an editor's decision made and
+    which has none (the document's sponsor or editor)."""
+    document = readable_or_404(document_id)
+    if current_user.id not in (document.owner_id, document.editor_id):
+        refuse(403, "Only the document's sponsor or editor can ask for more machine text.")
+    try:
+        return service.write_more(document)
+    except service.DocumentError as error:
+        refuse(409, str(error))
 
 
 @blp.route("/machine-texts/<int:machine_text_id>/review", methods=["POST"])

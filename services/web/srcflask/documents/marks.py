@@ -72,6 +72,8 @@ def marked_sentences(machine_text: MachineText, text: str | None = None) -> list
     sentences, start = [], 0
     for number, end in enumerate(ends):
         stop = len(text) if number == len(ends) - 1 else end
+        while start < stop and text[start].isspace():  # each sentence on the page starts at
+            start += 1  # its first word, not at the blank lines between paragraphs
         pieces, at = [], start
         for mark in marks:
             if mark.end <= start or mark.start >= stop:

@@ -65,14 +65,20 @@ def render_document_list(template: str, **context):
     queue = request.args.get("review") or None
     if queue is not None and queue not in service.REVIEW_QUEUES:
         abort(400, description=f"Unknown review queue {queue!r}: use needs-review or reviewed.")
+    editor = request.args.get("editor") or None
+    if editor not in (None, "none"):
+        abort(400, description=f"Unknown editor filter {editor!r}: use editor=none.")
     page = service.document_rows(
         current_user,
         page=requested_page(),
         per_page=current_app.config["PAGE_SIZE"],
         status=MachineTextStatus(status) if status else None,
         queue=queue,
+        unassigned=editor == "none",
     )
-    return render_template(template, page=page, status=status, queue=queue, **context)
+    return render_template(
+        template, page=page, status=status, queue=queue, editor=editor, **context
+    )
 
 
 def render_document_page(document):
@@ -121,6 +127,7 @@ def list_states():
                 "review": row.review_state,
                 "decision": row.decision.value if row.decision else None,
                 "origin": row.origin.value if row.origin else None,
+                "has_editor": row.document.editor_id is not None,
             }
             for document_id, row in rows.items()
         }
@@ -152,6 +159,23 @@ def retry(document_id: int):
         flash("The machine text is queued again.", "success")
     target = request.form.get("next")
     if target == "review" and current_user.role is Role.EDITOR:
+        return redirect(url_for("editor.review", document_id=document.id), 303)
+    return redirect(document_page_url(document), 303)
+
+
+@documents_bp.post("/<int:document_id>/machine-text/more")
+def write_more(document_id: int):
+    """Machine text for a revision an editor's decision made: its sponsor or editor asks."""
+    document = readable_or_404(document_id)
+    if current_user.id not in (document.owner_id, document.editor_id):
+        abort(403)
+    try:
+        service.write_more(document)
+    except service.DocumentError as error:
+        flash(str(error), "error")
+    else:
+        flash("The model is writing more.", "success")
+    if request.form.get("next") == "review" and current_user.id == document.editor_id:
         return redirect(url_for("editor.review", document_id=document.id), 303)
     return redirect(document_page_url(document), 303)
 
@@ -256,6 +280,8 @@ def import_documents():
 def new_document():
     form = DocumentForm()
     form.editor_id.choices = editor_choices(service.approved_editors())
+    if request.method == "GET":  # the editor of their last document, so someone can review
+        form.editor_id.data = service.last_editor_id(current_user)
     if form.validate_on_submit():
         try:
             document = service.create_document(
@@ -405,7 +431,8 @@ def review(document_id: int):
                 document,
                 current_user,
                 decision,
-                form.text.data,
+                # None when the form sent no edit box (then Accept takes the machine text).
+                form.text.data if "text" in request.form else None,
                 keep_until=form.keep_until.data,
                 chosen=chosen,
             )

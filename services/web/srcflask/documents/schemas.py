@@ -275,6 +275,7 @@ def machine_text_state(revision: Revision) -> dict:
             "model_version": None,
             "error": None,
             "revision": revision.number,
+            "origin": revision.origin.value,
             "nothing_to_continue": not has_text_to_continue(revision.body),
         }
     return MachineTextStateSchema().dump(revision.machine_text)

@@ -9,6 +9,7 @@ request never waits for the model, and a failed hand-over loses nothing
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -249,13 +250,18 @@ def _latest_rows(user: User) -> Select:
 
 
 def document_rows_query(
-    user: User, status: MachineTextStatus | None = None, queue: str | None = None
+    user: User,
+    status: MachineTextStatus | None = None,
+    queue: str | None = None,
+    unassigned: bool = False,
 ) -> Select:
     query = _latest_rows(user).order_by(Document.updated_at.desc(), Document.id.desc())
     if status is not None:
         query = query.where(MachineText.status == status)
     if queue is not None:
         query = query.where(_review_condition(queue))
+    if unassigned:
+        query = query.where(Document.editor_id.is_(None))
     return query
 
 
@@ -265,12 +271,16 @@ def document_rows(
     per_page: int = 25,
     status: MachineTextStatus | None = None,
     queue: str | None = None,
+    unassigned: bool = False,
 ) -> Page:
     """The documents `user` may read, newest first, with the state of their machine text.
 
-    `queue` (one of REVIEW_QUEUES) keeps the documents that need review, or were reviewed.
+    `queue` (one of REVIEW_QUEUES) keeps the documents that need review, or were reviewed;
+    `unassigned` those with no editor, which nobody can review.
     """
-    result = paginate(document_rows_query(user, status, queue), page, per_page, scalars=False)
+    result = paginate(
+        document_rows_query(user, status, queue, unassigned), page, per_page, scalars=False
+    )
     result.items = [DocumentRow(*row) for row in result.items]
     return result
 
@@ -385,8 +395,10 @@ def revision_by_number(document: Document, number: int) -> Revision | None:
 
 
 def _add_revision(
-    document: Document, author: User, origin: RevisionOrigin, number: int
+    document: Document, author: User, origin: RevisionOrigin, number: int, *, write: bool = True
 ) -> Revision:
+    """A new revision of `document`, with its machine text queued when `write` and the
+    body has text to continue."""
     revision = Revision(
         document=document,
         number=number,
@@ -396,7 +408,7 @@ def _add_revision(
         origin=origin,
     )
     # An empty body has nothing to continue: the model would only continue the title.
-    if has_text_to_continue(document.body):
+    if write and has_text_to_continue(document.body):
         revision.machine_text = MachineText(status=MachineTextStatus.QUEUED, queued_at=utcnow())
     db.session.add(revision)
     return revision
@@ -486,6 +498,23 @@ def check_editor(editor_id: int | None, keep: Document | None = None) -> User | 
     if editor is None or editor.role is not Role.EDITOR or not editor.is_approved:
         raise DocumentError("Choose an approved editor, or nobody yet.")
     return editor
+
+
+def last_editor_id(owner: User) -> int | None:
+    """The editor of `owner`'s latest document with one, while they are an approved editor:
+    a new document's form offers them first."""
+    return db.session.scalar(
+        select(Document.editor_id)
+        .join(User, User.id == Document.editor_id)
+        .where(
+            Document.owner_id == owner.id,
+            Document.is_deleted.is_(False),
+            User.role == Role.EDITOR,
+            User.status == UserStatus.APPROVED,
+        )
+        .order_by(Document.created_at.desc(), Document.id.desc())
+        .limit(1)
+    )
 
 
 def create_document(owner: User, title: str, body: str, editor_id: int | None) -> Document:
@@ -616,10 +645,11 @@ def review_machine_text(
     """Record an editor's decision on the latest machine text of `document`.
 
     `chosen` picks among the machine text's choices (0, the default: the model's
-    first; 1 or 2: an alternative). Accepting it (as is, edited, or kept up to
+    first; 1 or 2: an alternative); accepting it with a `text` that differs from
+    it is an edit. Accepting it (as is, edited, or kept up to
     the sentence ending at character `keep_until`) appends the text to the
-    document as a new revision authored by the editor, whose own machine text is
-    then queued.
+    document as a new revision authored by the editor, without machine text of
+    its own until someone asks for more (`write_more`).
     """
     _lock(document)
     revision = latest_revision(document)
@@ -630,14 +660,19 @@ def review_machine_text(
         raise DocumentError("The machine text is not ready to review yet.")
     if machine_text.review is not None:
         raise DocumentError("This machine text has already been reviewed.")
-    if decision is Decision.EDITED and not (text or "").strip():
-        raise DocumentError("Write the edited text, or reject the machine text.")
     choices = machine_text.choices()
     if chosen is None:
         chosen = 0
     if not 0 <= chosen < len(choices):
         raise DocumentError("Choose one of the texts the model wrote for this revision.")
     base = choices[chosen]
+    if decision is Decision.ACCEPTED and changed(base, text):
+        # What the editor typed is never dropped: accepting a changed text saves the edit.
+        decision = Decision.EDITED
+    if decision is Decision.EDITED and not (text or "").strip():
+        raise DocumentError(
+            "The edit box is empty: write the text to add, or reject the machine text."
+        )
     if decision is Decision.KEPT_PART:
         text = kept_part(base, keep_until)
     final = final_text(decision, base, text)
@@ -657,10 +692,33 @@ def review_machine_text(
         return review
     document.body = join_continuation(document.body, final or "")
     document.updated_at = utcnow()
-    new_revision = _add_revision(document, editor, ORIGINS[decision], revision.number + 1)
+    # The decision's revision gets no machine text by itself, or the editor would review
+    # for ever: the sponsor or the editor asks for more (`write_more`).
+    new_revision = _add_revision(
+        document, editor, ORIGINS[decision], revision.number + 1, write=False
+    )
     review.revision = new_revision
-    _commit_and_queue(new_revision)
+    db.session.commit()
     return review
+
+
+def write_more(document: Document) -> MachineText:
+    """Queue machine text for the latest revision, which has none (an editor's decision
+    made it)."""
+    _lock(document)
+    revision = latest_revision(document)
+    if revision.machine_text is not None:
+        raise DocumentError("The model has written for this revision already.")
+    if not has_text_to_continue(revision.body):
+        raise DocumentError(NOTHING_TO_CONTINUE)
+    revision.machine_text = MachineText(status=MachineTextStatus.QUEUED, queued_at=utcnow())
+    _commit_and_queue(revision)
+    return revision.machine_text
+
+
+def changed(machine: str, typed: str | None) -> bool:
+    """Whether an editor's text differs from the machine text (None: nothing was typed)."""
+    return typed is not None and typed.strip() != machine.strip()
 
 
 def kept_part(machine: str, keep_until: int | None) -> str:
@@ -692,8 +750,10 @@ def final_text_distance(decision: Decision, machine: str | None, final: str | No
     return Levenshtein.normalized_distance(machine or "", final or "")
 
 
-# A body ending here has finished its sentence: the continuation starts a paragraph.
-SENTENCE_ENDS = ".!?:;\u2026\"'\u201d\u2019)]*"
+# A body ending here, before any of CLOSERS, has finished its sentence: the continuation
+# starts a paragraph ("We chose (b)" has not; "(as agreed.)" has).
+SENTENCE_ENDS = ".!?;\u2026"
+CLOSERS = "\"'\u201d\u2019)]*"
 # A continuation starting with one of these closes the body's sentence: no space before it.
 CLOSING = ",.;:!?)]\u201d\u2019'"
 
@@ -715,11 +775,14 @@ def own_review(editor: User, document: Document, review_id: int) -> Review | Non
 
 
 def join_continuation(body: str, continuation: str) -> str:
-    """Append an accepted continuation to a body.
+    """Append an accepted continuation to a body, as the body's last line asks.
 
-    After a finished sentence the continuation starts a new paragraph. After an
-    unfinished one it goes on the same line, after a space (none before closing
-    punctuation). A continuation that brings its own line break keeps it.
+    An open list item ("d)", "4.", "-") and an unfinished sentence go on on the
+    same line, after a space (none before closing punctuation); so does a
+    trailing colon, unless the continuation starts a list, which starts on the
+    next line, as a list item after a list item does. After a finished
+    paragraph the continuation starts a new one. A continuation that brings its
+    own line break keeps it.
     """
     continuation = continuation.rstrip()
     body = body.rstrip(" \t")
@@ -727,14 +790,29 @@ def join_continuation(body: str, continuation: str) -> str:
         return continuation.lstrip()
     if not continuation.strip():
         return body
+    last_line = body.rsplit("\n", 1)[-1].strip()
+    if OPEN_ITEM.fullmatch(last_line):
+        return f"{body} {continuation.lstrip()}"
     if continuation[0] in "\r\n" or body.endswith("\n"):
         return body.rstrip("\n") + "\n\n" + continuation.lstrip()
     continuation = continuation.lstrip()
-    if body[-1] in SENTENCE_ENDS:
+    if LIST_ITEM.match(continuation) and (body.endswith(":") or LIST_ITEM.match(last_line)):
+        return f"{body}\n{continuation}"
+    if body.endswith(":"):
+        return f"{body} {continuation}"
+    if (body.rstrip(CLOSERS) or " ")[-1] in SENTENCE_ENDS:
         return f"{body}\n\n{continuation}"
     if continuation[0] in CLOSING:
         return body + continuation
     return f"{body} {continuation}"
+
+
+# A list item's marker: "-", "*", "•", "4.", "4)", "d)", "(d)", "iv.".
+_MARKER = r"(?:[-*\u2022+]|\(?(?:\d{1,3}|[a-zA-Z]|[ivxIVX]{1,4})[.)])"
+# A line that is a list item's marker and nothing else: the item is still to be written.
+OPEN_ITEM = re.compile(_MARKER)
+# Text that starts with a list item.
+LIST_ITEM = re.compile(_MARKER + r"\s+\S")
 
 
 # How many recent machine texts the waiting estimate is measured on.

@@ -138,3 +138,25 @@ document.addEventListener("keydown", (event) => {
     }
   }
 });
+
+// The review page's buttons say what they will do: once the editor changes the text in the
+// edit box, Accept saves that edit (the server does the same), and "Keep up to here", which
+// keeps the machine text as written, waits until the box holds the machine text again.
+document.addEventListener("DOMContentLoaded", () => {
+  const box = document.querySelector("[data-review-text]");
+  const accept = document.querySelector("[data-review-form] button[value=accept]");
+  if (!box || !accept) return;
+  const label = accept.querySelector("[data-label]");
+  const note = document.querySelector("[data-box-changed]");
+  const update = () => {
+    const changed = box.value.trim() !== box.defaultValue.trim();
+    if (label) label.textContent = changed ? "Accept your edit" : "Accept";
+    if (note) note.hidden = !changed;
+    for (const keep of document.querySelectorAll("[data-keep]")) {
+      keep.disabled = changed;
+      keep.title = changed ? "You changed the text in the edit box: accept your edit, or undo it to keep part." : "";
+    }
+  };
+  box.addEventListener("input", update);
+  update();
+});

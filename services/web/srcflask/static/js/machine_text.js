@@ -114,10 +114,12 @@
     if (state.decision) {
       return badge(DECISIONS[state.decision], `review-state review-${state.decision}`);
     }
+    if (state.review === "needs-review" && !state.has_editor) {
+      return badge("No editor yet", "review-state review-unassigned");
+    }
     if (state.review === "needs-review") return badge("Needs review", "review-state review-needed");
     if (state.review === "reviewed") {
-      return badge(state.origin === "accepted" ? "Accepted" : "Accepted with edits",
-        "review-state review-accepted");
+      return badge(DECISIONS[state.origin] || "Accepted", "review-state review-accepted");
     }
     return badge("—", "muted");
   }
