@@ -545,3 +545,18 @@ def test_lists_say_when_nobody_can_review_and_admins_can_find_those_documents(
     states = sponsor_client.get(f"/documents/machine-text?ids={lonely},{cared_for}").json
     assert states["documents"][str(lonely)]["has_editor"] is False
     assert states["documents"][str(cared_for)]["has_editor"] is True
+
+
+def test_the_history_says_which_text_nobody_reviewed_because_the_document_changed(
+    sponsor_client, written, run_jobs
+):
+    [document_id] = written("It was cold.")
+    sponsor_client.post(
+        f"/sponsor/documents/{document_id}/edit",
+        data={"title": "Doc 0", "body": "It was cold. Then it snowed.", "editor_id": ""},
+    )
+    run_jobs()
+
+    page = sponsor_client.get(f"/sponsor/documents/{document_id}").get_data(as_text=True)
+    history = page[page.index('class="table history"') :]
+    assert history.count("Not reviewed: the document changed") == 1  # revision 1, not 2
