@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 from pathlib import Path
 from typing import Any
 
@@ -61,6 +62,22 @@ def create_app(
     return app
 
 
+class QuietRoutineRequests(logging.Filter):
+    """Leave out of the development server's request log what pages ask for by themselves:
+    static files and the machine-text status polls, when they succeed. Everything else,
+    and every failed request, is logged at INFO as before."""
+
+    ROUTINE = re.compile(
+        r'"(?:GET|HEAD) (?:/static/|/favicon\.ico|/documents/(?:\d+/)?machine-text[?\s])'
+        r'[^"]*" (?:200|304) '
+    )
+
+    COLOURS = re.compile(r"\x1b\[[0-9;]*m")  # werkzeug colours all but 200s on a terminal
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not self.ROUTINE.search(self.COLOURS.sub("", record.getMessage()))
+
+
 def configure(app: Flask, env_name: str | None, overrides: dict[str, Any] | None) -> None:
     Path(app.instance_path).mkdir(parents=True, exist_ok=True)
     app.config.from_mapping(load_config(env_name, app.instance_path))
@@ -69,6 +86,9 @@ def configure(app: Flask, env_name: str | None, overrides: dict[str, Any] | None
         level=app.config["LOG_LEVEL"], format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
     logging.getLogger("alembic.runtime.plugins").setLevel(logging.WARNING)
+    quiet = logging.getLogger("werkzeug")
+    if not any(isinstance(f, QuietRoutineRequests) for f in quiet.filters):
+        quiet.addFilter(QuietRoutineRequests())
     if app.config["PROXY_FIX_HOPS"]:
         hops = app.config["PROXY_FIX_HOPS"]
         app.wsgi_app = ProxyFix(app.wsgi_app, x_for=hops, x_proto=hops, x_host=hops)

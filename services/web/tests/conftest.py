@@ -37,6 +37,34 @@ def pytest_configure(config: pytest.Config) -> None:
         raise pytest.UsageError("--db postgres needs TEST_DATABASE_URL")
 
 
+# Tests that take a while, and what to say as each starts (the suite is otherwise dots).
+LONG_RUNNING = {
+    "slow": "runs the real default model",
+    "browser": "drives Chromium through the product",
+    "production": "starts nginx, gunicorn, Celery, Postgres and Redis",
+    "fuzz": "fuzzes the API from its OpenAPI document",
+}
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_runtest_logstart(nodeid: str, location) -> None:
+    item = _ITEMS.get(nodeid)
+    if item is None:
+        return
+    doing = [what for marker, what in LONG_RUNNING.items() if item.get_closest_marker(marker)]
+    reporter = item.config.pluginmanager.get_plugin("terminalreporter")
+    if doing and reporter is not None:
+        reporter.ensure_newline()
+        reporter.write_line(f"{nodeid}: {'; '.join(doing)} (takes a while)")
+
+
+_ITEMS: dict[str, pytest.Item] = {}
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    _ITEMS.update((item.nodeid, item) for item in items)
+
+
 def pytest_report_header(config: pytest.Config) -> str:
     return f"srcflask database: {config.getoption('--db')}"
 

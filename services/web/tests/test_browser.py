@@ -220,7 +220,7 @@ def test_sign_up_approve_write_generate_review_in_chromium(server, browser):
 
     # 5. The editor reviews it beside the document, edits the pre-filled text, saves.
     editor.go("/")  # still signed in since sign-up, and approved since
-    assert editor.page.url.endswith("/editor/documents")
+    assert editor.page.url.endswith("/editor/documents?review=needs-review")  # their work
     assert DOCUMENT_TITLE in editor.page.inner_text("table")
     assert "Needs review 1" in editor.page.inner_text("nav[aria-label='Review queue']")
     editor.shot("08-editor-documents")

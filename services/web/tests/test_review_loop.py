@@ -560,3 +560,11 @@ def test_the_history_says_which_text_nobody_reviewed_because_the_document_change
     page = sponsor_client.get(f"/sponsor/documents/{document_id}").get_data(as_text=True)
     history = page[page.index('class="table history"') :]
     assert history.count("Not reviewed: the document changed") == 1  # revision 1, not 2
+
+
+def test_an_editor_starts_on_the_documents_that_need_review(editor_client):
+    response = editor_client.get("/editor/")
+    assert response.status_code == 302
+    assert response.location == "/editor/documents?review=needs-review"
+    page = editor_client.get(response.location).get_data(as_text=True)
+    assert 'aria-current="page">Needs review' in page

@@ -396,7 +396,8 @@ def assigned_or_404(document_id: int):
 
 @editor_bp.get("/", endpoint="home")
 def editor_home():
-    return redirect(url_for("editor.documents"))
+    """An editor starts where their work is: the documents that need their review."""
+    return redirect(url_for("editor.documents", review="needs-review"))
 
 
 @editor_bp.get("/documents", endpoint="documents")
