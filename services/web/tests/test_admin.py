@@ -450,3 +450,20 @@ def test_each_audit_action_has_a_sentence(action, actor, target, details, words)
 
     event = AuditEvent(action=action, actor_label=actor, target_label=target, details=details)
     assert sentence(event) == words
+
+
+def test_an_audit_event_says_where_it_came_from(app, admin_client):
+    from srcflask.models.audit import record_event
+
+    with app.test_request_context("/", environ_base={"REMOTE_ADDR": "192.0.2.7"}):
+        over_the_web = record_event("test.web", actor=None)
+        db.session.commit()
+        assert over_the_web.ip_address == "192.0.2.7"
+    with app.app_context():
+        offline = record_event("test.offline", actor=None)  # the command line, a job
+        db.session.commit()
+        assert offline.ip_address is None
+
+    page = admin_client.get("/admin/audit").get_data(as_text=True)
+    assert "192.0.2.7" in page
+    assert '<span class="muted">this server</span>' in page

@@ -272,6 +272,8 @@ def test_a_revision_page_shows_a_readable_diff(app, sponsor_client):
     assert "1 line added, 0 removed, 1 changed." in page
     first = sponsor_client.get(f"/documents/{document_id}/revisions/1").get_data(as_text=True)
     assert "First revision" in first
+    # Its text as written: no line, blank or not, marked as added.
+    assert "data-first-revision" in first and "diff-added" not in first
     assert sponsor_client.get(f"/documents/{document_id}/revisions/3").status_code == 404
 
 

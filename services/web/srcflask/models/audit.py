@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
+from flask import has_request_context, request
 from sqlalchemy import JSON, ForeignKey, String
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
@@ -47,7 +48,12 @@ def record_event(
     ip_address: str | None = None,
     **details: Any,
 ) -> AuditEvent:
-    """Add an audit event to the session; it is committed with the change it records."""
+    """Add an audit event to the session; it is committed with the change it records.
+
+    Where from: `ip_address`, else the address of the request being answered (none for
+    the command line and background jobs)."""
+    if ip_address is None and has_request_context():
+        ip_address = request.remote_addr
     event = AuditEvent(
         action=action,
         actor=actor,
