@@ -103,4 +103,6 @@ def journey(topology: Topology, database_url: str) -> None:
     again = sponsor.get(status_url).json()
     assert (again["status"], again["text"]) == ("done", machine_text["text"])
     fresh_login = Visitor(topology.base)
-    assert fresh_login.login("erin@example.org", PASSWORD).url.endswith("/editor/documents")
+    assert fresh_login.login("erin@example.org", PASSWORD).url.endswith(
+        "/editor/documents?review=needs-review"
+    )
