@@ -568,3 +568,34 @@ def test_an_editor_starts_on_the_documents_that_need_review(editor_client):
     assert response.location == "/editor/documents?review=needs-review"
     page = editor_client.get(response.location).get_data(as_text=True)
     assert 'aria-current="page">Needs review' in page
+
+
+@pytest.mark.parametrize(
+    ("who", "url"),
+    [
+        ("sponsor", "/sponsor/documents"),
+        ("editor", "/editor/documents"),
+        ("admin", "/admin/documents"),
+    ],
+)
+def test_every_document_list_searches_titles_and_text(
+    sponsor_client, editor_client, admin_client, editor, who, url
+):
+    for title, body in [
+        ("Water butts", "Ellis will order four."),
+        ("Compost", "The pallets rotted; 100% of the bay is full."),
+        ("Minutes", "Nothing about water here."),
+    ]:
+        create(sponsor_client, title=title, body=body, editor_id=str(editor.id))
+    client = {"sponsor": sponsor_client, "editor": editor_client, "admin": admin_client}[who]
+
+    found = client.get(f"{url}?q=WATER").get_data(as_text=True)
+    assert "Water butts" in found and "Minutes" in found  # title or text, any case
+    assert "Compost" not in found
+    assert 'value="WATER"' in found
+    literal = client.get(f"{url}?q=100%25").get_data(as_text=True)  # % is a character
+    assert "Compost" in literal and "Water butts" not in literal
+    nothing = client.get(f"{url}?q=%25_%25").get_data(as_text=True)
+    assert "Water butts" not in nothing and "“%_%”" in nothing
+    long = client.get(f"{url}?q=" + "x" * 5000)
+    assert long.status_code == 200

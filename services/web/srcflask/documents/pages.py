@@ -57,6 +57,10 @@ def document_page_url(document) -> str:
     return url_for("documents.show", document_id=document.id)
 
 
+# The longest search a document list takes (longer ones are cut).
+SEARCH_MAX = 100
+
+
 def render_document_list(template: str, **context):
     """A page of the documents the current user may read, by machine-text status or review."""
     status = request.args.get("status") or None
@@ -68,6 +72,7 @@ def render_document_list(template: str, **context):
     editor = request.args.get("editor") or None
     if editor not in (None, "none"):
         abort(400, description=f"Unknown editor filter {editor!r}: use editor=none.")
+    search = " ".join(request.args.get("q", "").split())[:SEARCH_MAX]
     page = service.document_rows(
         current_user,
         page=requested_page(),
@@ -75,9 +80,10 @@ def render_document_list(template: str, **context):
         status=MachineTextStatus(status) if status else None,
         queue=queue,
         unassigned=editor == "none",
+        search=search,
     )
     return render_template(
-        template, page=page, status=status, queue=queue, editor=editor, **context
+        template, page=page, status=status, queue=queue, editor=editor, search=search, **context
     )
 
 

@@ -36,7 +36,7 @@ from ..models import (
     UserStatus,
 )
 from ..models.types import MAX_ID, lock_row, utcnow
-from ..pagination import Page, paginate
+from ..pagination import Page, like_pattern, paginate
 from .diff import kept_word_share
 from .imports import ImportRow
 from .marks import sentence_ends
@@ -254,8 +254,17 @@ def document_rows_query(
     status: MachineTextStatus | None = None,
     queue: str | None = None,
     unassigned: bool = False,
+    search: str = "",
 ) -> Select:
     query = _latest_rows(user).order_by(Document.updated_at.desc(), Document.id.desc())
+    if search:
+        pattern = like_pattern(search)
+        query = query.where(
+            or_(
+                Document.title.ilike(pattern, escape="\\"),
+                Document.body.ilike(pattern, escape="\\"),
+            )
+        )
     if status is not None:
         query = query.where(MachineText.status == status)
     if queue is not None:
@@ -272,14 +281,16 @@ def document_rows(
     status: MachineTextStatus | None = None,
     queue: str | None = None,
     unassigned: bool = False,
+    search: str = "",
 ) -> Page:
     """The documents `user` may read, newest first, with the state of their machine text.
 
     `queue` (one of REVIEW_QUEUES) keeps the documents that need review, or were reviewed;
-    `unassigned` those with no editor, which nobody can review.
+    `unassigned` those with no editor, which nobody can review; `search` those whose title
+    or text holds it.
     """
     result = paginate(
-        document_rows_query(user, status, queue, unassigned), page, per_page, scalars=False
+        document_rows_query(user, status, queue, unassigned, search), page, per_page, scalars=False
     )
     result.items = [DocumentRow(*row) for row in result.items]
     return result
