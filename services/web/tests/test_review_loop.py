@@ -599,3 +599,14 @@ def test_every_document_list_searches_titles_and_text(
     assert "Water butts" not in nothing and "“%_%”" in nothing
     long = client.get(f"{url}?q=" + "x" * 5000)
     assert long.status_code == 200
+
+
+def test_every_page_links_the_api_documentation(client, sponsor_client, editor_client):
+    for who, url in [
+        (client, "/auth/login"),
+        (sponsor_client, "/sponsor/documents"),
+        (editor_client, "/editor/documents"),
+    ]:
+        page = who.get(url).get_data(as_text=True)
+        assert '<a href="/api/v1/docs" data-api-docs>JSON API</a>' in page
+    assert client.get("/api/v1/docs").status_code == 200  # public
