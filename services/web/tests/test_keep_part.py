@@ -229,3 +229,41 @@ def test_an_editor_chooses_among_clearly_different_texts_and_the_choice_is_kept(
     assert f'"final_text": "{ALTERNATIVE}"' in export and '"chosen": 1' in export
     models = admin_client.get("/admin/models").get_data(as_text=True)
     assert "1 of 2 (50%)" in models
+
+
+def test_a_keep_button_sends_the_review_form_and_keeps_the_text_the_editor_saw(
+    app, editor_client, written
+):
+    [document_id] = written("It was cold.", text=MACHINE)
+    page = review_page(editor_client, document_id)
+    assert 'form="review-form" name="keep_until"' in page and 'id="review-form"' in page
+
+    # What the browser sends: the review form's fields and the pressed button's value.
+    response = editor_client.post(
+        f"/editor/documents/{document_id}/review",
+        data={"text": MACHINE + "\r\n", "chosen": "0", "keep_until": str(FIRST_END)},
+    )
+
+    assert response.status_code == 303
+    with app.app_context():
+        review = db.session.scalar(select(Review))
+        assert review.decision is Decision.KEPT_PART
+        assert review.text == MACHINE[:FIRST_END]
+
+
+def test_keeping_part_after_changing_the_box_is_refused_and_the_typed_text_kept(
+    app, editor_client, written
+):
+    [document_id] = written("It was cold.", text=MACHINE)
+    typed = "The garden centre will deliver on Saturday instead."
+
+    response = editor_client.post(
+        f"/editor/documents/{document_id}/review",
+        data={"text": typed, "chosen": "0", "keep_until": str(FIRST_END)},
+    )
+
+    assert response.status_code == 409
+    page = response.get_data(as_text=True)
+    assert "You changed the text in the edit box" in page
+    assert f">{typed}</textarea>" in page  # nothing typed is lost
+    assert len(revisions(app, document_id)) == 1

@@ -423,7 +423,15 @@ def review(document_id: int):
         return render_template("editor/not_assigned.html", typed=typed), 404
     revision = service.latest_revision(document)
     machine_text = revision.machine_text
-    form = ReviewForm()
+    formdata = None
+    if (
+        request.method == "POST"
+        and request.form.get("keep_until")
+        and not request.form.get("decision")
+    ):  # a "Keep up to here" button: it names the sentence, the decision is keeping part
+        formdata = request.form.copy()
+        formdata["decision"] = "keep"
+    form = ReviewForm(formdata=formdata) if formdata is not None else ReviewForm()
     choices = machine_text.choices() if machine_text and machine_text.text else []
     chosen = request.args.get("choice", 0, type=int) if request.method == "GET" else None
     status = 200

@@ -685,6 +685,11 @@ def review_machine_text(
             "The edit box is empty: write the text to add, or reject the machine text."
         )
     if decision is Decision.KEPT_PART:
+        if changed(base, text):
+            raise DocumentError(
+                "You changed the text in the edit box: accept your edit, or undo your changes "
+                "to keep part of the machine text."
+            )
         text = kept_part(base, keep_until)
     final = final_text(decision, base, text)
     review = Review(
