@@ -75,22 +75,23 @@ def test_0008_keeps_accounts_and_refuses_to_downgrade_over_repeated_signups(
         db.engine.dispose()
 
 
-def test_0009_measures_the_edit_distance_of_reviews_written_before_it(empty_database_url, tmp_path):
+def backfilled(url, instance, *, before: str, machine: str, edited: str, column: str):
+    """Accepted, edited and rejected reviews written before a migration; what it fills in."""
     from srcflask.models import Decision, Review
 
     from .factories import DocumentFactory, ModelVersionFactory
 
-    app = make_app(empty_database_url, tmp_path / "instance")
+    app = make_app(url, instance)
     with app.app_context():
         flask_migrate.upgrade()
         version = ModelVersionFactory()
         for decision, final in [
             (Decision.ACCEPTED, None),
-            (Decision.EDITED, "abXY"),
+            (Decision.EDITED, edited),
             (Decision.REJECTED, None),
         ]:
             document = DocumentFactory(
-                machine_text__text="abcd", machine_text__model_version=version
+                machine_text__text=machine, machine_text__model_version=version
             )
             db.session.add(
                 Review(
@@ -101,49 +102,37 @@ def test_0009_measures_the_edit_distance_of_reviews_written_before_it(empty_data
             )
         db.session.commit()
         db.session.remove()
-        flask_migrate.downgrade(revision="0008")  # as they were before 0009
+        flask_migrate.downgrade(revision=before)  # as they were before the migration
         flask_migrate.upgrade()
         with db.engine.begin() as connection:
             rows = connection.execute(
-                sa.text("SELECT decision, edit_distance FROM reviews ORDER BY id")
+                sa.text(f"SELECT decision, {column} FROM reviews ORDER BY id")
             ).all()
         db.engine.dispose()
+    return rows
+
+
+def test_0009_measures_the_edit_distance_of_reviews_written_before_it(empty_database_url, tmp_path):
+    rows = backfilled(
+        empty_database_url,
+        tmp_path / "instance",
+        before="0008",
+        machine="abcd",
+        edited="abXY",
+        column="edit_distance",
+    )
     assert rows == [("accepted", 0.0), ("edited", 0.5), ("rejected", None)]
 
 
 def test_0011_measures_the_words_kept_by_reviews_written_before_it(empty_database_url, tmp_path):
-    from srcflask.models import Decision, Review
-
-    from .factories import DocumentFactory, ModelVersionFactory
-
-    app = make_app(empty_database_url, tmp_path / "instance")
-    with app.app_context():
-        flask_migrate.upgrade()
-        version = ModelVersionFactory()
-        for decision, final in [
-            (Decision.ACCEPTED, None),
-            (Decision.EDITED, "one two and more"),
-            (Decision.REJECTED, None),
-        ]:
-            document = DocumentFactory(
-                machine_text__text="one two three four", machine_text__model_version=version
-            )
-            db.session.add(
-                Review(
-                    machine_text=document.revisions[0].machine_text,
-                    decision=decision,
-                    text=final,
-                )
-            )
-        db.session.commit()
-        db.session.remove()
-        flask_migrate.downgrade(revision="0010")  # as they were before 0011
-        flask_migrate.upgrade()
-        with db.engine.begin() as connection:
-            rows = connection.execute(
-                sa.text("SELECT decision, kept_share FROM reviews ORDER BY id")
-            ).all()
-        db.engine.dispose()
+    rows = backfilled(
+        empty_database_url,
+        tmp_path / "instance",
+        before="0010",
+        machine="one two three four",
+        edited="one two and more",
+        column="kept_share",
+    )
     assert rows == [("accepted", 1.0), ("edited", 0.5), ("rejected", 0.0)]
 
 
