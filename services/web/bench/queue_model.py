@@ -20,7 +20,7 @@ with the documents in it, with joining that costs nothing, with both, and with
 prompts read 128 tokens a step beside the running documents (one pass over
 the weights for both): what each part of the engine's cost does to the wait.
 
-The defaults are the default model on an AMD EPYC Zen 5 with 2 cores (README,
+The defaults are the default model on an AMD EPYC Zen 5 with 2 cores (docs/performance.md,
 "On an AMD EPYC (Zen 5), 2 cores"), and the first 10 documents of
 bench/documents.jsonl: their prompt tokens and decoding steps. Not a test: a
 way to ask what a faster engine would buy before building it.

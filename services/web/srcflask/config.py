@@ -2,7 +2,7 @@
 
 `SRCFLASK_ENV` picks the class: ``development`` (the default), ``production``
 or ``testing``. Every setting can be overridden by an environment variable of
-the same name; the README lists them all with their defaults.
+the same name; docs/configuration.md lists them all with their defaults.
 """
 
 from __future__ import annotations

