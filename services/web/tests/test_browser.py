@@ -8,6 +8,7 @@ Screenshots of every step go to tests/artifacts/browser/ (kept out of git).
 from __future__ import annotations
 
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -164,6 +165,25 @@ class Person:
         self.page.fill("#confirm_password", PASSWORD)
 
 
+def assert_changed_words(area, removed: list[str], added: list[str]) -> None:
+    """At each width the changed line in `area` shows these words struck out and added."""
+    page = area.page
+    for width in WIDTHS:
+        page.set_viewport_size({"width": width, "height": 900})
+        line = area.locator(".diff-changed").first
+        assert line.is_visible()
+        # What a screen reader says of each: the words, after "removed:" or "added:".
+        said = [" ".join(d.inner_text().split()) for d in line.locator("del, ins").all()]
+        assert said == [
+            f"{kind}: {word}"
+            for pair in zip(removed, added, strict=True)
+            for kind, word in zip(("removed", "added"), pair, strict=True)
+        ]
+        struck = line.locator("del").first.evaluate("e => getComputedStyle(e).textDecorationLine")
+        assert struck == "line-through"  # not told by colour alone
+    page.set_viewport_size({"width": WIDTHS[0], "height": 900})
+
+
 def test_sign_up_approve_write_generate_review_in_chromium(server, browser):
     SHOTS.mkdir(parents=True, exist_ok=True)
     for old in SHOTS.glob("[0-9][0-9]-*"):  # this test's own, from an earlier run
@@ -292,16 +312,25 @@ def test_sign_up_approve_write_generate_review_in_chromium(server, browser):
     second_tab = sponsor.context.new_page()
     first_tab.goto(edit_url)
     second_tab.goto(edit_url)
-    second_tab.fill("#body", DOCUMENT_BODY + "\nAdded in the second tab.")
+    second_tab.fill("#body", DOCUMENT_BODY + "\nc) Added in the second tab.")
     second_tab.click(".document-form button[type=submit]")
-    first_tab.fill("#body", DOCUMENT_BODY + "\nAdded in the first tab.")
+    first_tab.fill("#body", DOCUMENT_BODY + "\nd) Added in the first tab.")
     assert "characters" in first_tab.inner_text("[data-counter]")
     first_tab.click(".document-form button[type=submit]")
     assert "This document changed since you opened it" in first_tab.inner_text(".form-errors")
     assert first_tab.input_value("#body").endswith("Added in the first tab.")
     assert "Added in the" in first_tab.inner_text("[data-conflict]")
+    # The changed line shows its changed words (it once showed "~ cd)"), said in words.
+    assert_changed_words(first_tab.locator("[data-conflict]"), ["c)", "second"], ["d)", "first"])
     sponsor.shot("13-sponsor-edit-conflict")
     second_tab.close()
+    # Saving again replaces the newer revision knowingly; its page shows the same words.
+    first_tab.click(".document-form button[type=submit]")
+    saved = re.search(r"Saved revision (\d+)", first_tab.inner_text(".flashes"))
+    first_tab.goto(f"{document_url.replace('/sponsor/', '/')}/revisions/{saved[1]}")
+    assert_changed_words(first_tab.locator(".diff"), ["c)", "second"], ["d)", "first"])
+    assert first_tab.locator("[data-diff-legend]").is_visible()
+    sponsor.shot("13b-sponsor-changed-words")
 
     # 8. The admin reads the audit trail as sentences.
     admin.go("/admin/audit")
@@ -338,7 +367,7 @@ def test_sign_up_approve_write_generate_review_in_chromium(server, browser):
         sponsor.page.click("text=Download CSV")
     exported = Path(download.value.path()).read_text(encoding="utf-8")
     assert exported.splitlines()[0].startswith("id,title,") and "Site visit" in exported
-    assert "Added in the second tab." in exported  # the latest revision's body
+    assert "Added in the first tab." in exported  # the latest revision's body
 
     # 10. An API token: created once (a reload mints no other), shown once, with Copy.
     sponsor.go("/account/tokens")

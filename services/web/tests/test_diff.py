@@ -24,6 +24,26 @@ def test_changed_words_are_marked_inside_a_line():
     ]
 
 
+def test_a_one_character_change_shows_the_whole_word_removed_and_added():
+    lines = diff_texts("a) pears\nc) apples", "a) pears\nd) apples")
+    assert kinds(lines) == ["same", "changed"]
+    assert [(s.kind, s.text) for s in lines[1].segments] == [
+        ("removed", "c)"),
+        ("added", "d)"),
+        ("same", " apples"),
+    ]
+
+
+def test_words_rewritten_one_after_another_read_as_one_change():
+    segments = word_segments("Buy two red apples today.", "Buy three green apples today.")
+    assert [(s.kind, s.text) for s in segments] == [
+        ("same", "Buy "),
+        ("removed", "two red"),
+        ("added", "three green"),
+        ("same", " apples today."),
+    ]
+
+
 def test_text_appended_to_a_line_and_new_lines_after_it():
     old = "It was cold,"
     new = "It was cold, and it rained.\n\nThe end."
@@ -184,6 +204,44 @@ def diff_part(page: str) -> str:
     return page[page.index('<div class="diff"') : page.index("</section>")]
 
 
+def changed_words(removed: str, added: str) -> str:
+    """How the page marks words changed inside a line, with what a screen reader says."""
+    return (
+        f'<del><span class="visually-hidden">removed: </span>{removed}</del>'
+        f'<ins><span class="visually-hidden">added: </span>{added}</ins>'
+    )
+
+
+def test_a_changed_line_shows_its_changed_words_said_in_words(sponsor_client):
+    document_id = save_two_revisions(
+        sponsor_client, "Options:\nc) A new fence.\nEnd.", "Options:\nd) A new fence.\nEnd."
+    )
+
+    page = sponsor_client.get(f"/documents/{document_id}/revisions/2").get_data(as_text=True)
+
+    changed = diff_part(page)
+    assert changed_words("c)", "d)") + " A new fence." in changed
+    assert '<span class="visually-hidden">Changed line</span>' in changed
+    assert "cd)" not in changed
+    # The legend says what the marks mean, in words.
+    assert "data-diff-legend" in page and "struck-out words</del> were removed" in page
+
+
+def test_hostile_words_changed_inside_a_line_are_escaped(sponsor_client):
+    document_id = save_two_revisions(
+        sponsor_client,
+        'Keep <b>this</b> and "that" line.',
+        'Keep <img src=x onerror=alert(1)> and "that" line.',
+    )
+
+    page = sponsor_client.get(f"/documents/{document_id}/revisions/2").get_data(as_text=True)
+
+    changed = diff_part(page)
+    assert "<img" not in page and "<b>" not in changed
+    assert changed_words("&lt;b&gt;this&lt;/b&gt;", "&lt;img src=x onerror=alert(1)&gt;") in changed
+    assert "&#34;that&#34; line." in changed
+
+
 def test_a_plain_diff_is_still_escaped_on_the_page(sponsor_client, monkeypatch):
     monkeypatch.setattr(diff, "WORK_LIMIT", 0)
     document_id = save_two_revisions(
@@ -218,7 +276,7 @@ def test_a_revision_diff_is_made_once_and_then_served_from_the_cache(
     again = sponsor_client.get(url).get_data(as_text=True)
 
     assert len(made) == 1
-    assert "<del>two</del><ins>three</ins>" in again and "Add &lt;salt&gt;." in again
+    assert changed_words("two", "three") in again and "Add &lt;salt&gt;." in again
     assert diff_part(first) == diff_part(again)
     # The cache never lets a reader past the access rules: the editor is not assigned.
     assert editor_client.get(url).status_code == 404

@@ -266,8 +266,12 @@ def test_a_revision_page_shows_a_readable_diff(app, sponsor_client):
     page = sponsor_client.get(f"/documents/{document_id}/revisions/2").get_data(as_text=True)
 
     assert "Changes since revision 1" in page
-    assert "<del>two</del><ins>three</ins>" in page
+    assert (
+        '<del><span class="visually-hidden">removed: </span>two</del>'
+        '<ins><span class="visually-hidden">added: </span>three</ins>'
+    ) in page
     assert '<div class="diff-line diff-added" role="row">' in page and "<ins>Enjoy!</ins>" in page
+    assert '<span class="visually-hidden">Added line</span>' in page
     assert "Title: <del>Soup</del> → <ins>Soup for four</ins>" in page
     assert "1 line added, 0 removed, 1 changed." in page
     first = sponsor_client.get(f"/documents/{document_id}/revisions/1").get_data(as_text=True)
@@ -717,7 +721,12 @@ def test_saving_over_a_newer_revision_is_refused_with_the_text_kept_and_the_diff
     page = stale.get_data(as_text=True)
     assert "This document changed since you opened it" in page and "revision 2" in page
     assert "Step one.\nStep &lt;two&gt; from tab one.</textarea>" in page
-    assert "data-conflict" in page and "<ins>" in page
+    assert "data-conflict" in page and "data-diff-legend" in page
+    # The changed line shows the words that differ, escaped.
+    assert (
+        'Step <del><span class="visually-hidden">removed: </span>two, revised.</del>'
+        '<ins><span class="visually-hidden">added: </span>&lt;two&gt; from tab one.</ins>'
+    ) in page
     assert 'name="base_revision" type="hidden" value="2"' in page
     assert [r.body for r in revisions(app, document_id)] == [
         "Step one.\nStep two.",

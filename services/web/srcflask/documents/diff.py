@@ -33,7 +33,8 @@ COMPARISON_COST = 16
 # (the largest diff a body allows renders to about 3.5 million).
 CACHED_DIFFS = 256
 CACHED_DIFF_CHARS = 8_000_000
-_WORDS = re.compile(r"\s+|\w+|[^\w\s]")
+# Words as a reader counts them: "d)" and "onions." are one word each, with their spaces between.
+_WORDS = re.compile(r"\s+|\S+")
 
 
 @dataclass
@@ -131,7 +132,7 @@ def word_segments(old: str, new: str, budget: WorkBudget | None = None) -> list[
         matcher.budget.run_out()
         return [Segment("removed", old), Segment("added", new)]
     segments: list[Segment] = []
-    for tag, i1, i2, j1, j2 in opcodes:
+    for tag, i1, i2, j1, j2 in joined_changes(opcodes, old_words):
         if tag == "equal":
             segments.append(Segment("same", "".join(old_words[i1:i2])))
             continue
@@ -140,6 +141,24 @@ def word_segments(old: str, new: str, budget: WorkBudget | None = None) -> list[
         if j2 > j1:
             segments.append(Segment("added", "".join(new_words[j1:j2])))
     return segments
+
+
+def joined_changes(opcodes: list[tuple], old_words: list[str]) -> list[tuple]:
+    """Join changes that only spaces keep apart: "two red" to "three blue" reads as one change.
+
+    Without this, a line rewritten word by word alternates removed and added words.
+    """
+    joined: list[tuple] = []
+    for index, (tag, i1, i2, j1, j2) in enumerate(opcodes):
+        between_changes = 0 < index < len(opcodes) - 1
+        if tag == "equal" and between_changes and "".join(old_words[i1:i2]).isspace():
+            tag = "replace"
+        if tag != "equal" and joined and joined[-1][0] != "equal":
+            _, first_i, _, first_j, _ = joined.pop()
+            joined.append(("replace", first_i, i2, first_j, j2))
+        else:
+            joined.append((tag, i1, i2, j1, j2))
+    return joined
 
 
 def diff_texts(
