@@ -13,7 +13,16 @@ from dataclasses import dataclass, field
 import pytest
 
 from srcflask.extensions import db
-from srcflask.models import ApiToken, GenerationJob, Role, TrainingRun, User, UserStatus
+from srcflask.models import (
+    ApiToken,
+    GenerationJob,
+    ModelTask,
+    ModelTaskKind,
+    Role,
+    TrainingRun,
+    User,
+    UserStatus,
+)
 
 from .conftest import plant_session
 from .factories import DocumentFactory, ModelVersionFactory
@@ -127,7 +136,8 @@ SPONSOR_DOC = "/sponsor/documents/{doc}"
 TO_SPONSOR_DOC = (303, SPONSOR_DOC)
 
 # (method, URL rule) -> the URL to request and what each visitor gets. Placeholders:
-# {target} a pending user for admin actions, {version} a model version, {doc} the document.
+# {target} a pending user for admin actions, {version} a model version, {doc} the document,
+# {task} a model action.
 MATRIX: dict[tuple[str, str], Row] = {
     ("GET", "/"): Row("/", {"anonymous": TO_LOGIN} | {v: 302 for v in INACTIVE + APPROVED}),
     ("GET", "/healthz"): Row("/healthz", everyone(200)),
@@ -258,7 +268,15 @@ MATRIX: dict[tuple[str, str], Row] = {
     ),
     ("POST", "/admin/models/<int:version_id>/speed"): Row(
         "/admin/models/{version}/speed",
-        only(["admin"], (303, "/admin/models#version-{version}"), post=True),
+        only(["admin"], (303, "/admin/models#speed-{version}"), post=True),
+    ),
+    # Queued only (no runner runs in these tests), so nothing is downloaded.
+    ("POST", "/admin/models/catalog/<string:name>/fetch"): Row(
+        "/admin/models/catalog/smollm2-135m-instruct/fetch",
+        only(["admin"], (303, "/admin/models#catalog-smollm2-135m-instruct"), post=True),
+    ),
+    ("GET", "/admin/models/tasks/<int:task_id>"): Row(
+        "/admin/models/tasks/{task}", only(["admin"], 200)
     ),
     ("POST", "/admin/models/<int:version_id>/try"): Row(
         "/admin/models/{version}/try",
@@ -419,7 +437,8 @@ def test_access(app, make_user, route, visitor):
         token, _ = ApiToken.issue(owner_user, "owner's token", 30)
         job = GenerationJob(user=owner_user, prompt="Hello", settings={})
         run = TrainingRun(parent=model, name="tuned", created_by_label="command line")
-        db.session.add_all([token, job, run])
+        task = ModelTask(kind=ModelTaskKind.SPEED, version=model, created_by_label="command line")
+        db.session.add_all([token, job, run, task])
         db.session.flush()
         secret = None
         if visitor_id is not None:
@@ -435,6 +454,7 @@ def test_access(app, make_user, route, visitor):
             "job": job.id,
             "token": token.id,
             "run": run.id,
+            "task": task.id,
         }
     client = app.test_client()
     headers = {}

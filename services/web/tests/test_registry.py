@@ -293,7 +293,9 @@ def fake_catalog(monkeypatch, tmp_path, tiny_models, *, terms: bool = True):
     terms_file = tmp_path / "TERMS.html"
     terms_file.write_text("<h1>Terms</h1><script>alert(1)</script>")
     monkeypatch.setattr(
-        catalog, "fetch", lambda entry, cache: (tiny_models["gguf"], terms_file if terms else None)
+        catalog,
+        "fetch",
+        lambda entry, cache, report=None: (tiny_models["gguf"], terms_file if terms else None),
     )
     return terms_file
 

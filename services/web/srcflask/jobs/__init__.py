@@ -8,12 +8,24 @@ process), `celery` (the default when CELERY_BROKER_URL is set) or `manual`
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 
 from flask import Flask, current_app
 
 from ..config import ConfigError
 
 log = logging.getLogger(__name__)
+
+# Other kinds of background work, by name: run(row_id), called in an app context.
+TASKS: dict[str, Callable[[int], object]] = {}
+
+
+def register_task(name: str, run: Callable[[int], object]) -> None:
+    """Let every runner run `run(row_id)` for rows handed over as `submit([row_id], name)`.
+
+    The row is the job: `run` claims it, so a row handed over twice runs once.
+    """
+    TASKS[name] = run
 
 
 def init_app(app: Flask) -> None:

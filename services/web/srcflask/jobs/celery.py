@@ -90,9 +90,16 @@ class CeleryRunner:
         pass
 
     def submit(self, ids: list[int], kind=None) -> None:
-        from . import work
+        from . import TASKS, work
         from .tasks import task_for
 
+        if kind in TASKS:
+            from .tasks import run_task
+
+            # Raises when the broker cannot take it: the caller says so on the row.
+            for row_id in ids:
+                run_task.delay(kind, row_id)
+            return
         if kind == "training":
             from .tasks import train_model
 

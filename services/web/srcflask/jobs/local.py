@@ -8,7 +8,7 @@ import threading
 
 from flask import Flask
 
-from . import work
+from . import TASKS, work
 
 log = logging.getLogger(__name__)
 
@@ -51,9 +51,25 @@ class LocalRunner:
         if kind == "training":
             self._start_training()
             return
+        if kind in TASKS:
+            self._start_task(kind, ids)
+            return
         self.start()
         work.queued_here.set()  # a running batch takes it at its next step
         self._wake.set()
+
+    def _start_task(self, kind: str, ids: list[int]) -> None:
+        """Other background work (a prompt tried, a model fetched): a thread of its own."""
+
+        def run() -> None:
+            with self.app.app_context():
+                for row_id in ids:
+                    try:
+                        TASKS[kind](row_id)
+                    except Exception:  # the row says what went wrong
+                        log.exception("%s %s failed", kind, row_id)
+
+        threading.Thread(target=run, name=f"srcflask-{kind}", daemon=True).start()
 
     def _start_training(self) -> None:
         """Fine-tuning runs in a thread of its own, so generation never waits for it."""
@@ -117,6 +133,7 @@ class ManualRunner:
     def __init__(self) -> None:
         self.submitted: list[int] = []
         self.training: list[int] = []
+        self.tasks: list[tuple[str, int]] = []
 
     def start(self) -> None:
         pass
@@ -124,5 +141,8 @@ class ManualRunner:
     def submit(self, ids: list[int], kind=None) -> None:
         if kind == "training":
             self.training.extend(ids)
+            return
+        if kind in TASKS:
+            self.tasks.extend((kind, row_id) for row_id in ids)
             return
         self.submitted.extend(ids)

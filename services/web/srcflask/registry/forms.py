@@ -21,7 +21,7 @@ from ..ml.settings import PRESET_LABELS
 from ..ml.training import Hyperparameters
 from .service import ALIAS_PATTERN, NAME_PATTERN
 
-# Trying a prompt runs in the request, so keep it short.
+# Trying a prompt is meant to answer in seconds, so keep it short.
 MAX_TRY_TOKENS = 128
 
 

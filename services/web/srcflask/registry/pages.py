@@ -1,24 +1,36 @@
 """Admin pages for the model registry: versions and how they fare in review, the production
-alias, trying a prompt, and the reviewed pairs to download."""
+alias, the catalog, the actions that run in the background (trying a prompt, measuring
+speed, fetching a catalog model), and the reviewed pairs to download."""
 
 from __future__ import annotations
 
-import time
-
-from flask import abort, flash, redirect, render_template, request, send_file, url_for
+from flask import (
+    abort,
+    flash,
+    get_template_attribute,
+    jsonify,
+    redirect,
+    render_template,
+    request,
+    send_file,
+    url_for,
+)
 from flask_login import current_user
 
 from ..areas import admin_bp
 from ..downloads import download
 from ..extensions import db
-from ..ml.engine import DEFAULT_SYSTEM_PROMPT, PROMPT_FORMATS, ModelLoadError, PromptError
+from ..ml import catalog
+from ..ml.engine import DEFAULT_SYSTEM_PROMPT, PROMPT_FORMATS
 from ..ml.quality import BenchmarkError
-from ..ml.settings import PRESETS, SettingsError
-from ..models import ModelVersion
-from . import metrics, reviews
+from ..models import ModelTask, ModelTaskKind, ModelVersion
+from ..security import wants_json
+from . import metrics, model_tasks, reviews
 from . import service as registry
 from .charts import review_chart
 from .forms import AliasForm, PromptFormatForm, ReviewFilterForm, TryPromptForm
+
+TASKS_TEMPLATE = "admin/_model_tasks.html"
 
 
 def models_page(status: int = 200, **context):
@@ -27,10 +39,9 @@ def models_page(status: int = 200, **context):
         quality_documents = len(registry.quality_documents())
     except (OSError, BenchmarkError):
         quality_documents = "the"
+    tasks = model_tasks.shown(current_user)
     context.setdefault("try_form", None)
     context.setdefault("try_version_id", None)
-    context.setdefault("try_result", None)
-    context.setdefault("try_waited", 0.0)
     review_metrics = metrics.version_metrics([version.id for version in versions])
     return render_template(
         "admin/models.html",
@@ -39,11 +50,21 @@ def models_page(status: int = 200, **context):
         rollback_to=registry.rollback_target(),
         review_chart=review_chart,
         production=registry.production_version(),
+        tasks=tasks,
+        # After a prompt was tried, its form holds that prompt again.
+        try_forms={
+            about: TryPromptForm(formdata=None, data=task.inputs)
+            for (kind, about), task in tasks.items()
+            if kind == "try"
+        },
         blank_try_form=TryPromptForm(formdata=None),
         default_system_prompt=DEFAULT_SYSTEM_PROMPT,
         prompt_formats=PROMPT_FORMATS,
         evaluations=registry.latest_evaluations(),
         quality_documents=quality_documents,
+        catalog=catalog.CATALOG.values(),
+        default_model=catalog.DEFAULT_MODEL,
+        fetched=registry.fetched_versions(),
         **context,
     ), status
 
@@ -53,19 +74,65 @@ def models():
     return models_page()
 
 
+def task_box(task: ModelTask) -> str:
+    """The part of the page that shows `task`, beside the button that started it."""
+    if task.kind is ModelTaskKind.FETCH:
+        entry = catalog.CATALOG[task.catalog_name]
+        fetched = registry.fetched_versions().get(entry.name)
+        return get_template_attribute(TASKS_TEMPLATE, "fetch_box")(entry, task, fetched)
+    name = "try_box" if task.kind is ModelTaskKind.TRY else "speed_box"
+    return get_template_attribute(TASKS_TEMPLATE, name)(task.version, task)
+
+
+def started(task: ModelTask, anchor: str):
+    """A started action: its state for the page's script, or back to the page beside it."""
+    if wants_json():
+        body = {"task": model_tasks.state(task) | {"html": task_box(task)}}
+        url = url_for("admin.model_task", task_id=task.id)
+        return jsonify(body), 202, {"Location": url}
+    return redirect(url_for("admin.models", _anchor=anchor), 303)
+
+
+def refused(status: int, message: str, fields: dict | None = None):
+    """An action that cannot start: the reason, as JSON for the script or on the page."""
+    if wants_json():
+        error = {"code": "conflict" if status == 409 else "invalid", "message": message}
+        if fields:
+            error["fields"] = fields
+        return jsonify(error=error), status
+    flash(message, "error")
+    return models_page(status)
+
+
 @admin_bp.post("/models/<int:version_id>/speed")
 def measure_model_speed(version_id: int):
     version = db.get_or_404(ModelVersion, version_id)
     try:
-        measured = registry.measure_speed(version, actor=current_user)
-    except (ModelLoadError, ValueError, OSError) as error:  # ValueError: unsafe or missing files
-        flash(f"Cannot measure {version.label}: {error}", "error")
-    else:
-        flash(
-            registry.speed_sentence(version.label, measured),
-            "success" if measured["kept"] else "warning",
-        )
-    return redirect(url_for("admin.models", _anchor=f"version-{version.id}"), 303)
+        task = model_tasks.start_speed(version, actor=current_user, ip_address=request.remote_addr)
+    except model_tasks.TaskRefused as error:
+        return refused(409, str(error))
+    return started(task, f"speed-{version.id}")
+
+
+@admin_bp.post("/models/catalog/<string:name>/fetch")
+def fetch_catalog_model(name: str):
+    if name not in catalog.CATALOG:
+        abort(404, description=f"The catalog has no model called {name[:100]!r}.")
+    try:
+        task = model_tasks.start_fetch(name, actor=current_user, ip_address=request.remote_addr)
+    except model_tasks.TaskRefused as error:
+        return refused(409, str(error))
+    return started(task, f"catalog-{name}")
+
+
+@admin_bp.get("/models/tasks/<int:task_id>")
+def model_task(task_id: int):
+    """A model action's state, and the part of the page that shows it, for the script."""
+    model_tasks.recover_stale()
+    task = model_tasks.get(task_id)
+    if task is None or (task.kind is not ModelTaskKind.FETCH and task.version is None):
+        abort(404, description="No such model action.")
+    return jsonify(model_tasks.state(task) | {"html": task_box(task)})
 
 
 @admin_bp.get("/models/<int:version_id>/license")
@@ -130,22 +197,25 @@ def try_model(version_id: int):
     version = db.get_or_404(ModelVersion, version_id)
     form = TryPromptForm()
     if not form.validate_on_submit():
+        if wants_json():
+            problems = "; ".join(
+                f"{form[name].label.text}: {' '.join(errors)}"
+                for name, errors in form.errors.items()
+            )
+            return refused(422, f"Not tried. {problems}", form.errors)
         return models_page(422, try_form=form, try_version_id=version.id)
-    settings = PRESETS[form.preset.data].replace(max_new_tokens=form.max_new_tokens.data)
-    asked = time.perf_counter()
     try:
-        # A short call: it runs between two steps of a batch of documents, not after it.
-        generator = registry.generator_for(version)
-        [result] = generator.generate([form.prompt.data], settings, short=True)
-    except (PromptError, SettingsError, ModelLoadError, ValueError) as error:
-        form.prompt.errors = [*form.prompt.errors, str(error)]
-        return models_page(422, try_form=form, try_version_id=version.id)
-    return models_page(
-        try_form=form,
-        try_version_id=version.id,
-        try_result=result,
-        try_waited=max(0.0, time.perf_counter() - asked - result.seconds),
-    )
+        task = model_tasks.start_try(
+            version,
+            form.prompt.data,
+            form.preset.data,
+            form.max_new_tokens.data,
+            actor=current_user,
+            ip_address=request.remote_addr,
+        )
+    except model_tasks.TaskRefused as error:
+        return refused(409, str(error))
+    return started(task, f"try-{version.id}")
 
 
 # -- reviewed pairs ----------------------------------------------------------------

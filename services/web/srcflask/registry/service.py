@@ -323,7 +323,11 @@ def update_prompt_format(
 
 
 def pull(
-    name: str, *, actor: User | None = None, report: Report = no_report
+    name: str,
+    *,
+    actor: User | None = None,
+    report: Report = no_report,
+    ip_address: str | None = None,
 ) -> tuple[ImportOutcome, bool]:
     """Fetch a catalog model and import it; make it production when no version is.
 
@@ -334,11 +338,12 @@ def pull(
     entry = catalog.get(name)
     cache = Path(current_app.config["MODEL_CACHE"])
     report(f"Fetching {entry.source} into {cache}", None, None)
-    gguf, terms = catalog.fetch(entry, cache)
+    gguf, terms = catalog.fetch(entry, cache, report)
     outcome = import_model(
         str(gguf),
         entry.name,
         actor=actor,
+        ip_address=ip_address,
         description=entry.description,
         tags=list(entry.tags),
         prompt_format=entry.prompt_format,
@@ -353,9 +358,20 @@ def pull(
     )
     made_production = False
     if production_version() is None:
-        set_alias(outcome.version, PRODUCTION, actor=actor)
+        set_alias(outcome.version, PRODUCTION, actor=actor, ip_address=ip_address)
         made_production = True
     return outcome, made_production
+
+
+def fetched_versions() -> dict[str, ModelVersion]:
+    """The catalog models already imported: catalog name -> the newest version of its GGUF."""
+    by_checksum = {entry.gguf_sha256: name for name, entry in catalog.CATALOG.items()}
+    rows = db.session.scalars(
+        select(ModelVersion)
+        .where(ModelVersion.source_sha256.in_(by_checksum))
+        .order_by(ModelVersion.id)
+    ).all()
+    return {by_checksum[version.source_sha256]: version for version in rows}
 
 
 def pull_default(
@@ -471,6 +487,7 @@ def measure_speed(
     runs: int = speed.SPEED_RUNS,
     actor: User | None = None,
     report: speed.SpeedReport | None = None,
+    ip_address: str | None = None,
 ) -> dict:
     """Measure how fast `version` writes; keep the figure on it unless the machine was busy.
 
@@ -485,6 +502,7 @@ def measure_speed(
         "model.measure_speed",
         actor=actor,
         target_label=version.label,
+        ip_address=ip_address,
         greedy_tokens_per_second=measured["greedy_tokens_per_second"],
         beam_tokens_per_second=measured["beam_tokens_per_second"],
         kept=kept,
