@@ -108,6 +108,22 @@ def test_a_celery_worker_writes_the_machine_text_of_a_save(celery_app, start_wor
     assert state["model_version"] == "tiny:1" and state["attempts"] == 1
 
 
+def test_a_worker_loads_the_production_model_as_it_starts(celery_app, start_worker):
+    from srcflask.models.mlmodels import ModelLoad
+
+    def loads() -> list[ModelLoad]:
+        with celery_app.app_context():
+            return db.session.scalars(select(ModelLoad)).all()
+
+    worker = start_worker()  # no job is queued: it loads before anyone asks
+
+    if not wait_for(lambda: any(load.seconds is not None for load in loads())):
+        worker.terminate()
+        pytest.fail(f"the worker loaded no model; it said:\n{worker.communicate(timeout=20)[0]}")
+    [load] = loads()  # recorded where the web reads it, with how long it took
+    assert load.worker.split(":")[1] == str(worker.pid) and load.seconds > 0
+
+
 def test_a_repeated_message_is_written_once(celery_app, start_worker, sponsor):
     from srcflask.jobs.tasks import generate_machine_texts
 

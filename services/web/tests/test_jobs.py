@@ -316,3 +316,121 @@ def test_flask_jobs_commands(app, runner, queue, production_model):
     assert "queued: 3" in runner.invoke(args=["jobs", "status"]).output
     assert "Ran 3 job(s)." in runner.invoke(args=["jobs", "run"]).output
     assert "done: 3" in runner.invoke(args=["jobs", "status"]).output
+
+
+# -- loading the model ---------------------------------------------------------------
+
+
+def import_production(app, tiny_models) -> int:
+    from srcflask.registry import service as registry
+
+    with app.app_context():
+        version = registry.import_model(str(tiny_models["gpt2"]), "tiny", actor=None).version
+        registry.set_alias(version, "production", actor=None)
+        return version.id
+
+
+def test_the_local_runner_loads_the_model_as_it_starts_and_pages_say_so(
+    app_factory, tiny_models, sponsor, monkeypatch
+):
+    import threading
+
+    from srcflask.ml import cache
+    from srcflask.models.mlmodels import ModelLoad
+
+    app = app_factory(JOBS_MODE="local", JOB_POLL_SECONDS=0.2)
+    import_production(app, tiny_models)
+    started, release = threading.Event(), threading.Event()
+    real = cache.TextGenerator
+
+    def held_load(*args, **kwargs):  # a load that takes until the test lets it finish
+        started.set()
+        assert release.wait(30)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(cache, "TextGenerator", held_load)
+    client = login_as(app.test_client(), sponsor)  # the first request starts the runner
+    runner = app.extensions["srcflask.jobs"]
+    try:
+        assert started.wait(10), "the runner did not load the model as it started"
+        # Requests do not wait for the load: a save goes through, its text queued.
+        response = client.post(
+            "/sponsor/documents/new", data={"title": "Hello", "body": "World", "editor_id": ""}
+        )
+        document_id = int(response.location.rsplit("/", 1)[1])
+        url = f"/documents/{document_id}/machine-text"
+        state = client.get(url).json
+        assert state["status"] == "queued"
+        assert state["loading_model"]["model"] == "tiny:1"
+        assert state["loading_model"]["seconds_left"] >= 1
+        page = client.get(f"/sponsor/documents/{document_id}").get_data(as_text=True)
+        assert "<strong>Loading the model</strong>" in page and "seconds left" in page
+
+        release.set()
+        assert wait_until(lambda: client.get(url).json["status"] == "done")
+        assert client.get(url).json["loading_model"] is None
+        page = client.get(f"/sponsor/documents/{document_id}").get_data(as_text=True)
+        assert 'data-field="loading" hidden' in page
+    finally:
+        release.set()
+        runner.stop()
+    with app.app_context():
+        [load] = db.session.scalars(select(ModelLoad)).all()  # loaded once, for both
+        assert load.finished_at is not None and load.seconds > 0
+
+
+def test_a_load_is_estimated_from_the_last_ones_else_from_the_model_size(
+    app, tiny_models, monkeypatch
+):
+    import socket
+
+    from srcflask.models import ModelVersion
+    from srcflask.models.mlmodels import ModelLoad
+    from srcflask.registry import loads
+
+    version_id = import_production(app, tiny_models)
+    me = work.worker_id()
+    with app.app_context():
+        version = db.session.get(ModelVersion, version_id)
+        assert loads.loading(version) is None
+        monkeypatch.setattr(loads, "LOAD_BYTES_PER_SECOND", version.size_bytes / 40)
+        assert loads.expected_seconds(version) == pytest.approx(40)
+
+        now = utcnow()
+        db.session.add_all(
+            [
+                ModelLoad(version_id=version_id, worker=me, started_at=now, seconds=20.0),
+                ModelLoad(version_id=version_id, worker=me, started_at=now, seconds=24.0),
+                # Going on for 8 seconds now, in this process.
+                ModelLoad(version_id=version_id, worker=me, started_at=now - timedelta(seconds=8)),
+                # Cut off: its process is gone.
+                ModelLoad(
+                    version_id=version_id,
+                    worker=f"{socket.gethostname()}:999999999:gone",
+                    started_at=now - timedelta(seconds=1),
+                ),
+            ]
+        )
+        db.session.commit()
+
+        assert loads.expected_seconds(version) == pytest.approx(22)
+        loading = loads.loading(version)
+        assert loading.version_label == "tiny:1" and loading.seconds_left == 14
+        assert loads.loading(version, worker="elsewhere:1:x") is None  # not that worker's load
+
+
+def test_a_failed_load_is_forgotten_and_only_the_last_loads_are_kept(app, tiny_models, monkeypatch):
+    from srcflask.models.mlmodels import ModelLoad
+    from srcflask.registry import loads
+
+    version_id = import_production(app, tiny_models)
+    monkeypatch.setattr(loads, "KEPT_LOADS", 2)
+    with app.app_context():
+        with pytest.raises(OSError), loads.recording(version_id):
+            assert db.session.scalar(select(ModelLoad.seconds)) is None  # loading now
+            raise OSError("no such file")
+        assert db.session.scalars(select(ModelLoad)).all() == []
+        for _ in range(3):
+            with loads.recording(version_id):
+                pass
+        assert len(db.session.scalars(select(ModelLoad)).all()) == 2

@@ -20,6 +20,8 @@ from ..ml.engine import has_text_to_continue
 from ..models import Decision, MachineTextStatus, Revision, RevisionOrigin
 from ..models.documents import BODY_MAX, TITLE_MAX
 from ..models.jobs import JobStatus
+from ..registry import loads
+from ..registry import service as registry
 from .imports import MAX_ROWS
 from .marks import marks_for, sentence_ends
 from .service import estimate_seconds, queue_position
@@ -243,6 +245,7 @@ class MachineTextStateSchema(MachineTextSchema):
     text = fields.Method("finished_text")
     review = fields.Method("review_summary")
     estimate_seconds = fields.Method("estimate")
+    loading_model = fields.Method("model_loading")
     queued_at = Seconds()
     started_at = Seconds()
     finished_at = Seconds()
@@ -251,7 +254,34 @@ class MachineTextStateSchema(MachineTextSchema):
         return machine_text.text if machine_text.status is MachineTextStatus.DONE else None
 
     def estimate(self, machine_text) -> int | None:
-        return estimate_seconds(machine_text, queue_position(machine_text))
+        estimate = estimate_seconds(machine_text, queue_position(machine_text))
+        loading = self._loading(machine_text)
+        if estimate is None or loading is None:
+            return estimate
+        return estimate + loading.seconds_left
+
+    def model_loading(self, machine_text) -> dict | None:
+        """While the model that writes it is loading: which, and about how long it has left."""
+        loading = self._loading(machine_text)
+        if loading is None:
+            return None
+        return {"model": loading.version_label, "seconds_left": loading.seconds_left}
+
+    def _loading(self, machine_text) -> loads.Loading | None:
+        """The load this machine text waits for: any of the production model while it is
+        queued; its worker's, once claimed and before the first token."""
+        cache = self.__dict__.setdefault("_loads", {})
+        if machine_text.id not in cache:
+            cache[machine_text.id] = None
+            status = machine_text.status
+            waits = status is MachineTextStatus.QUEUED or (
+                status is MachineTextStatus.RUNNING and not machine_text.progress_tokens
+            )
+            version = registry.production_version() if waits else None
+            if version is not None:
+                worker = machine_text.claimed_by if status is MachineTextStatus.RUNNING else None
+                cache[machine_text.id] = loads.loading(version, worker)
+        return cache[machine_text.id]
 
     def review_summary(self, machine_text) -> dict | None:
         """The editor's decision: what, by whom, when, and the revision it became."""

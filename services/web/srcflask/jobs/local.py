@@ -8,6 +8,7 @@ import threading
 
 from flask import Flask
 
+from ..registry import loads
 from . import TASKS, work
 
 log = logging.getLogger(__name__)
@@ -19,7 +20,8 @@ class LocalRunner:
     The database is the queue: `submit()` only wakes the thread, which then
     claims every queued job it can (up to GENERATION_BATCH_SIZE) and runs them
     together. At start, and every JOB_POLL_SECONDS after, it also takes back
-    jobs whose worker died, so a restart loses nothing.
+    jobs whose worker died, so a restart loses nothing. Before all that it
+    loads the production model, so the first job does not wait for it.
     """
 
     def __init__(self, app: Flask):
@@ -114,6 +116,9 @@ class LocalRunner:
 
     def _loop(self) -> None:
         poll = self.app.config["JOB_POLL_SECONDS"]
+        # First the model, in this thread: requests go on; jobs queued meanwhile wait for it.
+        with self.app.app_context():
+            loads.preload_production()
         while not self._stop.is_set():
             try:
                 with self.app.app_context():

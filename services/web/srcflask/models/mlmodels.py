@@ -8,6 +8,7 @@ from typing import Any
 from sqlalchemy import (
     JSON,
     BigInteger,
+    Float,
     ForeignKey,
     Index,
     Integer,
@@ -159,3 +160,24 @@ class ModelEvaluation(db.Model):
     @property
     def max_new_tokens(self) -> int | None:
         return (self.settings or {}).get("max_new_tokens")
+
+
+class ModelLoad(db.Model):
+    """One process loading one model version into memory: while it loads, and how long it took.
+
+    Any process may read them: a web page says "loading the model" while a
+    worker elsewhere loads it, with an estimate from the loads before.
+    """
+
+    __tablename__ = "model_loads"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    version_id: Mapped[int] = mapped_column(
+        ForeignKey("model_versions.id", ondelete="CASCADE"), index=True
+    )
+    # The loading process, as jobs name their claimers (host:pid:token).
+    worker: Mapped[str] = mapped_column(String(120))
+    started_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    # Both unset while it loads.
+    finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    seconds: Mapped[float | None] = mapped_column(Float)

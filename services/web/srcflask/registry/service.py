@@ -551,12 +551,16 @@ def evaluation_rank(evaluation: ModelEvaluation) -> tuple:
 
 def generator_for(version: ModelVersion) -> TextGenerator:
     """The loaded generator of a version (loaded once per process, then reused)."""
+    from . import loads
+
     cache = current_app.extensions["srcflask.generators"]
+    version_id = version.id
     return cache.get(
         (version.id, version.prompt_format, version.system_prompt),
         artifact_path(version),
         label=version.label,
         prompt_format=prompt_format_of(version),
+        on_load=lambda: loads.recording(version_id),
     )
 
 

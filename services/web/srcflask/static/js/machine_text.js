@@ -33,6 +33,13 @@
   function render(panel, state) {
     show(panel, state.status);
     const field = (name) => panel.querySelector(`[data-field="${name}"]`);
+    // The model loads once after each start of the server: say so, with how long it has left.
+    const loading = state.loading_model;
+    field("loading").hidden = !loading;
+    field("loading-estimate").textContent = loading ? `${aboutSeconds(loading.seconds_left)} left` : "";
+    if (loading) field("status").textContent = "Loading the model";
+    const writing = field("writing");
+    if (writing) writing.hidden = Boolean(loading);
     const estimate = state.estimate_seconds ? `Ready in ${aboutSeconds(state.estimate_seconds)}.` : "";
     if (state.status === "queued") {
       field("queue").textContent = state.queue_position
