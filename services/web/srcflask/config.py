@@ -127,6 +127,10 @@ class BaseConfig:
     JOB_MAX_ATTEMPTS = 3
     # Machine texts one person may have queued or running; more saves wait behind them.
     JOB_MAX_QUEUED_PER_USER = 10
+    # How long an editor may undo a decision on a machine text, in seconds.
+    REVIEW_UNDO_SECONDS = 300
+    # Machine texts one revision may have: its first, and those written in place of rejected ones.
+    MACHINE_TEXTS_PER_REVISION = 10
     JOB_POLL_SECONDS = 5
     JOB_SWEEP_SECONDS = 30
     JOB_RESEND_SECONDS = 300
@@ -180,6 +184,8 @@ class BaseConfig:
             "JOB_HEARTBEAT_SECONDS",
             "JOB_MAX_ATTEMPTS",
             "JOB_MAX_QUEUED_PER_USER",
+            "REVIEW_UNDO_SECONDS",
+            "MACHINE_TEXTS_PER_REVISION",
             "JOB_POLL_SECONDS",
             "JOB_SWEEP_SECONDS",
             "JOB_RESEND_SECONDS",

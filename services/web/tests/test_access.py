@@ -15,9 +15,11 @@ import pytest
 from srcflask.extensions import db
 from srcflask.models import (
     ApiToken,
+    Decision,
     GenerationJob,
     ModelTask,
     ModelTaskKind,
+    Review,
     Role,
     TrainingRun,
     User,
@@ -198,6 +200,11 @@ MATRIX: dict[tuple[str, str], Row] = {
         assigned_only((303, "/editor/documents/{doc}/review"), post=True),
         data={"decision": "reject", "text": ""},
     ),
+    # Undo: the editor who decided, on a document still assigned to them (here a rejection).
+    ("POST", "/editor/documents/<int:document_id>/reviews/<int:review_id>/undo"): Row(
+        "/editor/documents/{decided_doc}/reviews/{review}/undo",
+        assigned_only((303, "/editor/documents/{decided_doc}/review"), post=True),
+    ),
     # Every reader of the document
     ("GET", "/documents/<int:document_id>"): Row(DOC, readers(200, owner=(302, SPONSOR_DOC))),
     ("GET", "/documents/<int:document_id>/machine-text"): Row(DOC + "/machine-text", readers(200)),
@@ -354,6 +361,12 @@ MATRIX: dict[tuple[str, str], Row] = {
         ),
         json={"decision": "reject"},
     ),
+    ("DELETE", "/api/v1/reviews/<int:review_id>"): Row(
+        "/api/v1/reviews/{review}",
+        api_gate(
+            {"sponsor": 403, "sponsor-other": 403, "editor": 200, "editor-other": 404, "admin": 403}
+        ),
+    ),
     # No production model in these tests, so every generation is queued.
     ("POST", "/api/v1/generate"): Row(
         "/api/v1/generate",
@@ -438,7 +451,15 @@ def test_access(app, make_user, route, visitor):
         job = GenerationJob(user=owner_user, prompt="Hello", settings={})
         run = TrainingRun(parent=model, name="tuned", created_by_label="command line")
         task = ModelTask(kind=ModelTaskKind.SPEED, version=model, created_by_label="command line")
-        db.session.add_all([token, job, run, task])
+        # A second document of theirs whose machine text the editor just rejected.
+        decided = DocumentFactory(owner=owner_user, editor=db.session.get(User, editor.id))
+        review = Review(
+            machine_text=decided.revisions[0].machine_text,
+            editor_id=editor.id,
+            decision=Decision.REJECTED,
+            kept_share=0.0,
+        )
+        db.session.add_all([token, job, run, review, task])
         db.session.flush()
         secret = None
         if visitor_id is not None:
@@ -455,6 +476,8 @@ def test_access(app, make_user, route, visitor):
             "token": token.id,
             "run": run.id,
             "task": task.id,
+            "decided_doc": decided.id,
+            "review": review.id,
         }
     client = app.test_client()
     headers = {}

@@ -526,7 +526,7 @@ def test_accepting_appends_the_machine_text_as_the_editors_revision(
         data={},
         follow_redirects=True,
     )
-    assert "The model has written for this revision already." in again.get_data(as_text=True)
+    assert "The model has written for this revision already" in again.get_data(as_text=True)
     assert len(machine_texts(app, reviewable)) == 2
 
 

@@ -62,12 +62,25 @@ def _bpc(value: Any) -> str:
     return f"{value:.3f}" if isinstance(value, int | float) else "?"
 
 
+# A decision an editor undid, as the sentence names it.
+UNDONE = {"accepted": "accept", "edited": "edit", "kept_part": "keep part", "rejected": "reject"}
+
+
 # Each action's sentence after its actor: (actor, target, details) -> words.
 PHRASES: dict[str, Callable[[str, dict[str, Any]], str]] = {
     "account.signup": lambda t, d: f"signed up as {with_article(d.get('role'))}",
     "account.logout_everywhere": lambda t, d: "logged out everywhere",
     "account.password_change": lambda t, d: "changed their password",
     "api.limits": lambda t, d: f"changed the API generation limits: {_changes(d)}",
+    "document.undo_review": lambda t, d: (
+        f"undid their decision ({UNDONE.get(str(d.get('decision')), d.get('decision'))}) on the "
+        f"machine text of revision {d.get('revision')} of {t}"
+        + (f"; revision {d['removed_revision']} was removed" if d.get("removed_revision") else "")
+    ),
+    "document.write_another": lambda t, d: (
+        f"asked for another machine text for revision {d.get('revision')} of {t}, in place "
+        "of a rejected one"
+    ),
     "model.alias": lambda t, d: (
         f"pointed the {d.get('alias')} alias at {t}"
         + (f" (it was {d['previous']})" if d.get("previous") else "")

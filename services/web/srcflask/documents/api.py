@@ -184,13 +184,33 @@ def get_machine_text(document_id: int, number: int):
 @blp.response(202, MachineTextSchema)
 @errors(blp, 403, 404, 409)
 def write_more(document_id: int):
-    """Ask for machine text for the latest revision, which an editor's decision made and
-    which has none (the document's sponsor or editor)."""
+    """Ask for machine text for the latest revision (the document's sponsor or editor):
+    more, when an editor's decision made the revision and it has none; another, in place
+    of a text an editor rejected (which stays in the revision's history)."""
     document = readable_or_404(document_id)
     if current_user.id not in (document.owner_id, document.editor_id):
         refuse(403, "Only the document's sponsor or editor can ask for more machine text.")
     try:
-        return service.write_more(document)
+        return service.write_more(document, current_user)
+    except service.DocumentError as error:
+        refuse(409, str(error))
+
+
+@blp.route("/reviews/<int:review_id>", methods=["DELETE"])
+@blp.response(200, MachineTextSchema)
+@errors(blp, 404, 409)
+def undo_review(review_id: int):
+    """Undo one's own decision on a machine text within REVIEW_UNDO_SECONDS of making it
+    (the editor who made it): the machine text needs review again, and a revision the
+    decision made is removed while it is still the latest."""
+    require_role(Role.EDITOR)
+    document = service.reviewed_document(current_user, review_id)
+    try:
+        if document is None:
+            raise LookupError(review_id)
+        return service.undo_review(document, current_user, review_id)
+    except LookupError:
+        refuse(404, f"No review {review_id} of yours on a document assigned to you.")
     except service.DocumentError as error:
         refuse(409, str(error))
 

@@ -176,11 +176,16 @@ def write_more(document_id: int):
     if current_user.id not in (document.owner_id, document.editor_id):
         abort(403)
     try:
-        service.write_more(document)
+        written = service.write_more(document, current_user)
     except service.DocumentError as error:
         flash(str(error), "error")
     else:
-        flash("The model is writing more.", "success")
+        flash(
+            "The model is writing another text; the rejected one stays in the history."
+            if written.number > 1
+            else "The model is writing more.",
+            "success",
+        )
     if request.form.get("next") == "review" and current_user.id == document.editor_id:
         return redirect(url_for("editor.review", document_id=document.id), 303)
     return redirect(document_page_url(document), 303)
@@ -458,6 +463,7 @@ def review(document_id: int):
             return redirect(url_for("editor.review", document_id=document.id, decided=done.id), 303)
     else:
         status = 422
+    undoable = service.undoable_review(document, current_user)
     return render_template(
         "editor/review.html",
         document=document,
@@ -474,7 +480,25 @@ def review(document_id: int):
         else [],
         mark_kinds=MARK_KINDS,
         next_document=service.next_to_review(current_user, besides=document.id),
+        undoable=undoable,
+        undo_until=service.undo_deadline(undoable) if undoable else None,
     ), status
+
+
+@editor_bp.post("/documents/<int:document_id>/reviews/<int:review_id>/undo")
+def undo_review(document_id: int, review_id: int):
+    """Take back one's own recent decision: the machine text needs review again."""
+    document = assigned_or_404(document_id)
+    try:
+        service.undo_review(document, current_user, review_id)
+    except LookupError:  # undone already (in another tab, say), or not theirs
+        flash("There is no decision of yours to undo here: it may be undone already.", "error")
+        return redirect(url_for("editor.review", document_id=document.id), 303)
+    except service.DocumentError as error:
+        flash(str(error), "error")
+        return redirect(url_for("editor.review", document_id=document.id), 303)
+    flash("Your decision is undone: the machine text needs your review again.", "success")
+    return redirect(url_for("editor.review", document_id=document.id), 303)
 
 
 def decided_review(document):

@@ -24,7 +24,7 @@ from ..registry import loads
 from ..registry import service as registry
 from .imports import MAX_ROWS
 from .marks import marks_for, sentence_ends
-from .service import estimate_seconds, queue_position
+from .service import estimate_seconds, queue_position, undo_deadline
 
 
 class MachineTextProgressSchema(ma.Schema):
@@ -43,6 +43,13 @@ class MachineTextSchema(JobResultSchema):
     """Dumps a MachineText."""
 
     revision = IntegerThrough(required=True, attribute="revision.number")
+    number = fields.Integer(
+        required=True,
+        metadata={
+            "description": "1 for the revision's first machine text; 2 and on for those "
+            "written in place of a rejected one"
+        },
+    )
     progress = fields.Nested(MachineTextProgressSchema, required=True)
     queue_position = QueuePosition(required=True, allow_none=True)
     attempts = fields.Integer(required=True)
@@ -224,6 +231,14 @@ class ReviewSchema(ma.Schema):
         metadata={"description": "The text reviewed (0: the first); null when none other offered"},
     )
     created_at = fields.DateTime(required=True)
+    undo_until = fields.Method(
+        "deadline",
+        required=True,
+        metadata={"description": "Until when its editor may undo it: DELETE /api/v1/reviews/{id}"},
+    )
+
+    def deadline(self, review) -> str:
+        return undo_deadline(review).isoformat()
 
 
 # -- pages -------------------------------------------------------------------------
@@ -289,6 +304,7 @@ class MachineTextStateSchema(MachineTextSchema):
         if review is None:
             return None
         return {
+            "id": review.id,
             "decision": review.decision.value,
             "by": review.editor.name if review.editor else None,
             "at": review.created_at.isoformat(timespec="seconds"),

@@ -12,6 +12,7 @@ import logging
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import Any
 
 from flask import current_app
@@ -34,6 +35,7 @@ from ..models import (
     Role,
     User,
     UserStatus,
+    record_event,
 )
 from ..models.types import MAX_ID, lock_row, utcnow
 from ..pagination import Page, like_pattern, paginate
@@ -241,7 +243,10 @@ def _latest_rows(user: User) -> Select:
         .join(
             Revision, and_(Revision.document_id == Document.id, Revision.number == latest.c.number)
         )
-        .outerjoin(MachineText, MachineText.revision_id == Revision.id)
+        .outerjoin(
+            MachineText,
+            and_(MachineText.revision_id == Revision.id, MachineText.replaced_at.is_(None)),
+        )
         .outerjoin(Review, Review.machine_text_id == MachineText.id)
         .outerjoin(editor, editor.id == Document.editor_id)
         .join(owner, owner.id == Document.owner_id)
@@ -388,10 +393,15 @@ def latest_revision(document: Document) -> Revision:
 
 
 def revision_history(document: Document) -> list[Revision]:
+    """Every revision, newest first, with its machine texts (the replaced ones too) and
+    their reviews."""
     return db.session.scalars(
         select(Revision)
         .options(
             selectinload(Revision.machine_text)
+            .joinedload(MachineText.review)
+            .joinedload(Review.editor),
+            selectinload(Revision.machine_texts)
             .joinedload(MachineText.review)
             .joinedload(Review.editor),
             joinedload(Revision.author),
@@ -718,18 +728,138 @@ def review_machine_text(
     return review
 
 
-def write_more(document: Document) -> MachineText:
-    """Queue machine text for the latest revision, which has none (an editor's decision
-    made it)."""
+def write_more(document: Document, user: User) -> MachineText:
+    """Queue machine text for the latest revision: more, when it has none (an editor's
+    decision made it), or another, in place of one an editor rejected.
+
+    A rejected text stays in the history with its review; the new one is written by
+    sampling, so that it differs (ml.settings.another_text_settings).
+    """
     _lock(document)
     revision = latest_revision(document)
-    if revision.machine_text is not None:
-        raise DocumentError("The model has written for this revision already.")
+    current = revision.machine_text
     if not has_text_to_continue(revision.body):
         raise DocumentError(NOTHING_TO_CONTINUE)
-    revision.machine_text = MachineText(status=MachineTextStatus.QUEUED, queued_at=utcnow())
+    if current is None:
+        revision.machine_text = MachineText(status=MachineTextStatus.QUEUED, queued_at=utcnow())
+        _commit_and_queue(revision)
+        return revision.machine_text
+    if current.review is None or current.review.decision is not Decision.REJECTED:
+        raise DocumentError(
+            "The model has written for this revision already: another text can be asked for "
+            "once an editor rejects this one."
+        )
+    numbers = [m.number for m in revision.machine_texts]
+    most = current_app.config["MACHINE_TEXTS_PER_REVISION"]
+    if len(numbers) >= most:
+        raise DocumentError(
+            f"The model has written {len(numbers)} texts for this revision, the most it "
+            "writes for one: edit the document and save it for a new start."
+        )
+    current.replaced_at = utcnow()
+    another = MachineText(
+        revision_id=revision.id,
+        number=max(numbers) + 1,
+        status=MachineTextStatus.QUEUED,
+        queued_at=utcnow(),
+    )
+    db.session.add(another)
+    db.session.flush()
+    record_event(
+        "document.write_another",
+        actor=user,
+        target_label=_describe(document),
+        document=document.id,
+        revision=revision.number,
+        replaced=current.id,
+        machine_text=another.id,
+    )
+    db.session.expire(revision, ["machine_text", "machine_texts"])
     _commit_and_queue(revision)
-    return revision.machine_text
+    return another
+
+
+def _describe(document: Document) -> str:
+    return f"document {document.id} ({document.title})"
+
+
+def undo_deadline(review: Review):
+    """Until when its editor may undo `review`."""
+    return review.created_at + timedelta(seconds=current_app.config["REVIEW_UNDO_SECONDS"])
+
+
+def can_undo(review: Review | None, user: User) -> bool:
+    """Whether `user` may still undo `review`: theirs, and recent (the document's state is
+    checked when they do)."""
+    return review is not None and review.editor_id == user.id and utcnow() < undo_deadline(review)
+
+
+def undoable_review(document: Document, user: User) -> Review | None:
+    """`user`'s last decision on `document` while they may still undo it: the rejection of
+    the latest machine text, or the decision that made the latest revision."""
+    latest = latest_revision(document)
+    if latest.machine_text is not None:
+        review = latest.machine_text.review
+    elif latest.origin in REVIEWED_ORIGINS:
+        review = db.session.scalar(select(Review).where(Review.revision_id == latest.id))
+    else:
+        review = None
+    return review if can_undo(review, user) else None
+
+
+def undo_review(document: Document, editor: User, review_id: int) -> MachineText:
+    """Take back `editor`'s decision `review_id` on `document`, within REVIEW_UNDO_SECONDS.
+
+    The machine text needs review again. A decision that added text removes the revision
+    it made and gives the document back the text it had: only while that revision is
+    still the latest and nobody asked the model to continue it. The audit log keeps what
+    was undone, the decision's text included.
+    """
+    _lock(document)
+    review = own_review(editor, document, review_id)
+    if review is None:
+        raise LookupError(review_id)
+    if utcnow() >= undo_deadline(review):
+        minutes = round(current_app.config["REVIEW_UNDO_SECONDS"] / 60) or 1
+        raise DocumentError(
+            f"Too late to undo: a decision can be undone for {minutes} minute"
+            f"{'s' if minutes != 1 else ''} after it is made."
+        )
+    machine_text = review.machine_text
+    latest = latest_revision(document)
+    made = review.revision
+    if made is None and review.decision is not Decision.REJECTED:
+        raise DocumentError("This decision's revision is gone: it cannot be undone.")
+    if made is not None:
+        if made.id != latest.id or latest.machine_text is not None:
+            raise DocumentError(
+                "The document changed after your decision (a newer revision, or the model "
+                "writing more), so it can no longer be undone."
+            )
+        before = machine_text.revision
+        document.title, document.body = before.title, before.body
+    elif latest.id != machine_text.revision_id or machine_text.replaced_at is not None:
+        raise DocumentError(
+            "The document changed after your decision (a newer revision, or another text "
+            "asked for), so it can no longer be undone."
+        )
+    record_event(
+        "document.undo_review",
+        actor=editor,
+        target_label=_describe(document),
+        document=document.id,
+        revision=machine_text.revision.number,
+        decision=review.decision.value,
+        decided_at=review.created_at.isoformat(timespec="seconds"),
+        text=review.text,
+        removed_revision=made.number if made is not None else None,
+    )
+    db.session.delete(review)
+    if made is not None:
+        db.session.delete(made)
+    document.updated_at = utcnow()
+    db.session.commit()
+    return machine_text
 
 
 def changed(machine: str, typed: str | None) -> bool:
@@ -788,6 +918,19 @@ def own_review(editor: User, document: Document, review_id: int) -> Review | Non
             Revision.document_id == document.id,
         )
     )
+
+
+def reviewed_document(editor: User, review_id: int) -> Document | None:
+    """The document assigned to `editor` whose machine text their review `review_id` is of."""
+    if not 0 < review_id <= MAX_ID:
+        return None
+    document_id = db.session.scalar(
+        select(Revision.document_id)
+        .join(MachineText, MachineText.revision_id == Revision.id)
+        .join(Review, Review.machine_text_id == MachineText.id)
+        .where(Review.id == review_id, Review.editor_id == editor.id)
+    )
+    return assigned_document(editor, document_id) if document_id else None
 
 
 def join_continuation(body: str, continuation: str) -> str:

@@ -26,7 +26,7 @@ from sqlalchemy.exc import DBAPIError
 
 from ..extensions import db
 from ..ml.engine import GenerationResult, document_prompt
-from ..ml.settings import GenerationSettings
+from ..ml.settings import GenerationSettings, another_text_settings
 from ..models import Document, MachineText, ModelVersion, Revision
 from ..models.api import GenerationJob
 from ..models.jobs import JobStatus
@@ -81,12 +81,17 @@ class JobKind:
 class MachineTextJobs(JobKind):
     def inputs(self, ids, version):
         settings = registry.settings_for(version)
+        # A text written in place of a rejected one must differ from it (Write another).
+        another = another_text_settings(settings)
         rows = db.session.execute(
-            select(MachineText.id, Revision.title, Revision.body)
+            select(MachineText.id, MachineText.number, Revision.title, Revision.body)
             .join(Revision, Revision.id == MachineText.revision_id)
             .where(MachineText.id.in_(ids), MachineText.claimed_by == worker_id())
         ).all()
-        return {row.id: (document_prompt(row.title, row.body), settings) for row in rows}
+        return {
+            row.id: (document_prompt(row.title, row.body), settings if row.number == 1 else another)
+            for row in rows
+        }
 
     def with_owner(self, *statuses):
         return (

@@ -15,8 +15,9 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
+    and_,
 )
-from sqlalchemy.orm import Mapped, mapped_column, relationship
+from sqlalchemy.orm import Mapped, foreign, mapped_column, relationship
 
 from ..extensions import db
 from .jobs import JobMixin, JobStatus
@@ -92,8 +93,21 @@ class Revision(db.Model):
 
     document: Mapped[Document] = relationship(back_populates="revisions")
     author: Mapped[User | None] = relationship()
+    # The machine text now offered for review: the latest the model wrote for this revision.
     machine_text: Mapped[MachineText | None] = relationship(
-        back_populates="revision", uselist=False, cascade="all, delete-orphan"
+        primaryjoin=lambda: and_(
+            Revision.id == foreign(MachineText.revision_id), MachineText.replaced_at.is_(None)
+        ),
+        uselist=False,
+        overlaps="revision,machine_texts",
+    )
+    # Every machine text written for this revision, first first: an editor who rejects one
+    # may ask for another, and the one replaced stays in the history with its review.
+    machine_texts: Mapped[list[MachineText]] = relationship(
+        back_populates="revision",
+        order_by="MachineText.number",
+        cascade="all, delete-orphan",
+        overlaps="machine_text",
     )
 
     @property
@@ -110,19 +124,27 @@ class MachineText(JobMixin, db.Model):
     """
 
     __tablename__ = "machine_texts"
-    __table_args__ = (Index("ix_machine_texts_status_queued", "status", "queued_at"),)
+    __table_args__ = (
+        Index("ix_machine_texts_status_queued", "status", "queued_at"),
+        UniqueConstraint("revision_id", "number", name="uq_machine_texts_revision_number"),
+    )
 
     STATUS_CONSTRAINT = "machine_text_status"
 
     id: Mapped[int] = mapped_column(primary_key=True)
-    revision_id: Mapped[int] = mapped_column(
-        ForeignKey("revisions.id", ondelete="CASCADE"), unique=True
-    )
+    revision_id: Mapped[int] = mapped_column(ForeignKey("revisions.id", ondelete="CASCADE"))
+    # 1 for a revision's first machine text, 2 for the one written when that was rejected
+    # and someone asked for another, and so on.
+    number: Mapped[int] = mapped_column(Integer, default=1, server_default="1")
+    # When someone asked for another text in its place: it stays in the history.
+    replaced_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
 
     # Up to two clearly different texts the search also wrote, for the editor to choose from.
     alternatives: Mapped[list[str] | None] = mapped_column(JSON)
 
-    revision: Mapped[Revision] = relationship(back_populates="machine_text")
+    revision: Mapped[Revision] = relationship(
+        back_populates="machine_texts", overlaps="machine_text"
+    )
     review: Mapped[Review | None] = relationship(back_populates="machine_text", uselist=False)
 
     def choices(self) -> list[str]:
