@@ -127,6 +127,9 @@ class BaseConfig:
     JOB_MAX_ATTEMPTS = 3
     # Machine texts one person may have queued or running; more saves wait behind them.
     JOB_MAX_QUEUED_PER_USER = 10
+    # This server's address as its users reach it (https://srcflask.example.org): the API
+    # documentation's examples use it. Pages never take it from the request's Host header.
+    PUBLIC_URL: str | None = None
     # How long an editor may undo a decision on a machine text, in seconds.
     REVIEW_UNDO_SECONDS = 300
     # Machine texts one revision may have: its first, and those written in place of rejected ones.
@@ -184,6 +187,7 @@ class BaseConfig:
             "JOB_HEARTBEAT_SECONDS",
             "JOB_MAX_ATTEMPTS",
             "JOB_MAX_QUEUED_PER_USER",
+            "PUBLIC_URL",
             "REVIEW_UNDO_SECONDS",
             "MACHINE_TEXTS_PER_REVISION",
             "JOB_POLL_SECONDS",

@@ -736,7 +736,7 @@ def test_the_docs_page_renders_markdown_and_shows_schemas_and_curl_examples(clie
     # Each response names its schema; each operation has a curl example.
     assert '<code>201</code> Created: <a href="#schema-Document">Document</a>' in page
     assert page.count("data-curl") == page.count('class="card api-operation"')
-    assert "curl -X POST &#39;http://localhost/api/v1/documents&#39;" in page
+    assert "curl -X POST &#34;$SRCFLASK_URL/api/v1/documents&#34;" in page
     assert "-d &#39;{&#34;title&#34;: &#34;text&#34;}&#39;" in page
     # Contents grouped by tag.
     assert "<h2>Contents</h2>" in page and "<h3>Documents</h3>" in page
@@ -850,3 +850,15 @@ def test_an_api_edit_from_an_older_revision_is_refused_with_409(client, tokens):
     assert "send the change with base_revision 2" in error_of(stale)["message"]
     only_base = client.patch(url, json={"base_revision": 2}, headers=tokens["sponsor"])
     assert only_base.status_code == 422
+
+
+def test_the_docs_examples_never_take_the_host_from_the_request(app, client):
+    page = client.get("/api/v1/docs", headers={"Host": "evil.example"}).get_data(as_text=True)
+    assert "evil.example" not in page
+    assert "export SRCFLASK_URL=" in page
+
+    app.config["PUBLIC_URL"] = "https://srcflask.example.org/"
+    page = client.get("/api/v1/docs", headers={"Host": "evil.example"}).get_data(as_text=True)
+    assert "evil.example" not in page
+    assert "curl -X GET &#34;https://srcflask.example.org/api/v1/me&#34;" in page
+    assert "export SRCFLASK_URL=" not in page

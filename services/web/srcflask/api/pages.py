@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import re
 
-from flask import Blueprint, current_app, render_template, request
+from flask import Blueprint, current_app, render_template
 
 from ..security import public
 
@@ -69,9 +69,15 @@ def example_body(spec: dict, schema: dict | None) -> dict | None:
     return body
 
 
+# Where examples send requests when PUBLIC_URL is not configured: a shell variable the page
+# explains. Never the request's Host header, which whoever sends the request chooses.
+URL_VARIABLE = "$SRCFLASK_URL"
+
+
 def curl_example(spec: dict, method: str, path: str, operation: dict) -> str:
-    url = request.host_url.rstrip("/") + re.sub(r"\{[^}]+\}", "1", path)
-    lines = [f"curl -X {method} '{url}'", '  -H "Authorization: Bearer $SRCFLASK_TOKEN"']
+    base = (current_app.config.get("PUBLIC_URL") or URL_VARIABLE).rstrip("/")
+    url = base + re.sub(r"\{[^}]+\}", "1", path)
+    lines = [f'curl -X {method} "{url}"', '  -H "Authorization: Bearer $SRCFLASK_TOKEN"']
     schema = operation.get("requestBody", {}).get("content", {}).get("application/json", {})
     body = example_body(spec, schema.get("schema"))
     if body is not None:
@@ -200,4 +206,5 @@ def docs():
         tags=tags,
         schemas=schemas(spec),
         markdown=markdown,
+        public_url=current_app.config.get("PUBLIC_URL"),
     )
