@@ -104,6 +104,17 @@ def upgrade():
 
 
 def downgrade():
+    bind = op.get_bind()
+    held = {
+        t: bind.scalar(sa.select(sa.func.count()).select_from(sa.table(t)))
+        for t in ("users", "audit_events")
+    }
+    if any(held.values()):
+        counts = ", ".join(f"{n} in {t}" for t, n in held.items() if n)
+        raise RuntimeError(
+            f"Downgrading drops the accounts and the audit log, which hold rows ({counts}); "
+            "they would be lost. Delete them first."
+        )
     with op.batch_alter_table("audit_events", schema=None) as batch_op:
         batch_op.drop_index(batch_op.f("ix_audit_events_target_user_id"))
         batch_op.drop_index(batch_op.f("ix_audit_events_created_at"))

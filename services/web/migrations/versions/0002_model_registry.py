@@ -89,6 +89,17 @@ def upgrade():
 
 
 def downgrade():
+    bind = op.get_bind()
+    held = {
+        t: bind.scalar(sa.select(sa.func.count()).select_from(sa.table(t)))
+        for t in ("model_versions", "model_aliases")
+    }
+    if any(held.values()):
+        counts = ", ".join(f"{n} in {t}" for t, n in held.items() if n)
+        raise RuntimeError(
+            f"Downgrading drops the model registry, which hold rows ({counts}); "
+            "they would be lost. Delete them first."
+        )
     with op.batch_alter_table("model_aliases", schema=None) as batch_op:
         batch_op.drop_index(
             "uq_model_aliases_one_production",

@@ -187,6 +187,17 @@ def upgrade():
 
 
 def downgrade():
+    bind = op.get_bind()
+    held = {
+        t: bind.scalar(sa.select(sa.func.count()).select_from(sa.table(t)))
+        for t in ("documents", "revisions", "machine_texts", "reviews")
+    }
+    if any(held.values()):
+        counts = ", ".join(f"{n} in {t}" for t, n in held.items() if n)
+        raise RuntimeError(
+            f"Downgrading drops the documents, their revisions, machine texts and reviews, which hold rows ({counts}); "
+            "they would be lost. Delete them first."
+        )
     op.drop_table("reviews")
     with op.batch_alter_table("machine_texts", schema=None) as batch_op:
         batch_op.drop_index("ix_machine_texts_status_queued")

@@ -119,6 +119,17 @@ def upgrade():
 
 
 def downgrade():
+    bind = op.get_bind()
+    held = {
+        t: bind.scalar(sa.select(sa.func.count()).select_from(sa.table(t)))
+        for t in ("api_limits", "api_tokens", "generation_jobs")
+    }
+    if any(held.values()):
+        counts = ", ".join(f"{n} in {t}" for t, n in held.items() if n)
+        raise RuntimeError(
+            f"Downgrading drops the API limits, tokens and generation jobs, which hold rows ({counts}); "
+            "they would be lost. Delete them first."
+        )
     with op.batch_alter_table("generation_jobs", schema=None) as batch_op:
         batch_op.drop_index(batch_op.f("ix_generation_jobs_user_id"))
         batch_op.drop_index(batch_op.f("ix_generation_jobs_model_version_id"))

@@ -39,6 +39,7 @@ def upgrade():
 
 
 def downgrade():
+    # Only signs everyone out: the old schema keeps sessions in the signed cookie.
     with op.batch_alter_table("login_sessions", schema=None) as batch_op:
         batch_op.drop_index(batch_op.f("ix_login_sessions_user_id"))
     op.drop_table("login_sessions")

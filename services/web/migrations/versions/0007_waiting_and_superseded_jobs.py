@@ -41,8 +41,20 @@ def upgrade():
 
 
 def downgrade():
+    superseded = {}
+    for table in TABLES:
+        jobs = sa.table(table, sa.column("status", sa.String))
+        superseded[table] = op.get_bind().scalar(
+            sa.select(sa.func.count()).select_from(jobs).where(jobs.c.status == "superseded")
+        )
+    if any(superseded.values()):
+        counts = ", ".join(f"{n} in {table}" for table, n in superseded.items() if n)
+        raise RuntimeError(
+            f"Jobs superseded by a newer save ({counts}) would read as failed; the old "
+            "schema cannot tell them apart. Delete them first."
+        )
+    # A waiting job is a queued one that the old schema runs in turn: nothing is lost.
     for table in TABLES:
         jobs = sa.table(table, sa.column("status", sa.String))
         op.execute(jobs.update().where(jobs.c.status == "waiting").values(status="queued"))
-        op.execute(jobs.update().where(jobs.c.status == "superseded").values(status="failed"))
     change_statuses(NEW, OLD)

@@ -49,5 +49,6 @@ def upgrade():
 
 
 def downgrade():
+    # The distance is measured again from the texts on the way back up.
     with op.batch_alter_table("reviews", schema=None) as batch_op:
         batch_op.drop_column("edit_distance")

@@ -82,7 +82,18 @@ def upgrade():
 
 
 def downgrade():
-    # A kept part reads, as before, as an edit whose text is the part kept.
+    bind = op.get_bind()
+    alternatives = bind.scalar(
+        sa.text("SELECT count(*) FROM machine_texts WHERE alternatives IS NOT NULL")
+    )
+    chosen = bind.scalar(sa.text("SELECT count(*) FROM reviews WHERE chosen IS NOT NULL"))
+    if alternatives or chosen:
+        raise RuntimeError(
+            f"{alternatives} machine text(s) with alternatives and {chosen} review(s) that "
+            "chose one would lose them; the old schema cannot hold them. Delete them first."
+        )
+    # A kept part reads, as before, as an edit whose text is the part kept; the words kept
+    # are measured again on the way back up.
     op.execute("UPDATE reviews SET decision = 'edited' WHERE decision = 'kept_part'")
     op.execute("UPDATE revisions SET origin = 'edited' WHERE origin = 'kept_part'")
     with op.batch_alter_table("revisions", schema=None) as batch_op:

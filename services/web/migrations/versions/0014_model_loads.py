@@ -37,6 +37,7 @@ def upgrade():
 
 
 def downgrade():
+    # Only the record of past loads goes: each process records its load again as it starts.
     with op.batch_alter_table("model_loads", schema=None) as batch_op:
         batch_op.drop_index(batch_op.f("ix_model_loads_version_id"))
     op.drop_table("model_loads")

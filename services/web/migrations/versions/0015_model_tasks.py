@@ -67,6 +67,14 @@ def upgrade():
 
 
 def downgrade():
+    unfinished = op.get_bind().scalar(
+        sa.text("SELECT count(*) FROM model_tasks WHERE status IN ('queued', 'running')")
+    )
+    if unfinished:
+        raise RuntimeError(
+            f"{unfinished} model task(s) are queued or running and would be lost; the old "
+            "schema cannot hold them. Wait for them to finish first."
+        )
     # Only the record of past actions goes: their outcomes live on the versions.
     with op.batch_alter_table("model_tasks", schema=None) as batch_op:
         batch_op.drop_index(batch_op.f("ix_model_tasks_version_id"))
