@@ -9,12 +9,14 @@ from unittest import mock
 
 import pytest
 from sqlalchemy import select
+from werkzeug.security import check_password_hash
 
 from srcflask.accounts import service as accounts
 from srcflask.accounts.pages import LOGIN_FAILED
 from srcflask.accounts.passwords import common_passwords
 from srcflask.extensions import db, limiter
 from srcflask.models import AuditEvent, Role, User, UserStatus
+from srcflask.models import users as users_module
 
 from .conftest import login_as
 
@@ -179,6 +181,42 @@ def test_a_repeated_signup_never_reaches_the_owners_account(app, client, make_us
     assert f"/admin/users/{repeat.id}/approve" not in users_page
     assert admin_client.post(f"/admin/users/{repeat.id}/reject").status_code == 303
     assert client.get("/auth/status").location == "/auth/login"  # rejection ends its sessions
+
+
+def test_every_failed_login_hashes_the_same(app, monkeypatch):
+    # Timing is never asserted; what it is made of is: how many password hashes a
+    # failed login checks, and by which method, for known and unknown emails alike.
+    for email, signups in (("owner@example.org", 1), ("repeated@example.org", 4)):
+        for _ in range(signups):
+            app.test_client().post("/auth/signup", data=signup_form(email=email))
+    checked: list[str] = []
+
+    def counting_check(password_hash: str, password: str) -> bool:
+        checked.append(password_hash.split("$", 1)[0])  # method and its parameters
+        return check_password_hash(password_hash, password)
+
+    monkeypatch.setattr(users_module, "check_password_hash", counting_check)
+
+    def failed_login(email: str) -> list[str]:
+        checked.clear()
+        answer = app.test_client().post(
+            "/auth/login", data={"email": email, "password": "not the password at all"}
+        )
+        assert answer.status_code == 401
+        return list(checked)
+
+    unknown = failed_login("nobody@example.org")
+    assert len(unknown) == 1 + users_module.REPEATED_SIGNUPS_TRIED
+    assert unknown[0].startswith("scrypt:")
+    for known in ("owner@example.org", "repeated@example.org", "REPEATED@example.org "):
+        assert failed_login(known) == unknown, known
+
+    # The newest repeated sign-up still logs in with its own password.
+    checked.clear()
+    answer = app.test_client().post(
+        "/auth/login", data={"email": "repeated@example.org", "password": GOOD_PASSWORD}
+    )
+    assert answer.status_code == 303 and answer.location == "/auth/status"
 
 
 def test_two_signups_with_one_new_email_at_once_make_an_account_and_a_repeat(app, client):

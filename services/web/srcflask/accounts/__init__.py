@@ -9,7 +9,10 @@ from flask import Flask
 
 
 def init_app(app: Flask) -> None:
+    from ..models.users import dummy_hash
     from . import cli, pages
+
+    dummy_hash()
 
     app.register_blueprint(pages.auth_bp)
     app.register_blueprint(pages.account_bp)

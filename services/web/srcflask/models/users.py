@@ -78,9 +78,13 @@ def normalise_email(email: str) -> str:
 
 
 @functools.cache
-def _dummy_hash() -> str:
-    # Checked against when no account matches an email, so a login for an unknown
-    # email costs the same time as a wrong password.
+def dummy_hash() -> str:
+    """A hash of nothing, made as every stored password's is (werkzeug's default method).
+
+    Checked against when there is no account or repeated sign-up to check, so that
+    every failed login costs the same hash work. Made as the app starts, so that not
+    even a process's first login pays for making it.
+    """
     return generate_password_hash(secrets.token_urlsafe(16))
 
 
@@ -246,8 +250,10 @@ def active_admin_count(lock: bool = False) -> int:
     return len(db.session.scalars(query).all())
 
 
-# The repeated sign-ups with one email that a login tries, newest first, after the account.
-REPEATED_SIGNUPS_TRIED = 3
+# The repeated sign-ups of one email that a login tries after the account: the newest.
+# Every failed login checks exactly 1 + this many hashes, real or dummy, so each more
+# would add one hash's time to every failed login.
+REPEATED_SIGNUPS_TRIED = 1
 
 
 def find_user_by_email(email: str) -> User | None:
@@ -260,7 +266,7 @@ def find_user_by_email(email: str) -> User | None:
 def check_password_in_constant_time(user: User | None, password: str) -> bool:
     """Check `password` against `user`, paying for one hash check even when there is none."""
     if user is None:
-        check_password_hash(_dummy_hash(), password)
+        check_password_hash(dummy_hash(), password)
         return False
     return user.check_password(password)
 
@@ -270,20 +276,28 @@ def authenticate(email: str, password: str) -> User | None:
 
     The account comes first. A repeated sign-up of its email logs in with the
     password it was made with, as a new account would, and can reach no more than
-    its own status page: it is pending or rejected, never approved.
+    its own status page: it is pending or rejected, never approved. A failed login
+    checks 1 + REPEATED_SIGNUPS_TRIED hashes whether or not the email is known and
+    however many repeated sign-ups it has, so its time tells nothing.
     """
     user = find_user_by_email(email)
     if check_password_in_constant_time(user, password):
         return user
-    if user is None:
-        return None
-    repeats = db.session.scalars(
-        select(User)
-        .where(User.duplicate_of_id == user.id, User.status != UserStatus.APPROVED)
-        .order_by(User.id.desc())
-        .limit(REPEATED_SIGNUPS_TRIED)
+    # The same query either way (no account has id 0), then dummies for the missing.
+    repeats: list[User | None] = list(
+        db.session.scalars(
+            select(User)
+            .where(
+                User.duplicate_of_id == (user.id if user is not None else 0),
+                User.status != UserStatus.APPROVED,
+            )
+            .order_by(User.id.desc())
+            .limit(REPEATED_SIGNUPS_TRIED)
+        )
     )
-    return next((repeat for repeat in repeats if repeat.check_password(password)), None)
+    repeats += [None] * (REPEATED_SIGNUPS_TRIED - len(repeats))
+    matches = [check_password_in_constant_time(repeat, password) for repeat in repeats]
+    return next((repeat for repeat, ok in zip(repeats, matches, strict=True) if ok), None)
 
 
 def user_search(status: UserStatus | None = None, text: str = ""):
