@@ -9,7 +9,7 @@ HOST ?= 127.0.0.1
 PORT ?= 5000
 
 .PHONY: run test install install-test lint format migrate clean help browser-deps \
-	production-deps
+	production-deps lock audit tools
 
 help:
 	@echo "make run    install, migrate, fetch the default model, seed demo users and start"
@@ -17,25 +17,38 @@ help:
 	@echo "make test   install test tools and run the suite (SQLite; Postgres/Redis too when"
 	@echo "            TEST_DATABASE_URL / TEST_REDIS_URL are set)"
 	@echo "make lint   ruff"
+	@echo "make lock   regenerate the hashed locks in $(WEB)/requirements/ (UPGRADE=pkg or all)"
+	@echo "make audit  pip-audit the locked set (exceptions: $(WEB)/requirements/audit-exceptions.toml)"
 
 # pip says nothing unless something fails; setuptools' note on editable installs is
 # not for the people running srcflask.
 PIP_INSTALL := PYTHONWARNINGS="ignore:Editable installation" $(BIN)/pip install -qq
 
+# Every install comes from the hashed locks in $(REQ) (`make lock` writes them): pip
+# checks each file's hash, then installs srcflask itself with --no-deps. PyTorch's CPU
+# build comes from torch-cpu.txt (its own hash; pip finds the wheel through the
+# machine's find-links, /opt/wheels on the build machines).
+REQ := $(WEB)/requirements
+PIP_LOCKED := $(PIP_INSTALL) --require-hashes
+
 $(BIN)/python:
 	@echo "== Creating a virtual environment in $(VENV)"
 	@$(PYTHON) -m venv $(VENV)
-	@$(BIN)/python -m pip install -qq --upgrade pip
+	@$(BIN)/python -m pip install -qq --require-hashes -r $(REQ)/pip.txt
 
-$(VENV)/.installed: $(BIN)/python $(WEB)/pyproject.toml
-	@echo "== Installing srcflask and its dependencies into $(VENV)"
+$(VENV)/.installed: $(BIN)/python $(WEB)/pyproject.toml $(REQ)/torch-cpu.txt $(REQ)/app.txt
+	@echo "== Installing srcflask and its locked dependencies into $(VENV)"
 	@echo "   (the first time takes a few minutes: PyTorch alone is several hundred MB)"
-	@$(PIP_INSTALL) -e "$(WEB)"
+	@$(PIP_LOCKED) -r $(REQ)/torch-cpu.txt -r $(REQ)/app.txt
+	@$(PIP_INSTALL) --no-deps --no-build-isolation -e "$(WEB)"
+	@$(BIN)/pip check >/dev/null || { $(BIN)/pip check; \
+		echo "$(REQ) lacks what pyproject.toml asks for: run make lock"; exit 1; }
 	@touch $@
 
-$(VENV)/.installed-test: $(VENV)/.installed $(WEB)/pyproject.toml
-	@echo "== Installing the test tools into $(VENV)"
-	@$(PIP_INSTALL) -e "$(WEB)[test,dev]"
+$(VENV)/.installed-test: $(VENV)/.installed $(REQ)/test.txt
+	@echo "== Installing the locked test tools into $(VENV)"
+	@$(PIP_LOCKED) -r $(REQ)/torch-cpu.txt -r $(REQ)/test.txt
+	@$(BIN)/pip check >/dev/null || { $(BIN)/pip check; exit 1; }
 	@touch $@
 
 install: $(VENV)/.installed
@@ -88,5 +101,44 @@ format: install-test
 migrate: install
 	$(FLASK) db migrate -m "$(or $(MESSAGE),schema change)"
 
+# The lock and audit tools (uv, pip-audit), hashed too, in a venv of their own.
+TOOLS := .venv-tools
+TOOLS_BIN := $(TOOLS)/bin
+
+$(TOOLS)/.installed: $(REQ)/pip.txt $(REQ)/tools.txt
+	@echo "== Installing uv and pip-audit into $(TOOLS)"
+	@test -x $(TOOLS_BIN)/python || $(PYTHON) -m venv $(TOOLS)
+	@$(TOOLS_BIN)/python -m pip install -qq --require-hashes -r $(REQ)/pip.txt
+	@$(TOOLS_BIN)/pip install -qq --require-hashes -r $(REQ)/tools.txt
+	@touch $@
+
+tools: $(TOOLS)/.installed
+
+# Regenerate the locks for CPython 3.11 on Linux x86_64. Pins already in a lock are
+# kept; UPGRADE=flask moves one package (and what it needs), UPGRADE=all everything.
+# torch's metadata comes from TORCH_WHEELS, so what it needs is locked; torch itself is
+# pinned by hand in torch-cpu.txt (see there).
+TORCH_WHEELS ?= /opt/wheels
+UPGRADE ?=
+UV_COMPILE := cd $(REQ) && ../../../$(TOOLS_BIN)/uv pip compile -q --generate-hashes \
+	--python-version 3.11 --python-platform x86_64-manylinux_2_28 \
+	--custom-compile-command "make lock" \
+	$(if $(filter all,$(UPGRADE)),--upgrade,$(foreach p,$(UPGRADE),--upgrade-package $(p)))
+UV_COMPILE_APP := $(UV_COMPILE) --find-links $(TORCH_WHEELS) --override torch-cpu.txt \
+	--no-emit-package torch
+
+lock: $(TOOLS)/.installed
+	$(UV_COMPILE_APP) ../pyproject.toml --extra test --extra dev -o test.txt
+	$(UV_COMPILE_APP) ../pyproject.toml --constraint test.txt -o app.txt
+	$(UV_COMPILE) pip.in -o pip.txt
+	$(UV_COMPILE) tools.in -o tools.txt
+
+# Known vulnerabilities in the locked set (PyPI's advisory data), less the recorded,
+# dated exceptions; .ci/audit.py says which and why.
+audit: $(TOOLS)/.installed
+	$(TOOLS_BIN)/python .ci/audit.py --pip-audit $(TOOLS_BIN)/pip-audit \
+		--exceptions $(REQ)/audit-exceptions.toml \
+		$(REQ)/torch-cpu.txt $(REQ)/test.txt $(REQ)/tools.txt
+
 clean:
-	rm -rf $(VENV) $(WEB)/*.egg-info
+	rm -rf $(VENV) $(TOOLS) $(WEB)/*.egg-info
