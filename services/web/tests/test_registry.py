@@ -643,3 +643,24 @@ def test_the_store_lock_lets_one_import_in_at_a_time(tmp_path):
     thread.join(10)
 
     assert order == ["first", "second"]
+
+
+def test_models_verify_hashes_the_store_again_and_sees_a_changed_file(app, tiny_models, runner):
+    outcome = import_tiny(app, tiny_models)
+    result = runner.invoke(args=["models", "verify"])
+    assert result.exit_code == 0, result.output
+    assert "tiny:1" in result.output and "1 model version(s) verified" in result.output
+
+    folder = Path(app.config["MODEL_STORE"]) / outcome.version.artifact
+    weights = next(folder.glob("*.safetensors"))
+    data = bytearray(weights.read_bytes())
+    data[-1] ^= 1  # one flipped bit
+    weights.write_bytes(bytes(data))
+    result = runner.invoke(args=["models", "verify"])
+    assert result.exit_code == 1
+    assert "tiny:1" in result.output and "files changed" in result.output
+    assert "1 of 1 model version(s) do not verify" in result.output
+
+    shutil.rmtree(folder)
+    result = runner.invoke(args=["models", "verify"])
+    assert result.exit_code == 1 and "missing from the model store" in result.output

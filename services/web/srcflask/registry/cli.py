@@ -196,6 +196,21 @@ def list_command() -> None:
         click.echo(describe_line(version))
 
 
+@models_group.command("verify")
+@fail_cleanly
+def verify_command() -> None:
+    """Hash every version's files again against the SHA-256 the registry holds."""
+    versions = registry.all_versions()
+    changed = 0
+    for version in versions:
+        problem = registry.changed_files(version)
+        changed += problem is not None
+        click.echo(f"{version.label:<32} {problem or 'ok'}")
+    if changed:
+        raise click.ClickException(f"{changed} of {len(versions)} model version(s) do not verify")
+    click.echo(f"{len(versions)} model version(s) verified")
+
+
 @models_group.command("alias")
 @click.argument("name")
 @click.argument("version", type=int)

@@ -18,6 +18,7 @@ from sqlalchemy.orm import selectinload
 
 from ..extensions import db
 from ..ml import catalog, quality, speed
+from ..ml.artifacts import weights_sha256
 from ..ml.engine import PromptFormat, TextGenerator
 from ..ml.importer import Report, gguf_checksum, no_report, prepare, source_kind, verify
 from ..ml.settings import DEFAULT_PRESET, PRESETS, GenerationSettings
@@ -55,6 +56,17 @@ def model_store() -> ModelStore:
 
 def artifact_path(version: ModelVersion) -> Path:
     return model_store().path(version.artifact)
+
+
+def changed_files(version: ModelVersion) -> str | None:
+    """Hash a version's weights in the store again; say how they differ from the registry."""
+    folder = artifact_path(version)
+    if not folder.is_dir():
+        return f"missing from the model store ({folder})"
+    actual = weights_sha256(folder)
+    if actual != version.sha256:
+        return f"files changed: SHA-256 {actual[:12]}, the registry says {version.sha256[:12]}"
+    return None
 
 
 def all_versions() -> list[ModelVersion]:
