@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+
 import flask_migrate
 import pytest
 import sqlalchemy as sa
@@ -136,11 +138,38 @@ def test_0011_measures_the_words_kept_by_reviews_written_before_it(empty_databas
     assert rows == [("accepted", 1.0), ("edited", 0.5), ("rejected", 0.0)]
 
 
+def insert_version_at_0011(number: int, settings: dict) -> int:
+    """A registry row with only the columns the table had at 0011 (the ORM has more now)."""
+    from srcflask.models import ModelVersion
+
+    sha = f"{number:064x}"
+    row = {
+        "name": "fake-model",
+        "version": number,
+        "source": "/nowhere",
+        "source_kind": "folder",
+        "sha256": sha,
+        "artifact": f"fake-model/v{number}-{sha[:12]}",
+        "architecture": "GPT2LMHeadModel",
+        "model_type": "gpt2",
+        "parameter_count": 1000,
+        "size_bytes": 4000,
+        "tokenizer": "PreTrainedTokenizerFast",
+        "prompt_format": "raw",
+        "generation_settings": settings,
+        "metrics": {},
+        "description": "",
+        "tags": [],
+        "lineage": {},
+        "imported_by_label": "command line",
+        "created_at": datetime.now(UTC),
+    }
+    return db.session.execute(sa.insert(ModelVersion.__table__).values(row)).inserted_primary_key[0]
+
+
 def test_0012_moves_versions_on_the_old_default_to_the_editor_preset(empty_database_url, tmp_path):
     from srcflask.ml.settings import DEFAULT_PRESET, PRESETS
     from srcflask.models import ModelVersion
-
-    from .factories import ModelVersionFactory
 
     old_default = {
         key: value
@@ -151,8 +180,8 @@ def test_0012_moves_versions_on_the_old_default_to_the_editor_preset(empty_datab
     app = make_app(empty_database_url, tmp_path / "instance")
     with app.app_context():
         flask_migrate.upgrade(revision="0011")
-        unchosen = ModelVersionFactory(generation_settings=old_default).id
-        kept = ModelVersionFactory(generation_settings=chosen).id
+        unchosen = insert_version_at_0011(1, old_default)
+        kept = insert_version_at_0011(2, chosen)
         db.session.commit()
         db.session.remove()
         flask_migrate.upgrade()

@@ -9,6 +9,7 @@ from sqlalchemy import text
 
 from ..extensions import db
 from ..registry import service as registry
+from ..registry.integrity import size_problem
 
 log = logging.getLogger(__name__)
 
@@ -46,6 +47,10 @@ def check_production_model() -> str | None:
         return "no model version has the production alias"
     if not (registry.artifact_path(version) / "config.json").is_file():
         return f"the files of {version.label} are missing from the model store"
+    # What a worker found when it hashed them, or a size that differs (stat only).
+    problem = version.files_problem or size_problem(version, registry.artifact_path(version))
+    if problem:
+        return f"{version.label} cannot be used: {problem}"
     return None
 
 

@@ -62,6 +62,9 @@ class ModelVersion(db.Model):
     imported_by_id: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))
     imported_by_label: Mapped[str] = mapped_column(String(300))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    # Why the version's files in the model store cannot be used (they changed on disk
+    # since import), as the last check found; None while they verify (registry/integrity.py).
+    files_problem: Mapped[str | None] = mapped_column(Text)
     # A fine-tuned version: the version it was trained from, and how (dataset snapshot,
     # hyperparameters, metrics, who and when; see registry.training).
     parent_id: Mapped[int | None] = mapped_column(

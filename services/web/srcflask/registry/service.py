@@ -562,9 +562,14 @@ def evaluation_rank(evaluation: ModelEvaluation) -> tuple:
 
 
 def generator_for(version: ModelVersion) -> TextGenerator:
-    """The loaded generator of a version (loaded once per process, then reused)."""
-    from . import loads
+    """The loaded generator of a version (loaded once per process, then reused).
 
+    Raises integrity.ModelFilesChanged, before anything is loaded or written, when
+    the version's files on disk are not those the registry recorded.
+    """
+    from . import integrity, loads
+
+    integrity.check_files(version, artifact_path(version))
     cache = current_app.extensions["srcflask.generators"]
     version_id = version.id
     return cache.get(
