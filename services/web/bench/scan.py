@@ -12,7 +12,7 @@ The tools are installed from PyPI into a virtual environment of their own (--too
 default services/web/.scan-tools), never into the app's. The summary (every finding,
 and what each scan covered) is written to bench/results/<machine>/<date>-scan.json;
 the raw reports stay in a temporary folder. Exits 1 when a scanner reported a
-vulnerability.
+vulnerability, or when a scan reached no verdict.
 """
 
 from __future__ import annotations
@@ -40,6 +40,8 @@ TOOLS = {"wapiti3": "3.2.3", "sqlmap": "1.10.10"}
 # The attacks the issue asks for, by wapiti's module names.
 WAPITI_MODULES = "sql,timesql,exec,file,xss,permanentxss,redirect,ssrf,crlf,csrf,xxe,methods,backup"
 ROLES = ("sponsor", "editor", "admin")
+# sqlmap's verdict when it found nothing.
+CLEAN = "no tested parameter appears to be injectable"
 # Each attack module's time per role, after the crawl.
 ATTACK_SECONDS = 30
 
@@ -204,7 +206,7 @@ def run_sqlmap(tools: Path, target: dict, out: Path) -> dict:
     if injectable:
         verdict = "injectable: " + ", ".join(injectable)
     elif "all tested parameters do not appear to be injectable" in text:
-        verdict = "no tested parameter appears to be injectable"
+        verdict = CLEAN
     else:
         verdict = "no verdict: " + " | ".join(
             line.strip() for line in text.splitlines() if "[CRITICAL]" in line or "[ERROR]" in line
@@ -219,7 +221,7 @@ def run_sqlmap(tools: Path, target: dict, out: Path) -> dict:
     }
 
 
-def sqlmap_targets(base: str, token: str, login_page_cookie: str) -> list[dict]:
+def sqlmap_targets(base: str, token: str) -> list[dict]:
     bearer = ["--headers", f"Authorization: Bearer {token}"]
     lists = {
         "documents": {"page": "1", "per_page": "10", "status": "done", "q": "board"},
@@ -245,6 +247,8 @@ def sqlmap_targets(base: str, token: str, login_page_cookie: str) -> list[dict]:
                 "--csrf-token", "csrf_token",
                 "--csrf-url", f"{base}/auth/login",
                 "-p", "email,password",
+                # A wrong password is answered 401, which sqlmap takes for a login it lacks.
+                "--ignore-code", "401",
             ],
         }
     )  # fmt: skip
@@ -263,16 +267,22 @@ def main(argv: list[str] | None = None) -> int:
     try:
         sessions = {role: login(base, *logins[role]) for role in ROLES}
         token = seed_content(base, sessions)
+        # sqlmap first: wapiti's attacks with the admin's login may suspend the sponsor,
+        # which revokes the token.
+        sqlmap = [run_sqlmap(tools, t, work) for t in sqlmap_targets(base, token)]
         wapiti = [
             run_wapiti(tools, base, role, *logins[role], work, args.minutes) for role in ROLES
         ]
-        sqlmap = [run_sqlmap(tools, t, work) for t in sqlmap_targets(base, token, "")]
     finally:
         process.terminate()
         process.wait(timeout=20)
     found = sum(len(v) for w in wapiti for v in w["vulnerabilities"].values()) + sum(
         len(s["injectable"]) for s in sqlmap
     )
+    # A scan that reached no verdict proves nothing: it fails the run as a finding would.
+    unfinished = [w["role"] for w in wapiti if w["exit_code"] or not w["crawled"]] + [
+        s["target"] for s in sqlmap if s["verdict"] != CLEAN
+    ]
     result = {
         "command": "python bench/scan.py " + " ".join(argv or sys.argv[1:]),
         "commit": commit(),
@@ -281,6 +291,7 @@ def main(argv: list[str] | None = None) -> int:
         "tools": TOOLS,
         "wapiti_modules": WAPITI_MODULES,
         "vulnerabilities_reported": found,
+        "scans_without_a_verdict": unfinished,
         "wapiti": wapiti,
         "sqlmap": sqlmap,
     }
@@ -289,13 +300,20 @@ def main(argv: list[str] | None = None) -> int:
     )
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(result, indent=2) + "\n")
-    print(json.dumps({k: result[k] for k in ("commit", "vulnerabilities_reported")}))
+    print(
+        json.dumps(
+            {
+                k: result[k]
+                for k in ("commit", "vulnerabilities_reported", "scans_without_a_verdict")
+            }
+        )
+    )
     for w in wapiti:
         found_here = w["vulnerabilities"] or "none"
         print(f"wapiti {w['role']}: {w['crawled']} pages, {w['seconds']} s, found {found_here}")
     for s in sqlmap:
         print(f"sqlmap {s['target']}: {s['verdict']}")
-    return 1 if found else 0
+    return 1 if found or unfinished else 0
 
 
 if __name__ == "__main__":
