@@ -109,15 +109,16 @@ def check_files(version: ModelVersion, folder: Path) -> None:
             seen = Verified(now, hash_problem(version, folder))
             verified[version.id] = seen
             if seen.problem != version.files_problem:
-                _record(version, seen.problem)
+                _record(version, folder, seen.problem)
     if seen.problem is not None:
         raise ModelFilesChanged(seen.problem)
 
 
-def _record(version: ModelVersion, problem: str | None) -> None:
+def _record(version: ModelVersion, folder: Path, problem: str | None) -> None:
+    # The log names the folder, for admins; pages and jobs name only the version.
     if problem is None:
-        log.warning("the files of %s verify again", version.label)
+        log.warning("the files of %s (%s) verify again", version.label, folder)
     else:
-        log.error("the files of %s cannot be used: %s", version.label, problem)
+        log.error("the files of %s (%s) cannot be used: %s", version.label, folder, problem)
     version.files_problem = problem
     db.session.commit()
