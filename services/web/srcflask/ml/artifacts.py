@@ -240,7 +240,10 @@ def convert_gguf(gguf_path: Path, target: Path) -> None:
     the quantization settings, load the weights into it and save that.
     """
     import torch
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from .lazy import model_classes
+
+    AutoModelForCausalLM, AutoTokenizer = model_classes()
 
     gguf_path = Path(gguf_path)
     kwargs = {"gguf_file": gguf_path.name, "local_files_only": True}

@@ -166,7 +166,10 @@ class TextGenerator:
         pack_weights: bool = True,
     ):
         import torch
-        from transformers import AutoModelForCausalLM, AutoTokenizer
+
+        from .lazy import model_classes
+
+        AutoModelForCausalLM, AutoTokenizer = model_classes()
 
         self.model_dir = Path(model_dir)
         self.label = label or self.model_dir.name
