@@ -241,13 +241,13 @@ def convert_gguf(gguf_path: Path, target: Path) -> None:
     """
     import torch
 
-    from .lazy import model_classes
+    from .lazy import model_classes, one_load_at_a_time
 
     AutoModelForCausalLM, AutoTokenizer = model_classes()
 
     gguf_path = Path(gguf_path)
     kwargs = {"gguf_file": gguf_path.name, "local_files_only": True}
-    with without_progress_bars():
+    with one_load_at_a_time(), without_progress_bars():
         tokenizer = AutoTokenizer.from_pretrained(gguf_path.parent, **kwargs)
         loaded = AutoModelForCausalLM.from_pretrained(
             gguf_path.parent, dtype=torch.float32, **kwargs

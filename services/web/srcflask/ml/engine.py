@@ -167,7 +167,7 @@ class TextGenerator:
     ):
         import torch
 
-        from .lazy import model_classes
+        from .lazy import model_classes, one_load_at_a_time
 
         AutoModelForCausalLM, AutoTokenizer = model_classes()
 
@@ -187,7 +187,7 @@ class TextGenerator:
 
         started = time.perf_counter()
         try:
-            with without_progress_bars():
+            with one_load_at_a_time(), without_progress_bars():
                 self.tokenizer = AutoTokenizer.from_pretrained(
                     self.model_dir, local_files_only=True, trust_remote_code=False
                 )
