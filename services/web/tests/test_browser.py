@@ -83,6 +83,50 @@ def server(tmp_path_factory):
     yield from running_server(env)
 
 
+def tiny_model_instance(
+    tmp_path_factory,
+    name: str,
+    *,
+    model_name: str,
+    init_std: float | None = None,
+    commands: tuple[list[str], ...] = (),
+    **settings: str,
+) -> tuple[Path, dict]:
+    """An instance folder migrated, with a tiny model as production, for `running_server`.
+
+    Skips without Chromium or Playwright. `settings` are environment variables on top
+    of the defaults (in-process jobs, SQLite in the folder); `commands` are more
+    `flask` commands to run once the model is in. Returns (folder, environment).
+    """
+    from .tinymodels import build_model
+
+    if not Path(CHROMIUM).exists():
+        pytest.skip("Chromium is not installed (apt-get install chromium; make browser-deps)")
+    pytest.importorskip("playwright")
+    instance = tmp_path_factory.mktemp(f"{name}-instance")
+    extra = {} if init_std is None else {"init_std": init_std}
+    model = build_model("llama", instance / "tiny-model", seed=5, **extra)
+    env = os.environ | {
+        "SRCFLASK_ENV": "development",
+        "SRCFLASK_INSTANCE_PATH": str(instance),
+        "DATABASE_URL": f"sqlite:///{instance / (name + '.sqlite3')}",
+        "MODEL_CACHE": str(instance / "cache"),
+        "JOBS_MODE": "local",
+        "JOB_POLL_SECONDS": "1",
+        "LOG_LEVEL": "WARNING",
+    }
+    env |= settings
+    env.pop("CELERY_BROKER_URL", None)
+    flask = [sys.executable, "-m", "flask", "--app", "srcflask"]
+    for command in (
+        ["db", "upgrade"],
+        ["models", "import", str(model), "--name", model_name, "--alias", "production"],
+        *commands,
+    ):
+        subprocess.run(flask + command, cwd=WEB, env=env, check=True, capture_output=True)
+    return instance, env
+
+
 def running_server(env: dict):
     """`flask run` on a free loopback port with `env`; yields its base URL, then stops it."""
     port = free_port()

@@ -10,15 +10,12 @@ tests/artifacts/browser/.
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
-from .test_browser import CHROMIUM, SHOTS, WEB, Person, running_server
-from .tinymodels import SENTENCES, build_model
+from .test_browser import SHOTS, Person, running_server, tiny_model_instance
+from .tinymodels import SENTENCES
 
 pytestmark = [pytest.mark.slow, pytest.mark.browser]
 
@@ -66,31 +63,15 @@ def seed_reviews(database_url: str, instance: Path, count: int) -> None:
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
-    if not Path(CHROMIUM).exists():
-        pytest.skip("Chromium is not installed (apt-get install chromium; make browser-deps)")
-    pytest.importorskip("playwright")
-    instance = tmp_path_factory.mktemp("learning-instance")
-    model = build_model("llama", instance / "tiny-model", seed=5, init_std=0.3)
-    database_url = f"sqlite:///{instance / 'learning.sqlite3'}"
-    env = os.environ | {
-        "SRCFLASK_ENV": "development",
-        "SRCFLASK_INSTANCE_PATH": str(instance),
-        "DATABASE_URL": database_url,
-        "MODEL_CACHE": str(instance / "cache"),
-        "JOBS_MODE": "local",
-        "JOB_POLL_SECONDS": "1",
-        "SRCFLASK_ADMIN_PASSWORD": ADMIN_PASSWORD,
-        "LOG_LEVEL": "WARNING",
-    }
-    env.pop("CELERY_BROKER_URL", None)
-    flask = [sys.executable, "-m", "flask", "--app", "srcflask"]
-    for command in (
-        ["db", "upgrade"],
-        ["models", "import", str(model), "--name", "tiny-garden", "--alias", "production"],
-        ["create-admin", "--email", ADMIN_EMAIL, "--name", "Root Admin"],
-    ):
-        subprocess.run(flask + command, cwd=WEB, env=env, check=True, capture_output=True)
-    seed_reviews(database_url, instance, 30)
+    instance, env = tiny_model_instance(
+        tmp_path_factory,
+        "learning",
+        model_name="tiny-garden",
+        init_std=0.3,
+        commands=(["create-admin", "--email", ADMIN_EMAIL, "--name", "Root Admin"],),
+        SRCFLASK_ADMIN_PASSWORD=ADMIN_PASSWORD,
+    )
+    seed_reviews(env["DATABASE_URL"], instance, 30)
     yield from running_server(env)
 
 

@@ -11,15 +11,12 @@ from __future__ import annotations
 
 import os
 import socket
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
 from .factories import DEFAULT_PASSWORD
-from .test_browser import CHROMIUM, SHOTS, WEB, Person, running_server
-from .tinymodels import build_model
+from .test_browser import SHOTS, Person, running_server, tiny_model_instance
 
 pytestmark = [pytest.mark.slow, pytest.mark.browser]
 
@@ -38,28 +35,10 @@ def app_for(database_url: str, instance: Path):
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
-    if not Path(CHROMIUM).exists():
-        pytest.skip("Chromium is not installed (apt-get install chromium; make browser-deps)")
-    pytest.importorskip("playwright")
-    instance = tmp_path_factory.mktemp("loading-instance")
-    model = build_model("llama", instance / "tiny-model", seed=5, init_std=0.3)
-    database_url = f"sqlite:///{instance / 'loading.sqlite3'}"
-    env = os.environ | {
-        "SRCFLASK_ENV": "development",
-        "SRCFLASK_INSTANCE_PATH": str(instance),
-        "DATABASE_URL": database_url,
-        "MODEL_CACHE": str(instance / "cache"),
-        "JOBS_MODE": "manual",
-        "LOG_LEVEL": "WARNING",
-    }
-    env.pop("CELERY_BROKER_URL", None)
-    flask = [sys.executable, "-m", "flask", "--app", "srcflask"]
-    for command in (
-        ["db", "upgrade"],
-        ["models", "import", str(model), "--name", "tiny-hall", "--alias", "production"],
-    ):
-        subprocess.run(flask + command, cwd=WEB, env=env, check=True, capture_output=True)
-    app = app_for(database_url, instance)
+    instance, env = tiny_model_instance(
+        tmp_path_factory, "loading", model_name="tiny-hall", init_std=0.3, JOBS_MODE="manual"
+    )
+    app = app_for(env["DATABASE_URL"], instance)
     for base in running_server(env):
         yield base, app
 

@@ -9,58 +9,30 @@ Screenshots go to tests/artifacts/browser/.
 from __future__ import annotations
 
 import os
-import socket
-import subprocess
-import sys
 
 import pytest
 
-from .test_browser import CHROMIUM, SHOTS, WEB, WIDTHS, running_server
-from .tinymodels import build_model
+from .test_browser import SHOTS, WIDTHS, free_port, running_server, tiny_model_instance
 
 pytestmark = [pytest.mark.slow, pytest.mark.browser]
 
 ADMIN_EMAIL, ADMIN_PASSWORD = "root@example.org", "a long admin passphrase"
 
 
-def closed_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
-    from pathlib import Path
-
-    if not Path(CHROMIUM).exists():
-        pytest.skip("Chromium is not installed (apt-get install chromium; make browser-deps)")
-    pytest.importorskip("playwright")
-    instance = tmp_path_factory.mktemp("models-instance")
-    model = build_model("llama", instance / "tiny-model", seed=5)
-    env = os.environ | {
-        "SRCFLASK_ENV": "development",
-        "SRCFLASK_INSTANCE_PATH": str(instance),
-        "DATABASE_URL": f"sqlite:///{instance / 'models.sqlite3'}",
-        "MODEL_CACHE": str(instance / "cache"),
-        "JOBS_MODE": "local",
-        "JOB_POLL_SECONDS": "1",
-        "SRCFLASK_ADMIN_PASSWORD": ADMIN_PASSWORD,
-        "LOG_LEVEL": "WARNING",
+    _, env = tiny_model_instance(
+        tmp_path_factory,
+        "models",
+        model_name="tiny-garden",
+        commands=(["create-admin", "--email", ADMIN_EMAIL, "--name", "Root Admin"],),
+        SRCFLASK_ADMIN_PASSWORD=ADMIN_PASSWORD,
         # No network: the package index refuses every connection.
-        "PIP_CONFIG_FILE": os.devnull,
-        "PIP_INDEX_URL": f"http://127.0.0.1:{closed_port()}/simple",
-        "PIP_RETRIES": "1",
-    }
-    env.pop("CELERY_BROKER_URL", None)
+        PIP_CONFIG_FILE=os.devnull,
+        PIP_INDEX_URL=f"http://127.0.0.1:{free_port()}/simple",
+        PIP_RETRIES="1",
+    )
     env.pop("PIP_FIND_LINKS", None)
-    flask = [sys.executable, "-m", "flask", "--app", "srcflask"]
-    for command in (
-        ["db", "upgrade"],
-        ["models", "import", str(model), "--name", "tiny-garden", "--alias", "production"],
-        ["create-admin", "--email", ADMIN_EMAIL, "--name", "Root Admin"],
-    ):
-        subprocess.run(flask + command, cwd=WEB, env=env, check=True, capture_output=True)
     yield from running_server(env)
 
 
