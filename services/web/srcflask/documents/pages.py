@@ -463,7 +463,7 @@ def review(document_id: int):
             return redirect(url_for("editor.review", document_id=document.id, decided=done.id), 303)
     else:
         status = 422
-    undoable = service.undoable_review(document, current_user)
+    undoable = service.undoable_review(revision, current_user)
     return render_template(
         "editor/review.html",
         document=document,

@@ -794,10 +794,9 @@ def can_undo(review: Review | None, user: User) -> bool:
     return review is not None and review.editor_id == user.id and utcnow() < undo_deadline(review)
 
 
-def undoable_review(document: Document, user: User) -> Review | None:
-    """`user`'s last decision on `document` while they may still undo it: the rejection of
-    the latest machine text, or the decision that made the latest revision."""
-    latest = latest_revision(document)
+def undoable_review(latest: Revision, user: User) -> Review | None:
+    """`user`'s last decision on a document while they may still undo it, from its `latest`
+    revision: the rejection of its machine text, or the decision that made it."""
     if latest.machine_text is not None:
         review = latest.machine_text.review
     elif latest.origin in REVIEWED_ORIGINS:
