@@ -138,6 +138,9 @@ class BaseConfig:
     JOB_SWEEP_SECONDS = 30
     JOB_RESEND_SECONDS = 300
     JOB_VISIBILITY_SECONDS = 600
+    # How much lower the Celery worker's CPU priority is than the web's (0-19, as `nice`):
+    # generation is batch work, and on a shared machine a save should not wait behind it.
+    WORKER_NICE = 10
 
     # Fine-tuning. Runs go to their own Celery queue, consumed only by workers started
     # for it (`-Q training`, on a GPU machine for example). TRAINING_DIR holds their
@@ -194,6 +197,7 @@ class BaseConfig:
             "JOB_SWEEP_SECONDS",
             "JOB_RESEND_SECONDS",
             "JOB_VISIBILITY_SECONDS",
+            "WORKER_NICE",
             "TRAINING_QUEUE",
             "TRAINING_DIR",
             "TRAINING_MIN_REVIEWS",

@@ -3,6 +3,7 @@
 Needs CELERY_BROKER_URL (and the same DATABASE_URL and MODEL_STORE as the web).
 """
 
+import os
 import threading
 
 from celery.signals import worker_ready, worker_shutdown
@@ -12,6 +13,8 @@ from .jobs.celery import Janitor
 from .registry import loads
 
 flask_app = create_app({"JOBS_MODE": "celery"})
+# Before PyTorch starts its threads: they inherit the priority of the thread that made them.
+os.nice(max(0, min(flask_app.config["WORKER_NICE"], 19)))
 celery_app = app = flask_app.extensions["celery"]
 janitor = Janitor(flask_app)
 

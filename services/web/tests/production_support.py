@@ -158,6 +158,7 @@ class Topology:
         self.nginx_conf = render_nginx_conf(folder, self.nginx_port, self.web_port)
         self.processes: dict[str, subprocess.Popen] = {}
         self.tiny_model = tiny_model
+        self.model_name = "tiny"
 
     def boot(self, *command: str, **extra: str) -> subprocess.CompletedProcess:
         """Run a command through boot.sh, as a container would, and wait for it."""
@@ -182,7 +183,7 @@ class Topology:
             "import",
             str(self.tiny_model),
             "--name",
-            "tiny",
+            self.model_name,
             "--alias",
             "production",
             BOOT_PULL_MODEL="0",

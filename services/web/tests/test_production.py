@@ -8,8 +8,11 @@ Needs nginx (Debian package), TEST_DATABASE_URL and TEST_REDIS_URL.
 
 from __future__ import annotations
 
+import os
 import re
 import time
+
+import pytest
 
 from . import production_support
 from .production_support import (
@@ -88,6 +91,10 @@ def journey(topology: Topology, database_url: str) -> None:
     editor.login("erin@example.org", PASSWORD)
     review = editor.get(f"/editor/documents/{document_id}/review")
     assert review.status_code == 200 and "Warehouse safety" in review.text
+    # Generation yields the CPU to pages: the worker runs at a lower priority than the web.
+    worker, web = topology.processes["worker"].pid, topology.processes["web"].pid
+    assert os.getpriority(os.PRIO_PROCESS, worker) == 10
+    assert os.getpriority(os.PRIO_PROCESS, web) == 0
     gunicorn_log = (topology.folder / "web.log").read_text()
     assert "/static/" not in gunicorn_log and "/auth/login" in gunicorn_log
     before = counts(database_url)
@@ -106,3 +113,34 @@ def journey(topology: Topology, database_url: str) -> None:
     assert fresh_login.login("erin@example.org", PASSWORD).url.endswith(
         "/editor/documents?review=needs-review"
     )
+
+
+@pytest.fixture
+def nginx_only_limits(tmp_path, fresh_database, tiny_models):
+    """The topology with the app's own rate limits off, so that a 429 can only be nginx's."""
+    topology = Topology(tmp_path, fresh_database, tiny_models["gpt2"], RATELIMIT_ENABLED="false")
+    topology.prepare()
+    topology.start()
+    yield topology
+    topology.stop()
+
+
+def test_nginx_counts_sign_in_attempts_not_visits_of_the_sign_in_page(nginx_only_limits):
+    base = nginx_only_limits.base
+    # A whole office behind one address opens the page: nobody is turned away.
+    visits = [Visitor(base).get("/auth/login").status_code for _ in range(60)]
+    assert visits == [200] * 60
+    # Attempts from one address are still limited: 30 a minute with a burst of 20.
+    guesser = Visitor(base)
+    token = guesser.form_token("/auth/login")
+    started = time.monotonic()
+    answers = [
+        guesser.post("/auth/login", token, email="ops@example.org", password=f"guess {n}")
+        for n in range(30)
+    ]
+    refilled = int((time.monotonic() - started) / 2)  # one attempt more every 2 seconds
+    codes = [answer.status_code for answer in answers]
+    assert codes[0] == 401 and 429 in codes, codes
+    assert codes.count(401) <= 21 + refilled + 1, codes
+    # With the app's limits off, the refusal is nginx's own page.
+    assert "nginx" in answers[codes.index(429)].text
