@@ -79,15 +79,23 @@ def machine_name() -> str:
 
 
 def commit() -> str:
+    """The short commit the run is made from, with "+changes" when tracked files differ."""
     try:
-        return subprocess.run(
+        head = subprocess.run(
             ["git", "rev-parse", "--short", "HEAD"],  # noqa: S607 (git from PATH)
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.strip()
+        changed = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no"],  # noqa: S607
             capture_output=True,
             text=True,
             check=True,
         ).stdout.strip()
     except (OSError, subprocess.CalledProcessError):
         return "unknown"
+    return head + ("+changes" if changed else "")
 
 
 def main(argv: list[str] | None = None) -> int:

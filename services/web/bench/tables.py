@@ -3,8 +3,11 @@
     cd services/web
     ../../.venv/bin/python bench/tables.py bench/results/<machine>/<date>-decoding-study.json
 
-prints the Markdown that `docs/machine-text.md` holds between its `<!-- table: … -->`
-markers; `--write` puts it there. A test checks that the two agree.
+prints the Markdown that a docs page holds between its `<!-- table: … -->` markers;
+`--write` puts it there. Each kind of result has its page: a decoding study
+`docs/machine-text.md`, a load test (bench/load.py) and a worker soak (bench/soak.py)
+`docs/deployment.md`, a scan (bench/scan.py) `docs/security.md`. A test checks that
+every page agrees with the result files its captions name.
 """
 
 from __future__ import annotations
@@ -19,7 +22,15 @@ from typing import Any
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
 WINNER = "beam-paragraph"  # the study's plan that became the `editor` preset
-DOCS = HERE.parent.parent.parent / "docs" / "machine-text.md"
+ROOT = HERE.parent.parent.parent
+DOCS = ROOT / "docs" / "machine-text.md"
+# The page each kind of result file (the end of its name) goes to.
+PAGES = {
+    "decoding-study": DOCS,
+    "load": ROOT / "docs" / "deployment.md",
+    "soak": ROOT / "docs" / "deployment.md",
+    "scan": ROOT / "docs" / "security.md",
+}
 
 # (heading, summary key, format); a share as a whole percentage.
 COLUMNS = (
@@ -101,10 +112,107 @@ def caption(result: dict[str, Any], path: Path) -> str:
     )
 
 
+def kind_of(path: Path) -> str:
+    """The kind of a result file, from its name: <date>-<kind>.json.
+
+    A load test's variants (`--hold-worker`, `--out <date>-load-<variant>.json`) are
+    kinds of their own, each with its table, all on the load test's page.
+    """
+    kind = re.sub(r"^\d{4}-\d{2}-\d{2}-", "", path.name).removesuffix(".json")
+    if kind in PAGES or kind.startswith("load-"):
+        return kind
+    raise SystemExit(f"{path.name}: not a result file bench/tables.py knows")
+
+
+def page_of(path: Path) -> Path:
+    kind = kind_of(path)
+    return PAGES["load" if kind.startswith("load") else kind]
+
+
+def run_caption(result: dict[str, Any], path: Path) -> str:
+    return (
+        f"{result['machine']}, commit {result['commit']}, {result['date']}. "
+        f"Command: `{result['command'].strip()}`. Result file: `{path.as_posix()}`."
+    )
+
+
+def load_table(result: dict[str, Any], path: Path) -> str:
+    """Latency by kind of request in the steady state, the verdicts, and where CPU went."""
+    lines = [
+        "| requests | count | per second | median ms | p95 ms | p99 ms | max ms |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for kind, row in result["by_kind"].items():
+        lines.append(
+            f"| {kind} | {row['requests']} | {row['requests_per_second']} | {row['median_ms']} "
+            f"| {row['p95_ms']} | {row['p99_ms']} | {row['max_ms']} |"
+        )
+    verdicts = "; ".join(
+        f"{name}: {'yes' if held else '**no**'}" for name, held in result["verdicts"].items()
+    )
+    saves = result["acknowledged_saves"]
+    texts = ", ".join(f"{n} {s}" for s, n in result["database"]["machine_texts_by_status"].items())
+    cores = ", ".join(f"{name} {n}" for name, n in result["cores_used_during_load"].items())
+    users = result["users"]
+    return "\n".join(lines) + (
+        f"\n\n{users['sponsors']} sponsors and {users['readers']} readers for "
+        f"{result['seconds']} s ({result['steady_seconds']} s steady), model {result['model']}, "
+        f"{result['error_count']} errors. Saves acknowledged: {saves['new']} new documents, "
+        f"{saves['edit']} edits; machine texts: {texts}. Cores used during the load: "
+        f"{cores}. Targets: {verdicts}. " + run_caption(result, path)
+    )
+
+
+def soak_table(result: dict[str, Any], path: Path) -> str:
+    """The worker's memory, files and threads after each wave of jobs."""
+    lines = ["| jobs done | resident MiB | open files | threads |", "|---|---|---|---|"]
+    for sample in result["samples"]:
+        lines.append(
+            f"| {sample['jobs_done']} | {sample['rss_mib']} | {sample['open_files']} "
+            f"| {sample['threads']} |"
+        )
+    verdicts = "; ".join(
+        f"{name}: {'yes' if held else '**no**'}" for name, held in result["verdicts"].items()
+    )
+    return "\n".join(lines) + (
+        f"\n\nModel {result['model']}; {result['worker']}; warm-up: {result['warm_up']}. "
+        f"Resident memory after the warm-up grew {result['rss_growth_after_warm_up']:+.1%}. "
+        f"Targets: {verdicts}. " + run_caption(result, path)
+    )
+
+
+def scan_table(result: dict[str, Any], path: Path) -> str:
+    """What each scanner covered and what it found."""
+    lines = ["| scanner | target | covered | found |", "|---|---|---|---|"]
+    for run in result["wapiti"]:
+        found = ", ".join(run["vulnerabilities"]) or "nothing"
+        anomalies = sum(len(v) for v in run["anomalies"].values())
+        lines.append(
+            f"| wapiti | every page the {run['role']}'s login reaches | {run['crawled']} pages, "
+            f"{run['seconds']} s ({anomalies} anomalies) | {found} |"
+        )
+    for run in result["sqlmap"]:
+        found = ", ".join(run["injectable"]) or "nothing injectable"
+        tested = ", ".join(run["parameters_tested"]) or "-"
+        lines.append(f"| sqlmap | `{run['target']}` | {tested} | {found} |")
+    return "\n".join(lines) + (
+        f"\n\nwapiti modules: {result['wapiti_modules']}. "
+        f"Vulnerabilities reported: {result['vulnerabilities_reported']}. "
+        + run_caption(result, path)
+    )
+
+
 def tables(path: Path) -> dict[str, str]:
-    """Each table the docs hold, by the name of its marker."""
+    """Each table the docs hold from this result file, by the name of its marker."""
     result = json.loads(path.read_text(encoding="utf-8"))
-    relative = path.resolve().relative_to(HERE.parent.parent.parent)
+    relative = path.resolve().relative_to(ROOT)
+    kind = kind_of(path)
+    if kind.startswith("load"):
+        return {kind: load_table(result, relative)}
+    if kind == "soak":
+        return {"soak": soak_table(result, relative)}
+    if kind == "scan":
+        return {"scan": scan_table(result, relative)}
     return {
         "decoding-study": study_table(result) + "\n\n" + caption(result, relative),
         "decoding-study-tune": study_table(result, "tune"),
@@ -128,11 +236,12 @@ def replace_tables(text: str, made: dict[str, str]) -> str:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("result", type=Path)
-    parser.add_argument("--write", action="store_true", help=f"write them into {DOCS.name}")
+    parser.add_argument("--write", action="store_true", help="write them into their page")
     args = parser.parse_args(argv)
     made = tables(args.result)
     if args.write:
-        DOCS.write_text(replace_tables(DOCS.read_text(encoding="utf-8"), made), encoding="utf-8")
+        page = page_of(args.result)
+        page.write_text(replace_tables(page.read_text(encoding="utf-8"), made), encoding="utf-8")
     else:
         for name, table in made.items():
             print(f"<!-- table: {name} -->\n{table}\n<!-- end table -->\n")

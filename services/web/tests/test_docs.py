@@ -29,6 +29,26 @@ def test_the_decoding_study_tables_are_made_from_the_committed_result_file():
     assert tables.replace_tables(text, tables.tables(result)) == text
 
 
+def test_every_page_s_tables_are_made_from_the_result_files_it_names():
+    tables = load_tables()
+    pages = sorted(set(tables.PAGES.values()))
+    checked = []
+    for page in pages:
+        text = page.read_text(encoding="utf-8")
+        named = re.findall(r"Result file: `([^`]+)`", text)
+        markers = re.findall(r"<!-- table: ([\w-]+) -->", text)
+        made = {}
+        for name in named:
+            assert (ROOT / name).is_file(), f"{page.name} names {name}, which is not committed"
+            assert tables.page_of(ROOT / name) == page, f"{name} belongs on another page"
+            made |= tables.tables(ROOT / name)
+        # Every marker is filled from a named result, and every result's tables are shown.
+        assert sorted(made) == sorted(markers), page.name
+        assert tables.replace_tables(text, made) == text, f"{page.name} differs from {named}"
+        checked += named
+    assert {tables.kind_of(ROOT / name) for name in checked} >= set(tables.PAGES)
+
+
 def test_the_check_sees_a_table_typed_by_hand():
     text = DOCS.read_text(encoding="utf-8")
     tables = load_tables()
