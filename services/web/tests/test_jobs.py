@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import threading
 import time
 from datetime import timedelta
+from pathlib import Path
 from unittest import mock
 
 import pytest
@@ -134,6 +136,32 @@ def test_the_local_runner_tells_running_batches_of_a_new_job(app):
         with mock.patch.object(runner, "_start_training"):
             runner.submit([2], kind="training")  # fine-tuning runs never join a batch
         assert not work.queued_here.is_set()
+
+
+def test_the_local_runner_generates_at_a_lower_priority_than_requests(app):
+    from srcflask.jobs.local import LocalRunner
+
+    def nice_of(thread_id: int) -> int:
+        stat = Path(f"/proc/self/task/{thread_id}/stat").read_text()
+        return int(stat[stat.rindex(")") + 2 :].split()[16])
+
+    if not Path("/proc/self/task").is_dir():
+        pytest.skip("thread priorities are read from Linux's /proc")
+    runner = LocalRunner(app)
+    with (
+        mock.patch("srcflask.registry.loads.preload_production"),
+        mock.patch.object(work, "run_pending", return_value=0),
+    ):
+        runner.start()
+        try:
+            thread = runner._thread
+            deadline = time.monotonic() + 10
+            while nice_of(thread.native_id) == 0 and time.monotonic() < deadline:
+                time.sleep(0.05)
+            assert nice_of(thread.native_id) == app.config["WORKER_NICE"] == 10
+            assert nice_of(threading.get_native_id()) == 0  # this thread, as a request's
+        finally:
+            runner.stop()
 
 
 def test_a_job_can_be_claimed_only_once(app, queue):

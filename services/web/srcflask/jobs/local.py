@@ -4,6 +4,7 @@ process."""
 from __future__ import annotations
 
 import logging
+import os
 import threading
 
 from flask import Flask
@@ -116,6 +117,7 @@ class LocalRunner:
 
     def _loop(self) -> None:
         poll = self.app.config["JOB_POLL_SECONDS"]
+        lower_priority(self.app.config["WORKER_NICE"])
         # First the model, in this thread: requests go on; jobs queued meanwhile wait for it.
         with self.app.app_context():
             loads.preload_production()
@@ -130,6 +132,19 @@ class LocalRunner:
                 log.exception("generation runner error")
             self._wake.wait(timeout=poll)
             self._wake.clear()
+
+
+def lower_priority(nice: int) -> None:
+    """Lower the calling thread's CPU priority by `nice` (0-19), so requests come first.
+
+    On Linux a priority is a thread's own, and the threads it starts (PyTorch's)
+    inherit it: the generation thread yields to the web's threads in the same
+    process. Where that is not possible, generation runs at the normal priority.
+    """
+    try:
+        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), max(0, min(nice, 19)))
+    except (AttributeError, OSError):
+        log.info("could not lower the generation thread's priority")
 
 
 class ManualRunner:
