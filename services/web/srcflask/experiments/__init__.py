@@ -1,0 +1,1 @@
+"""Champion and challenger: live comparisons of model versions on editors' reviews."""
