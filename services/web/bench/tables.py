@@ -30,6 +30,7 @@ PAGES = {
     "load": ROOT / "docs" / "deployment.md",
     "soak": ROOT / "docs" / "deployment.md",
     "scan": ROOT / "docs" / "security.md",
+    "experiment-rule": ROOT / "docs" / "experiments.md",
 }
 
 # (heading, summary key, format); a share as a whole percentage.
@@ -202,6 +203,27 @@ def scan_table(result: dict[str, Any], path: Path) -> str:
     )
 
 
+def experiment_rule_table(result: dict[str, Any], path: Path) -> str:
+    """Each simulated scenario's verdicts, as shares, and the reviews a verdict took."""
+    outcomes = ("better", "worse", "no difference", "collecting")
+    lines = [
+        "| scenario | " + " | ".join(outcomes) + " | median reviews per arm to a verdict |",
+        "|---|" + "---|" * (len(outcomes) + 1),
+    ]
+    for name, scenario in result["scenarios"].items():
+        total = scenario["experiments"]
+        shares = [f"{scenario['verdicts'].get(o, 0) / total:.1%}" for o in outcomes]
+        median = scenario["median_reviews_per_arm_to_a_verdict"]
+        lines.append(f"| {name} | " + " | ".join(shares) + f" | {median:g} |")
+    settings = result["rule"]
+    return "\n".join(lines) + (
+        f"\n\n{next(iter(result['scenarios'].values()))['experiments']} experiments per "
+        f"scenario; alpha {settings['alpha']}, tau {settings['tau']}, margin "
+        f"{settings['margin']}, no verdict before {settings['min_reviews_per_arm']} reviews "
+        f"per arm, undecided at {settings['max_reviews_per_arm']}. " + run_caption(result, path)
+    )
+
+
 def tables(path: Path) -> dict[str, str]:
     """Each table the docs hold from this result file, by the name of its marker."""
     result = json.loads(path.read_text(encoding="utf-8"))
@@ -213,6 +235,8 @@ def tables(path: Path) -> dict[str, str]:
         return {"soak": soak_table(result, relative)}
     if kind == "scan":
         return {"scan": scan_table(result, relative)}
+    if kind == "experiment-rule":
+        return {"experiment-rule": experiment_rule_table(result, relative)}
     return {
         "decoding-study": study_table(result) + "\n\n" + caption(result, relative),
         "decoding-study-tune": study_table(result, "tune"),
