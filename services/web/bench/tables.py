@@ -137,6 +137,13 @@ def run_caption(result: dict[str, Any], path: Path) -> str:
     )
 
 
+def targets_met(result: dict[str, Any]) -> str:
+    """Each target of a run and whether it held, the misses in bold."""
+    return "; ".join(
+        f"{name}: {'yes' if held else '**no**'}" for name, held in result["verdicts"].items()
+    )
+
+
 def load_table(result: dict[str, Any], path: Path) -> str:
     """Latency by kind of request in the steady state, the verdicts, and where CPU went."""
     lines = [
@@ -148,9 +155,7 @@ def load_table(result: dict[str, Any], path: Path) -> str:
             f"| {kind} | {row['requests']} | {row['requests_per_second']} | {row['median_ms']} "
             f"| {row['p95_ms']} | {row['p99_ms']} | {row['max_ms']} |"
         )
-    verdicts = "; ".join(
-        f"{name}: {'yes' if held else '**no**'}" for name, held in result["verdicts"].items()
-    )
+    verdicts = targets_met(result)
     saves = result["acknowledged_saves"]
     texts = ", ".join(f"{n} {s}" for s, n in result["database"]["machine_texts_by_status"].items())
     cores = ", ".join(f"{name} {n}" for name, n in result["cores_used_during_load"].items())
@@ -172,9 +177,7 @@ def soak_table(result: dict[str, Any], path: Path) -> str:
             f"| {sample['jobs_done']} | {sample['rss_mib']} | {sample['open_files']} "
             f"| {sample['threads']} |"
         )
-    verdicts = "; ".join(
-        f"{name}: {'yes' if held else '**no**'}" for name, held in result["verdicts"].items()
-    )
+    verdicts = targets_met(result)
     return "\n".join(lines) + (
         f"\n\nModel {result['model']}; {result['worker']}; warm-up: {result['warm_up']}. "
         f"Resident memory after the warm-up grew {result['rss_growth_after_warm_up']:+.1%}. "
