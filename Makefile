@@ -132,13 +132,15 @@ lock: $(TOOLS)/.installed
 	$(UV_COMPILE_APP) ../pyproject.toml --constraint test.txt -o app.txt
 	$(UV_COMPILE) pip.in -o pip.txt
 	$(UV_COMPILE) tools.in -o tools.txt
+	$(UV_COMPILE) scan.in -o scan.txt
+	$(UV_COMPILE) load.in -o load.txt
 
 # Known vulnerabilities in the locked set (PyPI's advisory data), less the recorded,
 # dated exceptions; .ci/audit.py says which and why.
 audit: $(TOOLS)/.installed
 	$(TOOLS_BIN)/python .ci/audit.py --pip-audit $(TOOLS_BIN)/pip-audit \
 		--exceptions $(REQ)/audit-exceptions.toml \
-		$(REQ)/torch-cpu.txt $(REQ)/test.txt $(REQ)/tools.txt
+		$(REQ)/torch-cpu.txt $(REQ)/test.txt $(REQ)/tools.txt $(REQ)/scan.txt $(REQ)/load.txt
 
 clean:
 	rm -rf $(VENV) $(TOOLS) $(WEB)/*.egg-info

@@ -8,9 +8,10 @@ Run from services/web, with Postgres and Redis reachable:
 The processes are started as the production tests start them (tests/production_support.py:
 boot.sh, gunicorn.conf.py with its default workers, a Celery worker, nginx.conf) on a
 fresh Postgres database; the worker writes machine text with a tiny model, so the
-queue is busy all along. Locust (installed from PyPI into a virtual environment of its
-own, --tools) runs bench/locustfile.py headless: sponsors saving realistic documents,
-editors browsing lists, history and machine-text status.
+queue is busy all along. Locust (installed from PyPI as requirements/load.txt locks
+it, with hashes, into a virtual environment of its own, --tools) runs
+bench/locustfile.py headless: sponsors saving realistic documents, editors browsing
+lists, history and machine-text status.
 
 After the run the queue is drained and the database checked against the saves the
 server acknowledged: one document per acknowledged new document, one revision per
@@ -45,7 +46,13 @@ from decoding_study import commit, machine_name  # noqa: E402
 from tests import tinymodels  # noqa: E402
 from tests.production_support import Topology, wait_until  # noqa: E402
 
-LOCUST = "locust==2.47.0"
+# Locust's hashed lock (`make lock` makes it from load.in, whose pin names it).
+LOCK = WEB / "requirements" / "load.txt"
+LOCUST = next(
+    line
+    for line in (WEB / "requirements" / "load.in").read_text().splitlines()
+    if line.startswith("locust==")
+)
 # Targets, in milliseconds, from the issue that asked for this test.
 TARGETS = {"save_p99_ms": 250, "list_p99_ms": 300}
 PASSWORD = "a load test passphrase"
@@ -56,7 +63,8 @@ def install_locust(folder: Path) -> Path:
     program = folder / "bin" / "locust"
     if not program.exists():
         subprocess.run([sys.executable, "-m", "venv", str(folder)], check=True)
-        subprocess.run([str(folder / "bin" / "pip"), "install", "--quiet", LOCUST], check=True)
+        pip = str(folder / "bin" / "pip")
+        subprocess.run([pip, "install", "--quiet", "--require-hashes", "-r", str(LOCK)], check=True)
     return program
 
 

@@ -8,8 +8,9 @@ then runs, with each role's login:
   CSRF, XXE, HTTP methods, backup files; logout excluded from the crawl);
 - sqlmap (--batch, level 2) on every query parameter of the JSON API's lists,
   with a bearer token, and on the login form.
-The tools are installed from PyPI into a virtual environment of their own (--tools,
-default services/web/.scan-tools), never into the app's. The summary (every finding,
+The tools are installed from PyPI, exactly as requirements/scan.txt (hashed) locks
+them, into a virtual environment of their own (--tools, default
+services/web/.scan-tools), never into the app's. The summary (every finding,
 and what each scan covered) is written to bench/results/<machine>/<date>-scan.json;
 the raw reports stay in a temporary folder. Exits 1 when a scanner reported a
 vulnerability, or when a scan reached no verdict.
@@ -36,7 +37,13 @@ WEB = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(WEB / "bench"))
 from decoding_study import commit, machine_name  # noqa: E402
 
-TOOLS = {"wapiti3": "3.2.3", "sqlmap": "1.10.10"}
+# The scanners' hashed lock (`make lock` makes it from scan.in, whose pins name them).
+LOCK = WEB / "requirements" / "scan.txt"
+TOOLS = dict(
+    line.split("==")
+    for line in (WEB / "requirements" / "scan.in").read_text().splitlines()
+    if "==" in line and not line.startswith("#")
+)
 # The attacks the issue asks for, by wapiti's module names.
 WAPITI_MODULES = "sql,timesql,exec,file,xss,permanentxss,redirect,ssrf,crlf,csrf,xxe,methods,backup"
 ROLES = ("sponsor", "editor", "admin")
@@ -55,10 +62,12 @@ def free_port() -> int:
 def install_tools(folder: Path) -> Path:
     """A virtual environment with the scanners; returns its bin folder."""
     bin_dir = folder / "bin"
-    wanted = [f"{name}=={version}" for name, version in TOOLS.items()]
     if not (bin_dir / "wapiti").exists() or not (bin_dir / "sqlmap").exists():
         subprocess.run([sys.executable, "-m", "venv", str(folder)], check=True)
-        subprocess.run([str(bin_dir / "pip"), "install", "--quiet", *wanted], check=True)
+        subprocess.run(
+            [str(bin_dir / "pip"), "install", "--quiet", "--require-hashes", "-r", str(LOCK)],
+            check=True,
+        )
     return bin_dir
 
 
