@@ -138,8 +138,9 @@ class BaseConfig:
     JOB_SWEEP_SECONDS = 30
     JOB_RESEND_SECONDS = 300
     JOB_VISIBILITY_SECONDS = 600
-    # How much lower the Celery worker's CPU priority is than the web's (0-19, as `nice`):
-    # generation is batch work, and on a shared machine a save should not wait behind it.
+    # How much lower generation's CPU priority is than the web's (0-19, as `nice`): the
+    # Celery worker's process, the embedded runner's thread. Generation is batch work,
+    # and on a shared machine a save should not wait behind it.
     WORKER_NICE = 10
 
     # Fine-tuning. Runs go to their own Celery queue, consumed only by workers started
