@@ -176,7 +176,12 @@ def run_wapiti(tools: Path, base: str, role: str, email: str, password: str, out
         "--no-bugreport",
     ]  # fmt: skip
     started = time.monotonic()
-    done = subprocess.run(command, capture_output=True, text=True, timeout=minutes * 60 + 600)
+    # A run that ends without a report never started scanning (wapiti stopped at its
+    # options or its session store): it is tried once more, and both tries are recorded.
+    for attempt in (1, 2):
+        done = subprocess.run(command, capture_output=True, text=True, timeout=minutes * 60 + 600)
+        if report.exists() or attempt == 2:
+            break
     found = json.loads(report.read_text()) if report.exists() else {}
     vulnerabilities = {
         kind: items for kind, items in found.get("vulnerabilities", {}).items() if items
@@ -192,7 +197,8 @@ def run_wapiti(tools: Path, base: str, role: str, email: str, password: str, out
             k: [f"{i.get('method')} {i.get('path')}: {i.get('info')}" for i in v]
             for k, v in anomalies.items()
         },
-        "log_tail": done.stdout[-600:] if done.returncode else "",
+        "attempts": attempt,
+        "log_tail": (done.stdout[-600:] + done.stderr[-1500:]) if done.returncode else "",
     }
 
 
