@@ -43,6 +43,7 @@ LONG_RUNNING = {
     "browser": "drives Chromium through the product",
     "production": "starts nginx, gunicorn, Celery, Postgres and Redis",
     "fuzz": "fuzzes the API from its OpenAPI document",
+    "scan": "attacks the app with wapiti and sqlmap",
 }
 
 
@@ -51,7 +52,10 @@ def pytest_runtest_logstart(nodeid: str, location) -> None:
     item = _ITEMS.get(nodeid)
     if item is None:
         return
-    doing = [what for marker, what in LONG_RUNNING.items() if item.get_closest_marker(marker)]
+    markers = [marker for marker in LONG_RUNNING if item.get_closest_marker(marker)]
+    if "slow" in markers and len(markers) > 1:
+        markers.remove("slow")  # the more specific marker says what takes the time
+    doing = [LONG_RUNNING[marker] for marker in markers]
     reporter = item.config.pluginmanager.get_plugin("terminalreporter")
     if doing and reporter is not None:
         reporter.ensure_newline()
