@@ -78,6 +78,18 @@ def machine_name() -> str:
     return "-".join(w for w in words if w)[:40] + f"-{os.cpu_count()}cores"
 
 
+def write_result(result: dict, kind: str, out: Path | None = None) -> Path:
+    """Write a result as JSON: to `out`, or to bench/results/<machine>/<date>-<kind>.json."""
+    import datetime
+
+    if out is None:
+        folder = Path(__file__).resolve().parent / "results" / machine_name()
+        out = folder / f"{datetime.date.today().isoformat()}-{kind}.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(result, indent=2) + "\n")
+    return out
+
+
 def commit() -> str:
     """The short commit the run is made from, with "+changes" when tracked files differ."""
     try:

@@ -26,7 +26,7 @@ from pathlib import Path
 WEB = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(WEB))
 sys.path.insert(0, str(WEB / "bench"))
-from decoding_study import commit, machine_name  # noqa: E402
+from decoding_study import commit, machine_name, write_result  # noqa: E402
 
 from srcflask.experiments import rule  # noqa: E402
 
@@ -112,15 +112,7 @@ def main(argv: list[str] | None = None) -> int:
             for seed, (name, editors) in enumerate(SCENARIOS.items(), start=1)
         },
     }
-    out = args.out or (
-        WEB
-        / "bench"
-        / "results"
-        / machine_name()
-        / f"{dt.date.today().isoformat()}-experiment-rule.json"
-    )
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(result, indent=2) + "\n")
+    write_result(result, "experiment-rule", args.out)
     print(json.dumps(result["scenarios"], indent=2))
     return 0
 

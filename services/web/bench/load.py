@@ -41,7 +41,7 @@ import sqlalchemy as sa
 WEB = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(WEB))
 sys.path.insert(0, str(WEB / "bench"))
-from decoding_study import commit, machine_name  # noqa: E402
+from decoding_study import commit, machine_name, write_result  # noqa: E402
 
 from tests import tinymodels  # noqa: E402
 from tests.production_support import Topology, wait_until  # noqa: E402
@@ -410,11 +410,7 @@ def main(argv: list[str] | None = None) -> int:
         "cores_used_during_load": cores_used,
     }
     name = "load-web-alone" if args.hold_worker else "load"
-    out = args.out or (
-        WEB / "bench" / "results" / machine_name() / f"{dt.date.today().isoformat()}-{name}.json"
-    )
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(result, indent=2) + "\n")
+    out = write_result(result, name, args.out)
     for name, row in [*by_name.items(), *by_kind.items()]:
         print(
             f"{name:32} {row['requests']:6} req "

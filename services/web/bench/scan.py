@@ -35,7 +35,7 @@ import requests
 
 WEB = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(WEB / "bench"))
-from decoding_study import commit, machine_name  # noqa: E402
+from decoding_study import commit, machine_name, write_result  # noqa: E402
 
 # The scanners' hashed lock (`make lock` makes it from scan.in, whose pins name them).
 LOCK = WEB / "requirements" / "scan.txt"
@@ -310,11 +310,7 @@ def main(argv: list[str] | None = None) -> int:
         "wapiti": wapiti,
         "sqlmap": sqlmap,
     }
-    out = args.out or (
-        WEB / "bench" / "results" / machine_name() / f"{dt.date.today().isoformat()}-scan.json"
-    )
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(result, indent=2) + "\n")
+    write_result(result, "scan", args.out)
     print(
         json.dumps(
             {

@@ -32,7 +32,7 @@ import sqlalchemy as sa
 WEB = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(WEB))
 sys.path.insert(0, str(WEB / "bench"))
-from decoding_study import commit, machine_name  # noqa: E402
+from decoding_study import commit, machine_name, write_result  # noqa: E402
 from load import (  # noqa: E402
     PASSWORD,
     create_people,
@@ -144,11 +144,7 @@ def main(argv: list[str] | None = None) -> int:
         "samples": samples,
         "verdicts": verdicts,
     }
-    out = args.out or (
-        WEB / "bench" / "results" / machine_name() / f"{dt.date.today().isoformat()}-soak.json"
-    )
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(result, indent=2) + "\n")
+    out = write_result(result, "soak", args.out)
     print(f"resident memory {warm['rss_mib']} -> {last['rss_mib']} MiB ({growth:+.1%})")
     for verdict, held in verdicts.items():
         print(("ok   " if held else "MISS ") + verdict)
