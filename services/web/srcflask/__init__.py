@@ -147,12 +147,12 @@ def register_security(app: Flask) -> None:
 
 
 def register_blueprints(app: Flask) -> None:
-    from . import accounts, api, areas, documents, main, registry
+    from . import accounts, api, areas, documents, experiments, main, registry
 
     app.register_blueprint(main.bp)
     # Each feature registers its own blueprints and commands, and adds its pages to
     # the role areas, which are registered once every feature has done so.
-    for feature in (accounts, documents, registry):
+    for feature in (accounts, documents, registry, experiments):
         feature.init_app(app)
     areas.init_app(app)
     api.init_app(app)

@@ -81,3 +81,8 @@ def init_app(app: Flask) -> None:
     app.add_template_global(sentence, "audit_sentence")
 
     app.add_template_global(machine_text_state, "machine_text_state")
+
+    from .experiments.service import writer_hidden
+
+    # Blind review: whether the person reading may not see who wrote a machine text.
+    app.add_template_global(writer_hidden, "writer_hidden")

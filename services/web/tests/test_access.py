@@ -16,6 +16,8 @@ from srcflask.extensions import db
 from srcflask.models import (
     ApiToken,
     Decision,
+    Experiment,
+    ExperimentStatus,
     GenerationJob,
     ModelTask,
     ModelTaskKind,
@@ -139,7 +141,7 @@ TO_SPONSOR_DOC = (303, SPONSOR_DOC)
 
 # (method, URL rule) -> the URL to request and what each visitor gets. Placeholders:
 # {target} a pending user for admin actions, {version} a model version, {doc} the document,
-# {task} a model action.
+# {task} a model action, {experiment} an experiment that has ended.
 MATRIX: dict[tuple[str, str], Row] = {
     ("GET", "/"): Row("/", {"anonymous": TO_LOGIN} | {v: 302 for v in INACTIVE + APPROVED}),
     ("GET", "/healthz"): Row("/healthz", everyone(200)),
@@ -246,6 +248,20 @@ MATRIX: dict[tuple[str, str], Row] = {
         data={"parent": "{version}", "name": "tuned", "epochs": "1", "learning_rate": "0.001"},
     ),
     ("GET", "/admin/training/<int:run_id>"): Row("/admin/training/{run}", only(["admin"], 200)),
+    # Experiments (the one in these tests has ended: stopping or promoting it is refused)
+    ("GET", "/admin/experiments"): Row("/admin/experiments", only(["admin"], 200)),
+    ("POST", "/admin/experiments"): Row("/admin/experiments", only(["admin"], 422, post=True)),
+    ("GET", "/admin/experiments/<int:experiment_id>"): Row(
+        "/admin/experiments/{experiment}", only(["admin"], 200)
+    ),
+    ("POST", "/admin/experiments/<int:experiment_id>/stop"): Row(
+        "/admin/experiments/{experiment}/stop",
+        only(["admin"], (303, "/admin/experiments/{experiment}"), post=True),
+    ),
+    ("POST", "/admin/experiments/<int:experiment_id>/promote"): Row(
+        "/admin/experiments/{experiment}/promote",
+        only(["admin"], (303, "/admin/experiments/{experiment}"), post=True),
+    ),
     ("GET", "/admin/training/<int:run_id>/progress"): Row(
         "/admin/training/{run}/progress", only(["admin"], 200)
     ),
@@ -375,6 +391,21 @@ MATRIX: dict[tuple[str, str], Row] = {
     ),
     ("GET", "/api/v1/jobs/<int:job_id>"): Row("/api/v1/jobs/{job}", api_readers(200, editor=404)),
     ("GET", "/api/v1/models"): Row("/api/v1/models", api_only(APPROVED, 200)),
+    ("GET", "/api/v1/experiments"): Row("/api/v1/experiments", api_only(["admin"], 200)),
+    ("POST", "/api/v1/experiments"): Row(
+        "/api/v1/experiments", api_only(["admin"], 404), json={"challenger": "nothing:9"}
+    ),
+    ("GET", "/api/v1/experiments/<int:experiment_id>"): Row(
+        "/api/v1/experiments/{experiment}", api_only(["admin"], 200)
+    ),
+    ("POST", "/api/v1/experiments/<int:experiment_id>/stop"): Row(
+        "/api/v1/experiments/{experiment}/stop", api_only(["admin"], 409), json={"confirm": True}
+    ),
+    ("POST", "/api/v1/experiments/<int:experiment_id>/promote"): Row(
+        "/api/v1/experiments/{experiment}/promote",
+        api_only(["admin"], 409),
+        json={"confirm": True},
+    ),
     ("POST", "/api/v1/models/<string:name>/aliases"): Row(
         "/api/v1/models/fake-model/aliases",
         api_only(["admin"], 200),
@@ -459,7 +490,14 @@ def test_access(app, make_user, route, visitor):
             decision=Decision.REJECTED,
             kept_share=0.0,
         )
-        db.session.add_all([token, job, run, review, task])
+        experiment = Experiment(
+            champion=model,
+            challenger=model,
+            challenger_preset="greedy",
+            status=ExperimentStatus.STOPPED,
+            started_by_label="command line",
+        )
+        db.session.add_all([token, job, run, review, task, experiment])
         db.session.flush()
         secret = None
         if visitor_id is not None:
@@ -478,6 +516,7 @@ def test_access(app, make_user, route, visitor):
             "task": task.id,
             "decided_doc": decided.id,
             "review": review.id,
+            "experiment": experiment.id,
         }
     client = app.test_client()
     headers = {}

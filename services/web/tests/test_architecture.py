@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 PACKAGE = Path(__file__).resolve().parent.parent / "srcflask"
-FEATURES = ("accounts", "documents", "jobs", "registry")
+FEATURES = ("accounts", "documents", "jobs", "registry", "experiments")
 VIEW_MODULES = ("pages", "api")
 # Session calls that write: only a feature's service (and the job runners) make them.
 WRITES = {"commit", "add", "add_all", "delete", "merge", "flush"}
@@ -52,6 +52,8 @@ def test_every_feature_has_a_service_and_its_views():
         "jobs/api.py",
         "registry/pages.py",
         "registry/api.py",
+        "experiments/pages.py",
+        "experiments/api.py",
     ]
     for feature in FEATURES:
         assert (PACKAGE / feature / "service.py").exists(), feature

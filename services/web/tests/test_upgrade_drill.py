@@ -213,6 +213,15 @@ def at_0015(c):
            created_by_id=1, created_by_label="admin", created_at=WHEN)  # fmt: skip
 
 
+def at_0017(c):
+    insert(c, "experiments", id=1, status="stopped", champion_version_id=1,
+           champion_settings={"strategy": "beam"}, champion_preset="editor",
+           challenger_version_id=2, challenger_settings={"strategy": "greedy"},
+           challenger_preset="greedy", share=0.5, auto_promote=False, verdict="collecting",
+           started_by_id=1, started_by_label="admin", started_at=WHEN)  # fmt: skip
+    c.execute(sa.text("UPDATE machine_texts SET experiment_id = 1, arm = 'challenger' WHERE id = 4"))
+
+
 FILL = {
     "0001": at_0001,
     "0002": at_0002,
@@ -227,8 +236,9 @@ FILL = {
     "0013": at_0013,
     "0014": at_0014,
     "0015": at_0015,
+    "0017": at_0017,
 }
-REVISIONS = [f"{n:04d}" for n in range(1, 16)]
+REVISIONS = [f"{n:04d}" for n in range(1, 18)]
 COUNTS = {
     "users": 4,
     "audit_events": 2,
@@ -246,10 +256,12 @@ COUNTS = {
     "training_runs": 1,
     "model_loads": 1,
     "model_tasks": 1,
+    "experiments": 1,
 }
 
 # Walking down from head: (revision to go to, what the refusal says, what clears the way).
 DOWN = [
+    ("0016", "1 experiment(s) and the arms", ["DELETE FROM experiments"]),
     ("0014", "model task(s) are queued or running", ["UPDATE model_tasks SET status = 'done'"]),
     ("0013", None, []),
     (

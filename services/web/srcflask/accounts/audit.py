@@ -81,6 +81,16 @@ PHRASES: dict[str, Callable[[str, dict[str, Any]], str]] = {
         f"asked for another machine text for revision {d.get('revision')} of {t}, in place "
         "of a rejected one"
     ),
+    "experiment.start": lambda t, d: (
+        f"started {t}: {d.get('challenger')} against {d.get('champion')} on "
+        f"{_percent(d.get('share'))} of documents"
+        + (", promoting automatically" if d.get("auto_promote") else "")
+    ),
+    "experiment.stop": lambda t, d: f"ended {t}: {d.get('because')}",
+    "experiment.promote": lambda t, d: f"ended {t}: {d.get('because')}",
+    "model.settings": lambda t, d: (
+        f"changed {t}'s generation settings for experiment {d.get('experiment')}"
+    ),
     "model.alias": lambda t, d: (
         f"pointed the {d.get('alias')} alias at {t}"
         + (f" (it was {d['previous']})" if d.get("previous") else "")

@@ -31,6 +31,7 @@ def init_app(app: Flask) -> None:
     from .. import DatabaseIdConverter
     from ..accounts import api as accounts_api
     from ..documents import api as documents_api
+    from ..experiments import api as experiments_api
     from ..jobs import api as jobs_api
     from ..registry import api as registry_api
     from . import pages
@@ -74,6 +75,7 @@ def init_app(app: Flask) -> None:
         documents_api.blp,
         jobs_api.blp,
         registry_api.blp,
+        experiments_api.blp,
         accounts_api.people_api,
     ):
         api.register_blueprint(blueprint)

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import marshmallow as ma
-from marshmallow import ValidationError, fields, validate, validates_schema
+from flask import has_request_context
+from flask_login import current_user
+from marshmallow import ValidationError, fields, post_dump, validate, validates_schema
 
 from ..api.schemas import (
     Id,
@@ -15,6 +17,7 @@ from ..api.schemas import (
     enum_values,
     not_blank,
 )
+from ..experiments import service as experiments
 from ..jobs.schemas import JobResultSchema
 from ..ml.engine import has_text_to_continue
 from ..models import Decision, MachineTextStatus, Revision, RevisionOrigin
@@ -43,6 +46,15 @@ class MachineTextSchema(JobResultSchema):
     """Dumps a MachineText."""
 
     revision = IntegerThrough(required=True, attribute="revision.number")
+    blind = fields.Method(
+        "is_blind",
+        required=True,
+        metadata={
+            "description": "True while model versions are being compared on this text: who "
+            "wrote it (`model_version`, `settings`, token counts) is withheld from all but "
+            "admins until the comparison ends"
+        },
+    )
     number = fields.Integer(
         required=True,
         metadata={
@@ -68,6 +80,27 @@ class MachineTextSchema(JobResultSchema):
             "by its `chosen` number (1 or 2; 0 is `text`)"
         },
     )
+
+    def is_blind(self, machine_text) -> bool:
+        user = current_user if has_request_context() else None
+        return experiments.hidden_from(user, machine_text)
+
+    @post_dump(pass_original=True)
+    def withhold_writer(self, data, machine_text, **kwargs):
+        """Blind review: nothing here says which version or arm wrote a blind text."""
+        if not data.get("blind"):
+            return data
+        for name in ("model_version", "prompt_tokens", "generated_tokens"):
+            if name in data:
+                data[name] = None
+        if "settings" in data:
+            data["settings"] = {}
+        if data.get("progress"):
+            data["progress"] = {**data["progress"], "max_tokens": None}
+        if data.get("loading_model"):
+            data["loading_model"] = {**data["loading_model"], "model": None}
+        return data
+
     sentence_ends = fields.Method(
         "ends",
         required=True,
@@ -319,6 +352,7 @@ def machine_text_state(revision: Revision) -> dict:
             "status": None,
             "text": None,
             "model_version": None,
+            "blind": False,
             "error": None,
             "revision": revision.number,
             "origin": revision.origin.value,

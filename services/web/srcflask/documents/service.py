@@ -21,6 +21,7 @@ from sqlalchemy import Select, and_, func, or_, select, update
 from sqlalchemy.orm import aliased, joinedload, selectinload
 
 from .. import jobs
+from ..experiments import service as experiments
 from ..extensions import db
 from ..jobs import work
 from ..ml.engine import has_text_to_continue
@@ -458,6 +459,7 @@ def _commit_and_queue(revision: Revision) -> None:
     machine_text = revision.machine_text
     if machine_text is not None:
         db.session.flush()
+        experiments.assign(machine_text, revision.document_id)
         _supersede_older(revision)
         ahead = _in_line(revision.document.owner_id, besides=machine_text.id)
         if ahead >= current_app.config["JOB_MAX_QUEUED_PER_USER"]:
@@ -588,6 +590,9 @@ def import_documents(owner: User, rows: list[ImportRow]) -> Imported:
         documents.append(document)
     # Ids and statuses are read before the commit expires the objects: no query per row.
     db.session.flush()
+    experiment = experiments.running()
+    for machine_text in machine_texts:
+        experiments.assign_to(experiment, machine_text, machine_text.revision.document_id)
     queued = [m.id for m in machine_texts if m.status is MachineTextStatus.QUEUED]
     waiting = len(machine_texts) - len(queued)
     db.session.commit()
@@ -651,6 +656,8 @@ def retry_machine_text(machine_text: MachineText | None) -> None:
     machine_text.progress_tokens = 0
     machine_text.started_at = machine_text.finished_at = machine_text.claimed_by = None
     machine_text.attempts = 0
+    # Into the running experiment's arm for its document, or out of one that ended.
+    experiments.assign(machine_text, machine_text.revision.document_id)
     db.session.commit()
     jobs.submit([machine_text.id])
 
@@ -715,6 +722,7 @@ def review_machine_text(
     db.session.add(review)
     if decision is Decision.REJECTED:
         db.session.commit()
+        experiments.after_review(machine_text)
         return review
     document.body = join_continuation(document.body, final or "")
     document.updated_at = utcnow()
@@ -725,6 +733,7 @@ def review_machine_text(
     )
     review.revision = new_revision
     db.session.commit()
+    experiments.after_review(machine_text)
     return review
 
 
@@ -858,6 +867,7 @@ def undo_review(document: Document, editor: User, review_id: int) -> MachineText
         db.session.delete(made)
     document.updated_at = utcnow()
     db.session.commit()
+    experiments.after_review(machine_text)
     return machine_text
 
 

@@ -17,17 +17,18 @@ import threading
 import time
 import uuid
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import timedelta
 
 from flask import Flask, current_app
-from sqlalchemy import Select, func, select, tuple_, update
+from sqlalchemy import Select, func, or_, select, tuple_, update
 from sqlalchemy.exc import DBAPIError
 
+from ..experiments import service as experiments
 from ..extensions import db
 from ..ml.engine import GenerationResult, document_prompt
 from ..ml.settings import GenerationSettings, another_text_settings
-from ..models import Document, MachineText, ModelVersion, Revision
+from ..models import Arm, Document, MachineText, Revision
 from ..models.api import GenerationJob
 from ..models.jobs import JobStatus
 from ..models.types import utcnow
@@ -58,40 +59,69 @@ def worker_id() -> str:
 
 
 @dataclass(frozen=True)
+class JobInput:
+    """What one claimed job needs: its prompt, and the version and settings that write it."""
+
+    prompt: str
+    writer: experiments.Writer
+
+    @property
+    def batch_key(self) -> tuple[int, GenerationSettings]:
+        """Jobs with the same key run in one batch."""
+        return (self.writer.version.id, self.writer.settings)
+
+
+@dataclass(frozen=True)
 class JobKind:
     """One table of jobs, and where its prompts and settings come from."""
 
     name: str
     model: type
     noun: str  # how messages name one job's text
-    # Whether queued jobs join a running batch: all machine texts share one version's
-    # settings; API jobs each bring their own.
+    # Whether queued jobs join a running batch: machine texts of one arm share one
+    # version's settings; API jobs each bring their own.
     joins_running_batches: bool = False
 
-    def inputs(
-        self, ids: list[int], version: ModelVersion
-    ) -> dict[int, tuple[str, GenerationSettings]]:
+    def inputs(self, ids: list[int]) -> dict[int, JobInput | None]:
+        """Each claimed job still there, with its input; None where no model can write it."""
         raise NotImplementedError
 
     def with_owner(self, *statuses: JobStatus) -> Select:
         """Jobs in `statuses` with the id of the person they are for, as `owner`."""
         raise NotImplementedError
 
+    def same_writer(self, job: JobInput):
+        """A condition on queued jobs that may join a batch of `job`'s (None: any)."""
+        return None
+
 
 class MachineTextJobs(JobKind):
-    def inputs(self, ids, version):
-        settings = registry.settings_for(version)
-        # A text written in place of a rejected one must differ from it (Write another).
-        another = another_text_settings(settings)
+    def inputs(self, ids):
+        production = registry.production_version()
+        experiment = experiments.running()
         rows = db.session.execute(
-            select(MachineText.id, MachineText.number, Revision.title, Revision.body)
+            select(
+                MachineText.id,
+                MachineText.number,
+                MachineText.experiment_id,
+                MachineText.arm,
+                Revision.title,
+                Revision.body,
+            )
             .join(Revision, Revision.id == MachineText.revision_id)
             .where(MachineText.id.in_(ids), MachineText.claimed_by == worker_id())
         ).all()
-        return {
-            row.id: (document_prompt(row.title, row.body), settings if row.number == 1 else another)
-            for row in rows
-        }
+        found: dict[int, JobInput | None] = {}
+        for row in rows:
+            writer = experiments.writer_of(experiment, row.experiment_id, row.arm, production)
+            if writer is None:
+                found[row.id] = None
+                continue
+            if row.number > 1:
+                # A text written in place of a rejected one must differ from it (Write another).
+                writer = replace(writer, settings=another_text_settings(writer.settings))
+            found[row.id] = JobInput(document_prompt(row.title, row.body), writer)
+        return found
 
     def with_owner(self, *statuses):
         return (
@@ -101,15 +131,30 @@ class MachineTextJobs(JobKind):
             .where(MachineText.status.in_(statuses))
         )
 
+    def same_writer(self, job):
+        # Only the same arm's texts: another arm's would be claimed only to be handed back.
+        if job.writer.arm is Arm.CHALLENGER:
+            return MachineText.arm == Arm.CHALLENGER.value
+        return or_(MachineText.arm.is_(None), MachineText.arm == Arm.CHAMPION.value)
+
 
 class ApiJobs(JobKind):
-    def inputs(self, ids, version):
+    def inputs(self, ids):
+        production = registry.production_version()
         rows = db.session.execute(
             select(GenerationJob.id, GenerationJob.prompt, GenerationJob.settings).where(
                 GenerationJob.id.in_(ids), GenerationJob.claimed_by == worker_id()
             )
         ).all()
-        return {row.id: (row.prompt, GenerationSettings.from_dict(row.settings)) for row in rows}
+        return {
+            row.id: JobInput(
+                row.prompt,
+                experiments.Writer(production, GenerationSettings.from_dict(row.settings)),
+            )
+            if production is not None
+            else None
+            for row in rows
+        }
 
     def with_owner(self, *statuses):
         return select(
@@ -129,14 +174,18 @@ def _mine(kind: JobKind):
 # -- claiming ------------------------------------------------------------------------
 
 
-def fair_order(kind: JobKind) -> Select:
+def fair_order(kind: JobKind, only=None) -> Select:
     """Queued jobs in the order they are claimed: round-robin across the people they are for.
 
     Each person's oldest queued job comes first, then everyone's second, and so
     on, so one person's burst of saves does not make everyone else wait behind it.
-    Columns: id, turn (1 for a person's oldest job), queued_at.
+    Columns: id, turn (1 for a person's oldest job), queued_at. `only`: a condition the
+    jobs must meet besides (the turns are counted among those that do).
     """
-    queued = kind.with_owner(JobStatus.QUEUED).subquery()
+    queued = kind.with_owner(JobStatus.QUEUED)
+    if only is not None:
+        queued = queued.where(only)
+    queued = queued.subquery()
     turn = (
         func.row_number()
         .over(partition_by=queued.c.owner, order_by=(queued.c.queued_at, queued.c.id))
@@ -192,12 +241,13 @@ def promote_waiting(kind: JobKind) -> list[int]:
     return promoted
 
 
-def claim(kind: JobKind, candidate_ids: Iterable[int], limit: int) -> list[int]:
-    """Claim up to `limit` jobs: the given ids first, then others in fair order."""
+def claim(kind: JobKind, candidate_ids: Iterable[int], limit: int, only=None) -> list[int]:
+    """Claim up to `limit` jobs: the given ids first, then others (meeting `only`, a
+    condition on the jobs, when given) in fair order."""
     model = kind.model
     wanted = list(dict.fromkeys(candidate_ids))
     promote_waiting(kind)
-    order = fair_order(kind).subquery()
+    order = fair_order(kind, only).subquery()
     others = db.session.scalars(
         select(order.c.id).order_by(order.c.turn, order.c.queued_at, order.c.id).limit(limit * 2)
     ).all()
@@ -445,43 +495,54 @@ def _queue_waiting(kind: JobKind) -> None:
 
 
 def _run_claimed(kind: JobKind, ids: list[int]) -> int:
-    """Generate for jobs this process has claimed: one batch per set of settings."""
-    version = registry.production_version()
-    if version is None:
-        fail(kind, ids, NO_PRODUCTION_MODEL)
-        return len(ids)
+    """Generate for jobs this process has claimed: one batch per version and settings."""
     try:
-        generator = registry.generator_for(version)
-        inputs = kind.inputs(ids, version)
+        inputs = kind.inputs(ids)
     except DBAPIError:
         # The database, not the model: keep the claim; the job is taken back once stale.
         db.session.rollback()
         raise
-    except Exception as error:
-        log.exception("cannot prepare %s jobs with %s", kind.name, version.label)
-        db.session.rollback()
-        fail(kind, ids, f"The model {version.label} could not be loaded: {failure_reason(error)}")
-        return len(ids)
-    groups: dict[GenerationSettings, list[int]] = {}
-    for job_id, (_, settings) in inputs.items():
-        groups.setdefault(settings, []).append(job_id)
+    unwritable = [i for i, job in inputs.items() if job is None]
+    if unwritable:
+        fail(kind, unwritable, NO_PRODUCTION_MODEL)
+    groups: dict[tuple, list[int]] = {}
+    for job_id, job in inputs.items():
+        if job is not None:
+            groups.setdefault(job.batch_key, []).append(job_id)
     app = current_app._get_current_object()
-    ran = len(ids) - len(inputs)  # claimed jobs whose rows went away meanwhile
-    with _Heartbeat(app, kind, list(inputs), worker_id()) as heartbeat:
-        for settings, group in groups.items():
-            prompts = {i: inputs[i][0] for i in group}
-            ran += _run_batch(kind, generator, version, settings, group, prompts, heartbeat)
+    ran = len(ids) - len(inputs) + len(unwritable)  # rows gone meanwhile, and those failed
+    with _Heartbeat(app, kind, [i for g in groups.values() for i in g], worker_id()) as beat:
+        for group in groups.values():
+            writer = inputs[group[0]].writer
+            try:
+                generator = registry.generator_for(writer.version)
+            except DBAPIError:
+                db.session.rollback()
+                raise
+            except Exception as error:
+                log.exception("cannot load %s for %s jobs", writer.version.label, kind.name)
+                db.session.rollback()
+                reason = failure_reason(error)
+                if writer.arm is Arm.CHALLENGER and experiments.cannot_load(writer.version, reason):
+                    release(kind, group)  # production writes them now, out of the experiment
+                    continue
+                fail(kind, group, f"The model {writer.version.label} could not be loaded: {reason}")
+                ran += len(group)
+                continue
+            prompts = {i: inputs[i].prompt for i in group}
+            ran += _run_batch(kind, generator, inputs[group[0]], group, prompts, beat)
     return ran
 
 
-def _run_batch(kind, generator, version, settings, ids, prompts, heartbeat=None) -> int:
-    """Generate for claimed jobs with one set of settings, writing each result as it is ready.
+def _run_batch(kind, generator, first: JobInput, ids, prompts, heartbeat=None) -> int:
+    """Generate for claimed jobs with one writer, writing each result as it is ready.
 
-    Jobs of the same kind and settings queued meanwhile join the running batch at a
+    Jobs of the same kind and writer queued meanwhile join the running batch at a
     step boundary (continuous batching), while fewer than GENERATION_BATCH_SIZE run
     and the engine's row cap allows. Returns how many jobs it ran, joined ones included.
     """
-    _assign(kind, version, settings, ids)
+    settings = first.writer.settings
+    _assign(kind, first.writer, ids)
     written: list[int] = []
     joined: list[int] = []
     progress = _ProgressWriter(kind)
@@ -491,22 +552,23 @@ def _run_batch(kind, generator, version, settings, ids, prompts, heartbeat=None)
         count = min(count, current_app.config["GENERATION_BATCH_SIZE"] - running)
         if count < 1 or not progress.may_claim():
             return []
-        new = claim(kind, [], limit=count)
+        new = claim(kind, [], limit=count, only=kind.same_writer(first))
         if not new:
             return []
-        inputs = kind.inputs(new, version)
-        same = [i for i in new if i in inputs and inputs[i][1] == settings]
+        inputs = kind.inputs(new)
+        key = first.batch_key
+        same = [i for i in new if inputs.get(i) is not None and inputs[i].batch_key == key]
         other = [i for i in new if i not in same]
-        if other:  # other settings: back to the queue, for a batch of their own
+        if other:  # another writer: back to the queue, for a batch of their own
             release(kind, other)
         if not same:
             return []
         joined.extend(same)
-        _assign(kind, version, settings, same, batch_size=running + len(same))
+        _assign(kind, first.writer, same, batch_size=running + len(same))
         if heartbeat is not None:
             heartbeat.ids.extend(same)
-        prompts.update({i: inputs[i][0] for i in same})
-        return [(i, inputs[i][0]) for i in same]
+        prompts.update({i: inputs[i].prompt for i in same})
+        return [(i, inputs[i].prompt) for i in same]
 
     def on_result(job_id: int, result: GenerationResult) -> None:
         if _write_result(kind, job_id, result):
@@ -538,14 +600,14 @@ def _run_batch(kind, generator, version, settings, ids, prompts, heartbeat=None)
                 "batch of %d failed (%s); running each alone", len(ids) + len(joined), error
             )
             for job_id in left:
-                _run_alone(kind, generator, version, settings, job_id, prompts[job_id])
+                _run_alone(kind, generator, settings, job_id, prompts[job_id])
             return len(ids) + len(joined)
         log.exception("generation failed for %s job %s", kind.name, ids[0])
         fail(kind, left, f"The model could not write this {kind.noun}: {failure_reason(error)}")
     return len(ids) + len(joined)
 
 
-def _run_alone(kind, generator, version, settings, job_id: int, prompt: str) -> None:
+def _run_alone(kind, generator, settings, job_id: int, prompt: str) -> None:
     try:
         [result] = generator.generate([prompt], settings, progress=_ProgressWriter(kind, [job_id]))
     except DBAPIError:
@@ -560,16 +622,16 @@ def _run_alone(kind, generator, version, settings, job_id: int, prompt: str) -> 
     db.session.commit()
 
 
-def _assign(kind, version, settings, ids, batch_size: int | None = None) -> None:
+def _assign(kind, writer: experiments.Writer, ids, batch_size: int | None = None) -> None:
     """Record on claimed jobs which model version and settings write them, in how big a batch."""
     model = kind.model
     db.session.execute(
         update(model)
         .where(model.id.in_(ids), _mine(kind))
         .values(
-            model_version_id=version.id,
-            settings=settings.to_dict(),
-            max_new_tokens=settings.max_new_tokens,
+            model_version_id=writer.version.id,
+            settings=writer.settings.to_dict(),
+            max_new_tokens=writer.settings.max_new_tokens,
             batch_size=batch_size or len(ids),
         )
     )

@@ -164,6 +164,13 @@ PRESETS: dict[str, GenerationSettings] = {
     "greedy": GenerationSettings(strategy="greedy", no_repeat_ngram_size=4),
     "creative": GenerationSettings(strategy="sample", temperature=0.8, top_p=0.95, top_k=50),
 }
+
+
+def preset_named(settings: GenerationSettings) -> str | None:
+    """The name of the preset whose settings these are; None for settings of one's own."""
+    return next((name for name, preset in PRESETS.items() if preset == settings), None)
+
+
 # "Write another": a search writes the same text for the same document every time, so the
 # text written in place of a rejected one is sampled instead, the best of four candidates at
 # temperature 0.7; on the decoding study it met every target the beam search met, at about

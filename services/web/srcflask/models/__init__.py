@@ -11,6 +11,7 @@ from .documents import (
     Revision,
     RevisionOrigin,
 )
+from .experiments import Arm, Experiment, ExperimentStatus
 from .mlmodels import ModelAlias, ModelEvaluation, ModelVersion
 from .model_tasks import ModelTask, ModelTaskKind, ModelTaskStatus
 from .training import TrainingRun, TrainingStatus
@@ -19,9 +20,12 @@ from .users import LifecycleError, LoginSession, Role, User, UserStatus
 __all__ = [
     "ApiLimits",
     "ApiToken",
+    "Arm",
     "AuditEvent",
     "Decision",
     "Document",
+    "Experiment",
+    "ExperimentStatus",
     "GenerationJob",
     "LifecycleError",
     "LoginSession",

@@ -20,6 +20,7 @@ from sqlalchemy import (
 from sqlalchemy.orm import Mapped, foreign, mapped_column, relationship
 
 from ..extensions import db
+from .experiments import Experiment
 from .jobs import JobMixin, JobStatus
 from .types import UTCDateTime, utcnow
 from .users import User, enum_column
@@ -142,10 +143,19 @@ class MachineText(JobMixin, db.Model):
     # Up to two clearly different texts the search also wrote, for the editor to choose from.
     alternatives: Mapped[list[str] | None] = mapped_column(JSON)
 
+    # Written for an experiment: which, and by which arm (fixed when it is queued), and the
+    # preset the text was written with (None: the version's own settings).
+    experiment_id: Mapped[int | None] = mapped_column(
+        ForeignKey("experiments.id", ondelete="SET NULL"), index=True
+    )
+    arm: Mapped[str | None] = mapped_column(String(16))
+    preset: Mapped[str | None] = mapped_column(String(50))
+
     revision: Mapped[Revision] = relationship(
         back_populates="machine_texts", overlaps="machine_text"
     )
     review: Mapped[Review | None] = relationship(back_populates="machine_text", uselist=False)
+    experiment: Mapped[Experiment | None] = relationship()
 
     def choices(self) -> list[str]:
         """The texts an editor chooses from: the model's first choice, then its alternatives."""

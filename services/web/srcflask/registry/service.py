@@ -288,6 +288,10 @@ def set_alias(
     )
     db.session.commit()
     db.session.refresh(version)
+    if alias == PRODUCTION:
+        from ..experiments import service as experiments  # it reads the registry
+
+        experiments.production_moved(version)
     return before
 
 

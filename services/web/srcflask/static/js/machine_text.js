@@ -57,7 +57,9 @@
       // textContent, never innerHTML: model output is shown as text.
       const text = field("text");  // absent on the review page: the edit box shows it
       if (text) text.textContent = state.text || "";
-      field("meta").textContent = `Written by ${state.model_version}: ${state.generated_tokens} tokens` +
+      field("meta").textContent = (state.blind
+        ? "Written by one of the model versions being compared (which one is not shown while they are)"
+        : `Written by ${state.model_version}: ${state.generated_tokens} tokens`) +
         (state.truncated ? ", from the most recent part of a long document." : ".");
       document.dispatchEvent(new CustomEvent("machine-text-ready", { detail: state }));
     } else if (state.status === "failed") {
