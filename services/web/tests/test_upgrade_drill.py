@@ -219,7 +219,7 @@ def at_0017(c):
            challenger_version_id=2, challenger_settings={"strategy": "greedy"},
            challenger_preset="greedy", share=0.5, auto_promote=False, verdict="collecting",
            started_by_id=1, started_by_label="admin", started_at=WHEN)  # fmt: skip
-    c.execute(sa.text("UPDATE machine_texts SET experiment_id = 1, arm = 'challenger' WHERE id = 4"))
+    c.execute(sa.text("UPDATE machine_texts SET experiment_id = 1, arm = 'champion' WHERE id = 4"))
 
 
 FILL = {
