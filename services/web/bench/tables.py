@@ -31,6 +31,7 @@ PAGES = {
     "soak": ROOT / "docs" / "deployment.md",
     "scan": ROOT / "docs" / "security.md",
     "experiment-rule": ROOT / "docs" / "experiments.md",
+    "experiment-memory": ROOT / "docs" / "experiments.md",
 }
 
 # (heading, summary key, format); a share as a whole percentage.
@@ -227,6 +228,23 @@ def experiment_rule_table(result: dict[str, Any], path: Path) -> str:
     )
 
 
+def experiment_memory_table(result: dict[str, Any], path: Path) -> str:
+    """A worker's resident memory as it loads and runs each arm's version."""
+    lines = ["| stage | resident MiB | highest so far MiB |", "|---|---|---|"]
+    for stage in result["stages"]:
+        resident, peak = stage["resident_mib"], stage["peak_mib"]
+        lines.append(f"| {stage['stage']} | {resident:.0f} | {peak:.0f} |")
+    versions = result["versions"]
+    return "\n".join(lines) + (
+        f"\n\n{versions['champion']['label']} ({versions['champion']['parameters'] / 1e6:.0f}M "
+        f"parameters) then {versions['challenger']['label']} "
+        f"({versions['challenger']['parameters'] / 1e6:.0f}M), each writing "
+        f"{result['documents']} documents in one batch; float32, "
+        f"{result['torch_threads']} threads, GENERATION_CACHED_MODELS "
+        f"{result['cached_models']}. " + run_caption(result, path)
+    )
+
+
 def tables(path: Path) -> dict[str, str]:
     """Each table the docs hold from this result file, by the name of its marker."""
     result = json.loads(path.read_text(encoding="utf-8"))
@@ -240,6 +258,8 @@ def tables(path: Path) -> dict[str, str]:
         return {"scan": scan_table(result, relative)}
     if kind == "experiment-rule":
         return {"experiment-rule": experiment_rule_table(result, relative)}
+    if kind == "experiment-memory":
+        return {"experiment-memory": experiment_memory_table(result, relative)}
     return {
         "decoding-study": study_table(result) + "\n\n" + caption(result, relative),
         "decoding-study-tune": study_table(result, "tune"),

@@ -316,7 +316,7 @@ def test_automatic_promotion_when_asked_for(app, rows_experiment):
         assert registry.production_version().name == "rival"
 
 
-def test_the_results_count_every_decision_and_its_kept_share(app, rows_experiment):
+def test_the_results_count_every_decision_and_its_kept_share(app, rows_experiment, admin_client):
     rows_experiment("champion", Decision.ACCEPTED, 3)
     rows_experiment("champion", Decision.REJECTED, 1)
     rows_experiment("challenger", Decision.KEPT_PART, 2, keep=True)
@@ -331,6 +331,12 @@ def test_the_results_count_every_decision_and_its_kept_share(app, rows_experimen
         assert found.verdict.outcome == "collecting"
         assert "more reviews needed" in found.verdict.message
         assert [line.css for line in found.chart.lines] == ["chart-champion", "chart-challenger"]
+    # Too few reviews for some intervals: the page says so rather than failing.
+    page = admin_client.get(f"/admin/experiments/{rows_experiment.experiment_id}")
+    assert page.status_code == 200
+    text = page.get_data(as_text=True)
+    assert "too few for an interval" in text
+    assert 'data-arm="champion" data-field="accepted">3 ' in text
 
 
 # -- pages, API and commands ----------------------------------------------------------
@@ -447,3 +453,24 @@ def test_the_commands_start_report_and_stop(app, runner, production_model, chall
     assert stopped.exit_code == 0 and "stopped" in stopped.output
     again = runner.invoke(args=["experiments", "stop", "--yes"])
     assert again.exit_code == 1 and "no experiment is running" in again.output
+
+
+def test_the_chart_spans_the_reviews_from_first_to_last():
+    from datetime import UTC, datetime, timedelta
+
+    from srcflask.experiments.charts import LEFT, RIGHT, WIDTH, kept_share_chart
+
+    start = datetime(2026, 12, 1, tzinfo=UTC)
+    # Four reviews within half a second, as when a batch of decisions lands at once.
+    timeline = [
+        (start + timedelta(milliseconds=100 * i), arm, share)
+        for i, (arm, share) in enumerate(
+            [(Arm.CHAMPION, 1.0), (Arm.CHALLENGER, 0.0), (Arm.CHAMPION, 0.0), (Arm.CHALLENGER, 1.0)]
+        )
+    ]
+    chart = kept_share_chart(timeline, {Arm.CHAMPION: "a:1", Arm.CHALLENGER: "b:1"})
+    champion, rival = chart.lines
+    assert champion.points.startswith(f"{LEFT}")
+    assert rival.last_x == WIDTH - RIGHT  # the last review is at the right edge
+    assert champion.tip == "Champion, a:1: 50% kept over 2 reviews"
+    assert kept_share_chart([], {}).lines == []

@@ -52,7 +52,7 @@ def kept_share_chart(
     if not timeline:
         return chart
     start, finish = timeline[0][0], timeline[-1][0]
-    span = max((finish - start).total_seconds(), 1.0)
+    span = (finish - start).total_seconds() or 1.0  # reviews all at one moment: one slot
     plot_width = WIDTH - LEFT - RIGHT
     plot_height = HEIGHT - BOTTOM - TOP
     for arm in Arm:
