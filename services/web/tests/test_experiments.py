@@ -8,7 +8,7 @@ import json
 import socket
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import func, select
 
 from srcflask.documents import service as documents
 from srcflask.experiments import service as experiments
@@ -474,3 +474,17 @@ def test_the_chart_spans_the_reviews_from_first_to_last():
     assert rival.last_x == WIDTH - RIGHT  # the last review is at the right edge
     assert champion.tip == "Champion, a:1: 50% kept over 2 reviews"
     assert kept_share_chart([], {}).lines == []
+
+
+def test_two_admins_starting_at_once_get_one_experiment(
+    app, production_model, challenger, monkeypatch
+):
+    """The second start passes the "one running" check before the first commits: the
+    database's unique index refuses it, with the same message."""
+    with app.app_context():
+        start(challenger)
+        monkeypatch.setattr(experiments, "running", lambda: None)
+        with pytest.raises(experiments.ExperimentError, match="running already"):
+            start(challenger, preset="creative")
+        monkeypatch.undo()
+        assert db.session.scalar(select(func.count()).select_from(Experiment)) == 1
