@@ -5,7 +5,6 @@ catalog's)."""
 from __future__ import annotations
 
 import json
-import socket
 
 import pytest
 from sqlalchemy import func, select
@@ -28,6 +27,7 @@ from srcflask.models import (
 from srcflask.registry import service as registry
 
 from .factories import DocumentFactory, ModelVersionFactory
+from .support import claims_die
 
 BODY = "The harbour committee met on Tuesday. The new pier is late again, and the"
 
@@ -152,16 +152,8 @@ def test_a_worker_killed_mid_experiment_loses_no_assignment(
         experiment_id = start(challenger, preset=None)
         save_documents(sponsor.id, None, 8)
         arms = {t.id: t.arm for t in texts_of(experiment_id)}
-        claimed = work.claim(work.MACHINE_TEXTS, [], limit=8)
-        assert sorted(claimed) == sorted(arms)
-        # The worker dies holding every claim: its process is gone.
-        db.session.execute(
-            MachineText.__table__.update()
-            .where(MachineText.id.in_(claimed))
-            .values(claimed_by=f"{socket.gethostname()}:999999999:dead")
-        )
-        db.session.commit()
-        assert sorted(work.recover_stale(work.MACHINE_TEXTS)) == sorted(claimed)
+        # A worker claims every text and dies holding them.
+        assert sorted(claims_die(8)) == sorted(arms)
         work.run_pending()
         db.session.expire_all()
         for text in texts_of(experiment_id):

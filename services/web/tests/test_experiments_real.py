@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import os
 import re
-import socket
 from collections import Counter
 from pathlib import Path
 
@@ -19,6 +18,7 @@ from srcflask.ml import catalog
 from srcflask.ml.quality import load_documents
 from srcflask.models import Experiment, MachineText, MachineTextStatus
 
+from .support import claims_die
 from .test_documents import create, doc_id_from
 
 pytestmark = pytest.mark.slow
@@ -78,14 +78,7 @@ def test_the_default_and_another_catalog_model_compared_on_twenty_documents(
         )
         assert len(arms) == 20 and set(arms.values()) == {"champion", "challenger"}
         # A worker claims four texts and dies before writing them.
-        claimed = work.claim(work.MACHINE_TEXTS, [], limit=4)
-        db.session.execute(
-            MachineText.__table__.update()
-            .where(MachineText.id.in_(claimed))
-            .values(claimed_by=f"{socket.gethostname()}:999999999:dead")
-        )
-        db.session.commit()
-        assert sorted(work.recover_stale(work.MACHINE_TEXTS)) == sorted(claimed)
+        assert len(claims_die(4)) == 4
         work.run_pending()
         db.session.expire_all()
         texts = db.session.scalars(

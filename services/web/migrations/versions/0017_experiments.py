@@ -100,8 +100,8 @@ def downgrade():
     if experiments:
         raise RuntimeError(
             f"{experiments} experiment(s) and the arms of their machine texts would be lost; "
-            "the old schema cannot hold them. Export what you need, then delete them "
-            "(DELETE FROM experiments) to go back."
+            "the old schema cannot hold them. Export what you need and delete the "
+            "experiments table's rows to go back."
         )
     with op.batch_alter_table("machine_texts", schema=None) as batch_op:
         batch_op.drop_constraint(
