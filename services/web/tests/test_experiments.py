@@ -480,3 +480,27 @@ def test_two_admins_starting_at_once_get_one_experiment(
             start(challenger, preset="creative")
         monkeypatch.undo()
         assert db.session.scalar(select(func.count()).select_from(Experiment)) == 1
+
+
+def test_a_finished_training_run_offers_an_experiment_with_its_version(app, admin_client):
+    from srcflask.models import TrainingRun, TrainingStatus
+
+    with app.app_context():
+        parent = ModelVersionFactory(name="base")
+        tuned = ModelVersionFactory(name="tuned", parent=parent)
+        registry.set_alias(parent, "production", actor=None)
+        run = TrainingRun(
+            parent=parent,
+            name="tuned",
+            status=TrainingStatus.DONE,
+            result=tuned,
+            created_by_label="command line",
+        )
+        db.session.add(run)
+        db.session.commit()
+        run_id, tuned_id = run.id, tuned.id
+    page = admin_client.get(f"/admin/training/{run_id}").get_data(as_text=True)
+    link = f"/admin/experiments?challenger={tuned_id}#start"
+    assert f'href="{link}"' in page and "Start an experiment with this version" in page
+    chosen = admin_client.get(link).get_data(as_text=True)
+    assert f'<option selected value="{tuned_id}">tuned:' in chosen
