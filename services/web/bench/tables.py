@@ -245,11 +245,41 @@ def experiment_memory_table(result: dict[str, Any], path: Path) -> str:
     )
 
 
+def load_repeats_table(result: dict[str, Any], path: Path) -> str:
+    """Every run of the repeated load test, then each variant's medians."""
+    targets = result["targets"]
+    lines = [
+        "| round | variant | req/s | save p50 ms | save p99 ms | list p99 ms | errors "
+        "| worker cores | every target met |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for run in result["runs"]:
+        lines.append(
+            f"| {run['round']} | {run['variant']} | {run['requests_per_second']} "
+            f"| {run['save_p50_ms']} | {run['save_p99_ms']} | {run['list_p99_ms']} "
+            f"| {run['errors']} | {run['worker_cores']} | {'yes' if run['targets_met'] else 'no'} |"
+        )
+    for variant, median in result["medians"].items():
+        lines.append(
+            f"| median | {variant} | {median['requests_per_second']:g} "
+            f"| {median['save_p50_ms']:g} | {median['save_p99_ms']:g} "
+            f"| {median['list_p99_ms']:g} | | | {median['runs_meeting_every_target']} of "
+            f"{result['rounds']} |"
+        )
+    return "\n".join(lines) + (
+        f"\n\n{result['minutes_per_run']:g}-minute runs, interleaved; targets: save p99 under "
+        f"{targets['save_p99_ms']} ms, list p99 under {targets['list_p99_ms']} ms, no errors, "
+        "every save's machine text written once. " + run_caption(result, path)
+    )
+
+
 def tables(path: Path) -> dict[str, str]:
     """Each table the docs hold from this result file, by the name of its marker."""
     result = json.loads(path.read_text(encoding="utf-8"))
     relative = path.resolve().relative_to(ROOT)
     kind = kind_of(path)
+    if kind == "load-repeats":
+        return {kind: load_repeats_table(result, relative)}
     if kind.startswith("load"):
         return {kind: load_table(result, relative)}
     if kind == "soak":
