@@ -231,9 +231,10 @@ def test_jobs_read_the_second_texts_settings(app, editor_client, written):
             .where(MachineText.id == second.id)
             .values(claimed_by=work.worker_id())
         )
-        [(prompt, settings)] = work.MACHINE_TEXTS.inputs([second.id], version).values()
-        assert settings == another_text_settings(registry.settings_for(version))
-        assert prompt.endswith("The hall needs a new roof,")
+        [job] = work.MACHINE_TEXTS.inputs([second.id]).values()
+        assert job.writer.version.id == version.id
+        assert job.writer.settings == another_text_settings(registry.settings_for(version))
+        assert job.prompt.endswith("The hall needs a new roof,")
 
 
 # -- Undo -----------------------------------------------------------------------------
