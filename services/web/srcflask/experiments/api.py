@@ -81,21 +81,24 @@ def get_experiment(experiment_id: int):
     return experiments.results(_experiment(experiment_id))
 
 
+def _confirmed(experiment_id: int, act, confirm: bool):
+    """Stop or promote an experiment as the caller, once confirmed; its results after."""
+    require_role(Role.ADMIN)
+    found = _experiment(experiment_id)
+    try:
+        act(found, actor=current_user, ip_address=client_ip(), confirmed=confirm)
+    except experiments.ExperimentError as error:
+        _refuse(error)
+    return experiments.results(found)
+
+
 @blp.route("/experiments/<int:experiment_id>/stop", methods=["POST"])
 @blp.arguments(ConfirmSchema)
 @blp.response(200, ExperimentResultsSchema)
 @errors(blp, 404, 409, 422)
 def stop_experiment(data, experiment_id: int):
     """Stop an experiment: production writes every machine text again (needs confirm)."""
-    require_role(Role.ADMIN)
-    found = _experiment(experiment_id)
-    try:
-        experiments.stop(
-            found, actor=current_user, ip_address=client_ip(), confirmed=data["confirm"]
-        )
-    except experiments.ExperimentError as error:
-        _refuse(error)
-    return experiments.results(found)
+    return _confirmed(experiment_id, experiments.stop, data["confirm"])
 
 
 @blp.route("/experiments/<int:experiment_id>/promote", methods=["POST"])
@@ -104,12 +107,4 @@ def stop_experiment(data, experiment_id: int):
 @errors(blp, 404, 409, 422)
 def promote_experiment(data, experiment_id: int):
     """Make the challenger production once the rule says better (needs confirm)."""
-    require_role(Role.ADMIN)
-    found = _experiment(experiment_id)
-    try:
-        experiments.promote(
-            found, actor=current_user, ip_address=client_ip(), confirmed=data["confirm"]
-        )
-    except experiments.ExperimentError as error:
-        _refuse(error)
-    return experiments.results(found)
+    return _confirmed(experiment_id, experiments.promote, data["confirm"])

@@ -16,10 +16,6 @@ from . import service as experiments
 from .forms import OWN_SETTINGS, ConfirmForm, StartExperimentForm
 
 
-def _versions() -> list[ModelVersion]:
-    return registry.all_versions()
-
-
 def list_page(form: StartExperimentForm, status: int = 200):
     return render_template(
         "admin/experiments.html",
@@ -32,7 +28,7 @@ def list_page(form: StartExperimentForm, status: int = 200):
 
 @admin_bp.get("/experiments")
 def experiments_list():
-    form = StartExperimentForm(_versions(), formdata=None)
+    form = StartExperimentForm(registry.all_versions(), formdata=None)
     wanted = request.args.get("challenger", "")
     if wanted in {choice.value for choice in form.challenger.choices}:
         form.challenger.data = wanted  # "Start an experiment with this version"
@@ -41,7 +37,7 @@ def experiments_list():
 
 @admin_bp.post("/experiments")
 def start_experiment():
-    form = StartExperimentForm(_versions())
+    form = StartExperimentForm(registry.all_versions())
     if not form.validate_on_submit():
         return list_page(form, 422)
     challenger = db.get_or_404(ModelVersion, int(form.challenger.data))

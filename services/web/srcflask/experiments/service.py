@@ -17,6 +17,8 @@ from collections import Counter
 from dataclasses import dataclass, field
 from datetime import datetime
 
+from flask import has_request_context
+from flask_login import current_user
 from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import selectinload
@@ -95,9 +97,6 @@ def hidden_from(user: User | None, machine_text: MachineText | None) -> bool:
 
 def writer_hidden(machine_text: MachineText | None) -> bool:
     """`hidden_from` for the person this request is for (templates)."""
-    from flask import has_request_context
-    from flask_login import current_user
-
     return hidden_from(current_user if has_request_context() else None, machine_text)
 
 
@@ -214,30 +213,34 @@ def writer_of(
     experiment: Experiment | None,
     experiment_id: int | None,
     arm: str | None,
-    production: ModelVersion | None,
+    production: Writer | None,
 ) -> Writer | None:
-    """The writer of a text with this assignment; None when no model can write it.
+    """The writer of a text with this assignment, `experiment` being the running one;
+    `production` (None when no model can write it) outside experiments.
 
     A text of an experiment that ended is written by production. A challenger that
     can no longer be used (its version gone, or its files changed) stops the
     experiment here, and its texts go to production.
     """
-    experiment = running()
-    if experiment is not None and experiment.id == experiment_id and arm is not None:
-        which = Arm(arm)
-        version = experiment.version_of(which)
-        problem = (
-            f"{which.value}'s version was deleted"
-            if version is None
-            else (version.files_problem and f"{version.label}'s files changed on disk")
-        )
-        if not problem:
-            settings = GenerationSettings.from_dict(experiment.settings_of(which))
-            return Writer(version, settings, which)
+    if experiment is None or not experiment.running or experiment.id != experiment_id or not arm:
+        return production
+    which = Arm(arm)
+    version = experiment.version_of(which)
+    problem = (
+        f"{which.value}'s version was deleted"
+        if version is None
+        else (version.files_problem and f"{version.label}'s files changed on disk")
+    )
+    if problem:
         end(experiment, ExperimentStatus.STOPPED, f"Stopped: the {problem}.", actor=None)
-    if production is None:
-        return None
-    return Writer(production, registry.settings_for(production))
+        return production
+    return Writer(version, GenerationSettings.from_dict(experiment.settings_of(which)), which)
+
+
+def production_writer() -> Writer | None:
+    """Production's version and settings; None when no version is production."""
+    version = registry.production_version()
+    return Writer(version, registry.settings_for(version)) if version is not None else None
 
 
 def cannot_load(version: ModelVersion, reason: str) -> bool:

@@ -97,7 +97,7 @@ class JobKind:
 
 class MachineTextJobs(JobKind):
     def inputs(self, ids):
-        production = registry.production_version()
+        production = experiments.production_writer()
         experiment = experiments.running()
         rows = db.session.execute(
             select(
@@ -140,7 +140,7 @@ class MachineTextJobs(JobKind):
 
 class ApiJobs(JobKind):
     def inputs(self, ids):
-        production = registry.production_version()
+        production = experiments.production_writer()
         rows = db.session.execute(
             select(GenerationJob.id, GenerationJob.prompt, GenerationJob.settings).where(
                 GenerationJob.id.in_(ids), GenerationJob.claimed_by == worker_id()
@@ -149,7 +149,7 @@ class ApiJobs(JobKind):
         return {
             row.id: JobInput(
                 row.prompt,
-                experiments.Writer(production, GenerationSettings.from_dict(row.settings)),
+                replace(production, settings=GenerationSettings.from_dict(row.settings)),
             )
             if production is not None
             else None
